@@ -1,0 +1,82 @@
+# theframework — every target does its own set-up on a fresh machine (see scripts/bootstrap.sh).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+ASAN_VENV := .venv-asan
+ASAN_PY := $(ASAN_VENV)/bin/python
+CMAKE = $(VENV)/bin/cmake
+NATIVE_SOURCES := $(shell find src -name '*.cpp' -o -name '*.hpp') CMakeLists.txt pyproject.toml
+PYTEST_ARGS ?=
+
+.PHONY: all build run test cpp-test pytest asan lint format fuzz bench clean
+
+all: build
+
+$(VENV)/.deps: scripts/bootstrap.sh pyproject.toml
+	scripts/bootstrap.sh $(PYTHON) $(VENV)
+	$(PY) -m pip install -q --no-build-isolation -e '.[test]'
+	touch $@
+
+$(VENV)/.built: $(VENV)/.deps $(NATIVE_SOURCES)
+	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
+	touch $@
+
+build: $(VENV)/.built
+
+run: build
+	$(PY) -m theframework examples.hello:app --host 127.0.0.1 --port 8000
+
+test: cpp-test pytest
+
+cpp-test: $(VENV)/.deps
+	$(CMAKE) -S . -B build/cpp -G Ninja -DCMAKE_MAKE_PROGRAM=$(CURDIR)/$(VENV)/bin/ninja \
+	  -DTHEFRAMEWORK_TESTS=ON -DTHEFRAMEWORK_PYTHON=OFF -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	$(CMAKE) --build build/cpp
+	cd build/cpp && ../../$(VENV)/bin/ctest --output-on-failure -j2
+
+pytest: build
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The pytest suite against a build of the extension with AddressSanitizer and UBSan. Python itself
+# is not instrumented, so libasan is preloaded; leak detection is off (CPython keeps objects alive
+# at exit by design).
+$(ASAN_VENV)/.built: $(VENV)/.deps $(NATIVE_SOURCES)
+	scripts/bootstrap.sh $(PYTHON) $(ASAN_VENV)
+	$(ASAN_PY) -m pip install -q --no-build-isolation -e '.[test]' \
+	  -C cmake.build-type=Debug -C cmake.define.THEFRAMEWORK_SANITIZE=ON \
+	  -C build-dir=build/asan-{wheel_tag}
+	touch $@
+
+asan: $(ASAN_VENV)/.built
+	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:detect_stack_use_after_return=0 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	THEFRAMEWORK_SANITIZED=1 \
+	  $(ASAN_PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: $(VENV)/.deps
+	$(VENV)/bin/ruff check theframework tests examples bench
+	$(VENV)/bin/ruff format --check theframework tests examples bench
+	$(VENV)/bin/mypy
+	clang-format --dry-run --Werror $$(find src tests/cpp fuzz -name '*.cpp' -o -name '*.hpp')
+
+format: $(VENV)/.deps
+	$(VENV)/bin/ruff format theframework tests examples bench
+	$(VENV)/bin/ruff check --fix theframework tests examples bench
+	clang-format -i $$(find src tests/cpp fuzz -name '*.cpp' -o -name '*.hpp')
+
+# libFuzzer over the HTTP parser. FUZZ_SECONDS bounds the run (CI runs a short one).
+FUZZ_SECONDS ?= 60
+fuzz: $(VENV)/.deps
+	CXX=clang++ $(CMAKE) -S . -B build/fuzz -G Ninja -DCMAKE_MAKE_PROGRAM=$(CURDIR)/$(VENV)/bin/ninja \
+	  -DTHEFRAMEWORK_FUZZ=ON -DTHEFRAMEWORK_PYTHON=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	$(CMAKE) --build build/fuzz
+	mkdir -p build/fuzz/corpus
+	build/fuzz/http_parser_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	  build/fuzz/corpus fuzz/corpus
+
+bench: build
+	$(PY) bench/run.py
+
+clean:
+	rm -rf build $(VENV) $(ASAN_VENV)

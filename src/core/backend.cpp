@@ -1,0 +1,58 @@
+// make_backend and the small helpers declared in backend.hpp.
+#include "core/backend.hpp"
+
+#include <cerrno>
+#include <string_view>
+#include <system_error>
+
+#include "core/epoll_backend.hpp"
+#include "core/uring_backend.hpp"
+
+namespace tf::core {
+
+std::unique_ptr<Backend> make_backend(const BackendOptions& options, std::string* fallback_reason) {
+  switch (options.choice) {
+    case BackendChoice::io_uring:
+      return make_uring_backend(options);
+    case BackendChoice::epoll:
+      return make_epoll_backend(options);
+    case BackendChoice::automatic:
+      break;
+  }
+  try {
+    return make_uring_backend(options);
+  } catch (const std::system_error& error) {
+    const int code = error.code().value();
+    if (error.code().category() != std::generic_category() ||
+        (code != ENOSYS && code != EPERM && code != EACCES)) {
+      throw;
+    }
+    if (fallback_reason != nullptr) *fallback_reason = error.what();
+  }
+  return make_epoll_backend(options);
+}
+
+bool parse_backend_choice(std::string_view text, BackendChoice& out) noexcept {
+  if (text.empty() || text == "auto") {
+    out = BackendChoice::automatic;
+  } else if (text == "io_uring") {
+    out = BackendChoice::io_uring;
+  } else if (text == "epoll") {
+    out = BackendChoice::epoll;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+const char* backend_name(BackendKind kind) noexcept {
+  switch (kind) {
+    case BackendKind::io_uring:
+      return "io_uring";
+    case BackendKind::epoll:
+      return "epoll";
+  }
+  return "unknown";
+}
+
+}  // namespace tf::core

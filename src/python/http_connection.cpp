@@ -1,0 +1,700 @@
+// Connections and the accepting side of the HTTP server (see http_server.hpp for the flow).
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "python/configuration.hpp"
+#include "python/http_server.hpp"
+
+namespace tf::py {
+
+namespace {
+
+// Unread input above this pauses the receive while a handler runs (backpressure).
+constexpr size_t kInputHighWater = 256 * 1024;
+// How long an answered-and-closing connection keeps discarding input before it closes.
+constexpr double kLingerSeconds = 2.0;
+
+int64_t deadline_in(double seconds) {
+  return core::monotonic_ns() + static_cast<int64_t>(seconds * 1e9);
+}
+
+PyObject* make_http_error(int status, const char* message) {
+  PyObject* http_error = configuration.http_error.get();
+  if (http_error == nullptr) {
+    PyErr_Format(PyExc_RuntimeError, "HTTP %d: %s", status, message);
+    return nullptr;
+  }
+  PyRef error(PyObject_CallFunction(http_error, "is", status, message));
+  if (error) PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(error.get())), error.get());
+  return nullptr;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Connection
+
+Connection::Connection(HttpServer& server, int fd) : server_(server), fd_(fd) {}
+
+Connection::~Connection() = default;
+
+void Connection::release() noexcept {
+  if (--references_ == 0) delete this;
+}
+
+void Connection::start() {
+  arm_receive();
+  set_timer(server_.options().keepalive_timeout);
+}
+
+void Connection::arm_receive() {
+  if (receive_token_ != 0 || phase_ == Phase::closed || peer_closed_) return;
+  Hub& hub = server_.hub();
+  receive_token_ = hub.reserve_handler_slot(this);
+  retain();
+  hub.backend().recv_multishot(fd_, receive_token_);
+}
+
+void Connection::set_timer(double seconds) {
+  clear_timer();
+  if (seconds <= 0) return;
+  timer_token_ = server_.hub().add_handler_timer(deadline_in(seconds), this);
+  retain();
+}
+
+void Connection::clear_timer() noexcept {
+  if (timer_token_ == 0) return;
+  server_.hub().cancel_handler_timer(timer_token_);
+  timer_token_ = 0;
+  release();
+}
+
+void Connection::on_completion(const core::Completion& completion) {
+  if (completion.token == receive_token_) {
+    on_receive(completion);
+  } else if (completion.token == timer_token_) {
+    timer_token_ = 0;
+    on_timer();
+    release();
+  } else if (completion.token == send_token_) {
+    on_send(completion);
+  } else if (completion.buffer >= 0) {
+    server_.hub().backend().release_buffer(completion.buffer);
+  }
+}
+
+void Connection::on_receive(const core::Completion& completion) {
+  core::Backend& backend = server_.hub().backend();
+  if (completion.result > 0 && completion.buffer >= 0) {
+    auto data = backend.buffer_data(completion.buffer);
+    if (phase_ != Phase::lingering && phase_ != Phase::closed) {
+      if (input_start_ == input_.size()) {
+        input_.clear();
+        input_start_ = 0;
+      }
+      input_.append(reinterpret_cast<const char*>(data.data()),
+                    static_cast<size_t>(completion.result));
+    }
+    backend.release_buffer(completion.buffer);
+  } else if (completion.buffer >= 0) {
+    backend.release_buffer(completion.buffer);
+  }
+  const bool final = !completion.more;
+  if (final) {
+    receive_token_ = 0;
+    if (completion.result == 0) {
+      peer_closed_ = true;
+    } else if (completion.result < 0 && completion.result != -ENOBUFS &&
+               completion.result != -ECANCELED) {
+      peer_closed_ = true;
+      read_error_ = -completion.result;
+    }
+  }
+  retain();  // this function may close the connection; keep it alive until the end
+  switch (phase_) {
+    case Phase::idle:
+    case Phase::head:
+      if (input_start_ < input_.size()) {
+        parse_buffered(true, nullptr, nullptr);
+      } else if (peer_closed_) {
+        close_now();
+      }
+      break;
+    case Phase::handling:
+      wake_reader(0);
+      break;
+    case Phase::error_response:
+      break;
+    case Phase::lingering:
+      input_.clear();
+      input_start_ = 0;
+      if (peer_closed_) close_now();
+      break;
+    case Phase::closed:
+      break;
+  }
+  if (final) {
+    // -ENOBUFS or a multishot that ended by itself: arm again unless paused by backpressure.
+    bool paused = phase_ == Phase::handling && buffered().size() >= kInputHighWater;
+    if (!paused) arm_receive();
+    release();  // the receive's reference
+  }
+  release();
+}
+
+void Connection::on_timer() {
+  switch (phase_) {
+    case Phase::idle:
+      close_now();  // keep-alive timeout: close quietly
+      break;
+    case Phase::head:
+      send_error(408, "Request Timeout");
+      break;
+    case Phase::lingering:
+    case Phase::error_response:
+      close_now();
+      break;
+    case Phase::handling:
+    case Phase::closed:
+      break;
+  }
+}
+
+void Connection::wake_reader(int result) noexcept {
+  if (reader_token_ == 0) return;
+  uint64_t token = reader_token_;
+  reader_token_ = 0;
+  server_.hub().complete_event(token, result);
+}
+
+void Connection::consume(size_t count) noexcept {
+  input_start_ += count;
+  if (input_start_ >= input_.size()) {
+    input_.clear();
+    input_start_ = 0;
+  } else if (input_start_ > 64 * 1024 && input_start_ * 2 > input_.size()) {
+    input_.erase(0, input_start_);
+    input_start_ = 0;
+  }
+}
+
+bool Connection::parse_buffered(bool spawn, PyObject** request, PyObject** response) {
+  if (draining_ && phase_ == Phase::idle && input_start_ == input_.size()) {
+    close_now();
+    return false;
+  }
+  http::Header storage[256];
+  const http::Limits& limits = server_.options().limits;
+  std::span<http::Header> headers(storage, std::min<size_t>(limits.max_headers + 1, 256));
+  http::RequestHead head;
+  http::ParseResult result = http::parse_request(buffered(), limits, head, headers);
+  if (result.status == http::ParseStatus::incomplete) {
+    if (peer_closed_) {
+      close_now();  // a partial request and then the client left
+      return false;
+    }
+    if (phase_ != Phase::head) {
+      phase_ = Phase::head;
+      set_timer(server_.options().header_timeout);
+    }
+    return false;
+  }
+  if (result.status == http::ParseStatus::error) {
+    send_error(result.http_status, result.reason);
+    return false;
+  }
+  clear_timer();
+  head_ = head;
+  PyObject* request_object = nullptr;
+  PyObject* response_object = nullptr;
+  if (!create_request_objects(&request_object, &response_object)) {
+    PyErr_Clear();
+    send_error(500, "Internal Server Error");
+    return false;
+  }
+  phase_ = Phase::handling;
+  server_.request_started();
+  if (!spawn) {
+    *request = request_object;
+    *response = response_object;
+    return true;
+  }
+  int spawned = server_.spawn_request(request_object, response_object);
+  Py_DECREF(request_object);
+  Py_DECREF(response_object);
+  if (spawned < 0) {
+    PyErr_Clear();
+    server_.request_finished();
+    send_error(500, "Internal Server Error");
+  }
+  return false;
+}
+
+bool Connection::create_request_objects(PyObject** request, PyObject** response) {
+  std::string_view data = buffered();
+  const size_t head_length = head_.head_length;
+  PyObject* request_object = new_request_object(this, data.substr(0, head_length), head_);
+  if (request_object == nullptr) return false;
+  PyObject* response_object = new_response_object(this, head_);
+  if (response_object == nullptr) {
+    Py_DECREF(request_object);
+    return false;
+  }
+  consume(head_length);
+  body_done_ = head_.framing == http::BodyFraming::none ||
+               (head_.framing == http::BodyFraming::content_length && head_.content_length == 0);
+  body_remaining_ =
+      head_.framing == http::BodyFraming::content_length ? head_.content_length : 0;
+  chunked_.reset();
+  if (head_.framing == http::BodyFraming::chunked) {
+    chunked_ = std::make_unique<http::ChunkedDecoder>(server_.options().limits.max_body_size);
+  }
+  expect_continue_pending = head_.expect_continue && !body_done_;
+  *request = request_object;
+  *response = response_object;
+  return true;
+}
+
+int Connection::wait_for_input() {
+  if (peer_closed_) {
+    PyErr_SetString(PyExc_ConnectionResetError, "the client closed the connection mid-body");
+    return -1;
+  }
+  if (phase_ == Phase::closed) {
+    PyErr_SetString(PyExc_ConnectionAbortedError, "the connection was closed");
+    return -1;
+  }
+  arm_receive();
+  Hub& hub = server_.hub();
+  reader_token_ = hub.prepare_event();
+  uint64_t token = reader_token_;
+  retain();
+  int result = hub.wait_event(token, server_.options().body_timeout);
+  if (reader_token_ == token) reader_token_ = 0;
+  release();
+  if (result < 0 && PyErr_ExceptionMatches(PyExc_TimeoutError)) {
+    PyErr_Clear();
+    make_http_error(408, "the request body was not received in time");
+  }
+  return result < 0 ? -1 : 0;
+}
+
+bool Connection::body_complete() const noexcept { return body_done_; }
+
+bool Connection::will_keep_alive() const noexcept {
+  if (!head_.keep_alive || draining_ || server_.draining() || peer_closed_ ||
+      phase_ == Phase::closed) {
+    return false;
+  }
+  if (body_done_) return true;
+  return head_.framing == http::BodyFraming::content_length &&
+         buffered().size() >= body_remaining_;
+}
+
+int Connection::read_body(Py_ssize_t size, std::string& out) {
+  const size_t limit = size < 0 ? SIZE_MAX : static_cast<size_t>(size);
+  if (expect_continue_pending) {
+    expect_continue_pending = false;
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    if (send_bytes(kContinue) < 0) return -1;
+  }
+  while (!body_done_ && out.size() < limit) {
+    std::string_view available = buffered();
+    if (head_.framing == http::BodyFraming::content_length) {
+      size_t take = std::min<uint64_t>({available.size(), body_remaining_, limit - out.size()});
+      out.append(available.substr(0, take));
+      consume(take);
+      body_remaining_ -= take;
+      if (body_remaining_ == 0) body_done_ = true;
+    } else {
+      http::ChunkResult result = chunked_->feed(available, out);
+      consume(result.consumed);
+      if (result.status == http::ChunkStatus::error) {
+        body_done_ = true;
+        draining_ = true;  // the stream is unusable: close after the response
+        make_http_error(result.http_status, result.reason);
+        return -1;
+      }
+      if (result.status == http::ChunkStatus::done) body_done_ = true;
+      if (size >= 0 && out.size() >= limit) break;
+      if (result.status == http::ChunkStatus::done) break;
+      if (result.consumed > 0 && !out.empty() && size >= 0) break;
+    }
+    if (body_done_ || (size >= 0 && !out.empty())) break;
+    if (buffered().empty() && wait_for_input() < 0) {
+      draining_ = true;
+      return -1;
+    }
+  }
+  if (phase_ == Phase::handling && receive_token_ == 0 && buffered().size() < kInputHighWater &&
+      !peer_closed_) {
+    arm_receive();
+  }
+  return 0;
+}
+
+int Connection::send_views(std::vector<Py_buffer>& views) {
+  size_t total = 0;
+  for (const Py_buffer& view : views) total += static_cast<size_t>(view.len);
+  size_t done = 0;
+  Hub& hub = server_.hub();
+  const double timeout = server_.options().write_timeout;
+  const int64_t deadline = deadline_in(timeout);
+  retain();
+  int status = 0;
+  while (done < total) {
+    double remaining = std::max<double>(0, (deadline - core::monotonic_ns()) / 1e9);
+    Py_ssize_t sent = hub.send(fd_, views, done, timeout > 0 ? remaining : -1);
+    if (sent < 0) {
+      draining_ = true;
+      status = -1;
+      break;
+    }
+    done += static_cast<size_t>(sent);
+  }
+  for (Py_buffer& view : views) PyBuffer_Release(&view);
+  views.clear();
+  release();
+  return status;
+}
+
+int Connection::send_bytes(std::string_view data) {
+  PyRef bytes(PyBytes_FromStringAndSize(data.data(), static_cast<Py_ssize_t>(data.size())));
+  if (!bytes) return -1;
+  std::vector<Py_buffer> views(1);
+  if (PyObject_GetBuffer(bytes.get(), &views[0], PyBUF_SIMPLE) < 0) return -1;
+  return send_views(views);
+}
+
+int Connection::send_file(int file_fd, uint64_t offset, uint64_t count) {
+  Hub& hub = server_.hub();
+  const double timeout = server_.options().write_timeout;
+  retain();
+  int status = 0;
+  off_t position = static_cast<off_t>(offset);
+  uint64_t left = count;
+  while (left > 0) {
+    ssize_t sent = ::sendfile(fd_, file_fd, &position, std::min<uint64_t>(left, 1u << 30));
+    if (sent > 0) {
+      left -= static_cast<uint64_t>(sent);
+      continue;
+    }
+    if (sent == 0) {
+      PyErr_SetString(PyExc_OSError, "file shrank while it was being sent");
+      status = -1;
+      break;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN) {
+      PyErr_SetFromErrno(PyExc_OSError);
+      status = -1;
+      break;
+    }
+    if (hub.poll(fd_, POLLOUT, timeout > 0 ? timeout : -1) < 0) {
+      status = -1;
+      break;
+    }
+  }
+  if (status < 0) draining_ = true;
+  release();
+  return status;
+}
+
+bool Connection::finish_request(bool response_complete, PyObject** next_request,
+                                PyObject** next_response) {
+  server_.request_finished();
+  wake_reader(0);
+  if (phase_ == Phase::closed) return false;
+  // Unread body that is already buffered is skipped; a body still on the wire closes.
+  if (!body_done_ && head_.framing == http::BodyFraming::content_length &&
+      buffered().size() >= body_remaining_) {
+    consume(body_remaining_);
+    body_remaining_ = 0;
+    body_done_ = true;
+  }
+  const bool keep = response_complete && body_done_ && head_.keep_alive && !draining_ &&
+                    !server_.draining() && !peer_closed_;
+  if (!keep) {
+    if (!response_complete || buffered().empty() || peer_closed_) {
+      close_now();
+    } else {
+      begin_linger();
+    }
+    return false;
+  }
+  phase_ = Phase::idle;
+  if (receive_token_ == 0) arm_receive();
+  if (!buffered().empty()) {
+    if (parse_buffered(false, next_request, next_response)) return true;
+    return false;
+  }
+  set_timer(server_.options().keepalive_timeout);
+  return false;
+}
+
+void Connection::send_error(int status, const char* reason) {
+  if (phase_ == Phase::closed || phase_ == Phase::error_response) return;
+  clear_timer();
+  phase_ = Phase::error_response;
+  std::string body = std::to_string(status) + " " + std::string(http::reason_phrase(status));
+  if (reason != nullptr && *reason) body += ": " + std::string(reason);
+  body += "\n";
+  error_output_.clear();
+  http::append_status_line(error_output_, status, 1);
+  http::append_header(error_output_, "Date", server_.dates().now());
+  http::append_header(error_output_, "Content-Type", "text/plain; charset=utf-8");
+  error_output_ += "Content-Length: ";
+  http::append_decimal(error_output_, body.size());
+  error_output_ += "\r\nConnection: close\r\n\r\n";
+  error_output_ += body;
+  error_iov_ = {error_output_.data(), error_output_.size()};
+  error_message_ = msghdr{};
+  error_message_.msg_iov = &error_iov_;
+  error_message_.msg_iovlen = 1;
+  Hub& hub = server_.hub();
+  send_token_ = hub.reserve_handler_slot(this);
+  retain();
+  hub.backend().sendmsg(fd_, &error_message_, send_token_);
+  set_timer(server_.options().write_timeout);
+}
+
+void Connection::on_send(const core::Completion& completion) {
+  send_token_ = 0;
+  if (completion.result > 0 && static_cast<size_t>(completion.result) < error_iov_.iov_len &&
+      phase_ == Phase::error_response) {
+    error_iov_.iov_base = static_cast<char*>(error_iov_.iov_base) + completion.result;
+    error_iov_.iov_len -= static_cast<size_t>(completion.result);
+    Hub& hub = server_.hub();
+    send_token_ = hub.reserve_handler_slot(this);
+    hub.backend().sendmsg(fd_, &error_message_, send_token_);
+    return;  // the send's reference carries over
+  }
+  if (phase_ == Phase::error_response) {
+    if (completion.result < 0) {
+      close_now();
+    } else {
+      begin_linger();
+    }
+  }
+  release();
+}
+
+void Connection::begin_linger() {
+  // Half-close and discard what the client still sends, so that it reads our response before it
+  // sees a reset; close on its end of stream or after a short while.
+  phase_ = Phase::lingering;
+  input_.clear();
+  input_start_ = 0;
+  ::shutdown(fd_, SHUT_WR);
+  if (peer_closed_) {
+    close_now();
+    return;
+  }
+  arm_receive();
+  set_timer(kLingerSeconds);
+}
+
+void Connection::begin_drain() noexcept {
+  draining_ = true;
+  if (phase_ == Phase::idle) close_now();
+}
+
+void Connection::close_now() noexcept {
+  if (phase_ == Phase::closed) return;
+  phase_ = Phase::closed;
+  clear_timer();
+  wake_reader(0);
+  Hub& hub = server_.hub();
+  if (receive_token_ != 0) hub.backend().cancel(receive_token_);
+  if (send_token_ != 0) hub.backend().cancel(send_token_);
+  hub.close_fd(fd_);
+  server_.connection_closed(this);
+  release();  // the server's reference
+}
+
+// ---------------------------------------------------------------------------------------------
+// HttpServer
+
+class HttpServer::Acceptor final : public CompletionHandler {
+ public:
+  Acceptor(HttpServer& server, size_t listener) : server_(server), listener_(listener) {}
+  void on_completion(const core::Completion& completion) override {
+    server_.on_accept(completion, listener_);
+  }
+  uint64_t token = 0;
+
+ private:
+  HttpServer& server_;
+  size_t listener_;
+};
+
+// A server timer: calls `action` on the server when it fires.
+class HttpServer::ServerTimer final : public CompletionHandler {
+ public:
+  ServerTimer(HttpServer& server, uint64_t HttpServer::*token, void (HttpServer::*action)())
+      : server_(server), token_(token), action_(action) {}
+  void on_completion(const core::Completion&) override {
+    server_.*token_ = 0;
+    (server_.*action_)();
+  }
+
+ private:
+  HttpServer& server_;
+  uint64_t HttpServer::*token_;
+  void (HttpServer::*action_)();
+};
+
+HttpServer::HttpServer(PyObject* handler, std::vector<int> listen_fds, const HttpOptions& options)
+    : handler_(PyRef::borrow(handler)), listen_fds_(std::move(listen_fds)), options_(options) {
+  for (size_t i = 0; i < listen_fds_.size(); ++i) {
+    int domain = 0;
+    socklen_t length = sizeof(domain);
+    ::getsockopt(listen_fds_[i], SOL_SOCKET, SO_DOMAIN, &domain, &length);
+    listener_is_tcp_.push_back(domain == AF_INET || domain == AF_INET6);
+    acceptors_.push_back(std::make_unique<Acceptor>(*this, i));
+  }
+  drain_timer_ = std::make_unique<ServerTimer>(*this, &HttpServer::drain_timer_token_,
+                                               &HttpServer::on_drain_deadline);
+  accept_retry_ = std::make_unique<ServerTimer>(*this, &HttpServer::accept_retry_token_,
+                                                &HttpServer::retry_accept);
+}
+
+HttpServer::~HttpServer() = default;
+
+PyObject* HttpServer::serve() {
+  Hub* hub = Hub::for_blocking_call();
+  if (hub == nullptr) return nullptr;
+  if (serving_) {
+    PyErr_SetString(PyExc_RuntimeError, "this HttpServer is already serving");
+    return nullptr;
+  }
+  if (draining_) Py_RETURN_NONE;  // shut down before it started
+  hub_ = hub;
+  serving_ = true;
+  for (int fd : listen_fds_) {
+    int flags = ::fcntl(fd, F_GETFL);
+    if (flags >= 0 && !(flags & O_NONBLOCK)) ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+  }
+  arm_accept();
+  done_token_ = hub->prepare_event();
+  int result = hub->wait_event(done_token_, -1);
+  done_token_ = 0;
+  // Whatever ended the wait (drained, or the greenlet was killed): nothing stays open.
+  pause_accept();
+  for (uint64_t* token : {&drain_timer_token_, &accept_retry_token_}) {
+    if (*token != 0) hub->cancel_handler_timer(*token);
+    *token = 0;
+  }
+  while (!connections_.empty()) connections_.back()->close_now();
+  serving_ = false;
+  if (result < 0) return nullptr;
+  Py_RETURN_NONE;
+}
+
+void HttpServer::arm_accept() {
+  if (draining_ || !serving_ || hub_ == nullptr) return;
+  accepting_ = true;
+  for (size_t i = 0; i < acceptors_.size(); ++i) {
+    Acceptor& acceptor = *acceptors_[i];
+    if (acceptor.token != 0) continue;
+    acceptor.token = hub_->reserve_handler_slot(&acceptor);
+    hub_->backend().accept_multishot(listen_fds_[i], acceptor.token);
+  }
+}
+
+void HttpServer::pause_accept() {
+  accepting_ = false;
+  if (hub_ == nullptr) return;
+  for (auto& acceptor : acceptors_) {
+    if (acceptor->token != 0) hub_->backend().cancel(acceptor->token);
+  }
+}
+
+void HttpServer::on_accept(const core::Completion& completion, size_t listener) {
+  Acceptor& acceptor = *acceptors_[listener];
+  if (!completion.more) acceptor.token = 0;
+  if (completion.result >= 0) {
+    const int fd = completion.result;
+    if (draining_ || !serving_) {
+      ::close(fd);  // only while shutting down
+    } else {
+      // A connection accepted while the pause was in flight is served: never accept-then-close.
+      if (listener_is_tcp_[listener]) {
+        int one = 1;
+        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      }
+      auto* connection = new Connection(*this, fd);
+      connections_.push_back(connection);
+      connection->start();
+      if (connections_.size() >= options_.max_connections) pause_accept();
+    }
+  }
+  if (completion.more || !accepting_ || draining_ || !serving_) return;
+  const int error = -completion.result;
+  if (error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM) {
+    // Out of descriptors or memory: retry shortly (the kernel backlog holds clients meanwhile).
+    if (accept_retry_token_ == 0) {
+      accept_retry_token_ = hub_->add_handler_timer(deadline_in(0.1), accept_retry_.get());
+    }
+    return;
+  }
+  arm_accept();  // the multishot ended by itself: arm it again
+}
+
+void HttpServer::connection_closed(Connection* connection) noexcept {
+  auto it = std::find(connections_.begin(), connections_.end(), connection);
+  if (it != connections_.end()) {
+    *it = connections_.back();
+    connections_.pop_back();
+  }
+  if (!accepting_ && !draining_ && serving_ && connections_.size() < options_.max_connections) {
+    arm_accept();
+  }
+  check_drained();
+}
+
+void HttpServer::request_finished() noexcept {
+  if (requests_in_flight_ > 0) --requests_in_flight_;
+}
+
+void HttpServer::check_drained() noexcept {
+  if (draining_ && connections_.empty() && done_token_ != 0 && hub_ != nullptr) {
+    hub_->complete_event(done_token_, 0);
+  }
+}
+
+void HttpServer::shutdown(double graceful_timeout) {
+  if (draining_) {
+    if (graceful_timeout == 0) on_drain_deadline();
+    return;
+  }
+  draining_ = true;
+  if (!serving_ || hub_ == nullptr) return;
+  pause_accept();
+  std::vector<Connection*> snapshot = connections_;
+  for (Connection* connection : snapshot) connection->begin_drain();
+  if (graceful_timeout >= 0 && !connections_.empty()) {
+    drain_timer_token_ = hub_->add_handler_timer(deadline_in(graceful_timeout), drain_timer_.get());
+  }
+  check_drained();
+}
+
+void HttpServer::retry_accept() {
+  if (connections_.size() < options_.max_connections) arm_accept();
+}
+
+void HttpServer::on_drain_deadline() {
+  while (!connections_.empty()) connections_.back()->close_now();
+  check_drained();
+}
+
+}  // namespace tf::py

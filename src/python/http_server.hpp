@@ -1,0 +1,192 @@
+// The HTTP/1.1 server of _core: connections are C++ state machines driven by hub completions; a
+// greenlet runs only while a request is handled.
+//
+// A request's journey:
+//  1. A multishot accept on each listening socket yields connections (TCP_NODELAY set). At
+//     max_connections the accept is cancelled and the kernel backlog holds newcomers until a
+//     connection closes.
+//  2. Each connection keeps a multishot receive armed (provided buffers: an idle connection holds
+//     no buffer). Bytes are parsed in the hub greenlet; a parse error is answered from C++ (status,
+//     Connection: close) and the connection lingers briefly before it closes.
+//  3. A complete head creates a Request and a Response and spawns a greenlet that calls the
+//     handler. Body reads wait on the connection's input (an event in the hub) with body_timeout.
+//  4. When the handler returns, the greenlet sends the response (writev: head + body objects, no
+//     copy) and, if the connection stays open, handles any pipelined request already buffered;
+//     otherwise it ends and the connection waits for the next request itself (keepalive_timeout).
+#pragma once
+
+#include <Python.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/http_parser.hpp"
+#include "core/http_response.hpp"
+#include "python/hub.hpp"
+#include "python/pyref.hpp"
+
+namespace tf::py {
+
+struct HttpOptions {
+  http::Limits limits;
+  double header_timeout = 10.0;
+  double body_timeout = 30.0;
+  double keepalive_timeout = 5.0;
+  double write_timeout = 30.0;
+  size_t max_connections = 1024;
+};
+
+class HttpServer;
+
+class Connection final : public CompletionHandler {
+ public:
+  enum class Phase : uint8_t { idle, head, handling, error_response, lingering, closed };
+
+  Connection(HttpServer& server, int fd);
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // References: the server (while open), each pending operation and each Python object.
+  void retain() noexcept { ++references_; }
+  void release() noexcept;
+
+  void start();  // arms the receive and the keep-alive (first request) timer
+  void on_completion(const core::Completion& completion) override;
+
+  // --- Used by the request greenlet (may suspend) -----------------------------------------------
+  // Reads up to `size` body bytes (size < 0: everything) into `out`. Returns 0, or -1 with an
+  // exception (TimeoutError after body_timeout, HTTPError 413, ConnectionError if the client left).
+  int read_body(Py_ssize_t size, std::string& out);
+  bool body_complete() const noexcept;
+  // Whether the response may promise keep-alive; when not, the connection closes after it.
+  bool will_keep_alive() const noexcept;
+  void mark_close() noexcept { draining_ = true; }
+  HttpServer& server() noexcept { return server_; }
+  // Sends the buffers (green, with write_timeout); the slot keeps `views` exported while needed.
+  int send_views(std::vector<Py_buffer>& views);
+  int send_bytes(std::string_view data);
+  int send_file(int file_fd, uint64_t offset, uint64_t count);
+  // After the handler: decides between closing, the next pipelined request, or idling. Returns the
+  // next request's objects (new references) when one is ready to run in the same greenlet.
+  bool finish_request(bool response_complete, PyObject** next_request, PyObject** next_response);
+
+  // --- Shutdown ------------------------------------------------------------------------------
+  bool is_idle() const noexcept { return phase_ == Phase::idle || phase_ == Phase::head; }
+  void close_now() noexcept;
+  // The server drains: idle connections close now, busy ones after their response.
+  void begin_drain() noexcept;
+
+  int fd() const noexcept { return fd_; }
+  bool closing() const noexcept { return draining_ || phase_ == Phase::closed; }
+  const http::RequestHead& head() const noexcept { return head_; }
+  bool expect_continue_pending = false;
+
+ private:
+  ~Connection();
+  void on_receive(const core::Completion& completion);
+  void on_timer();
+  void on_send(const core::Completion& completion);
+  void arm_receive();
+  void set_timer(double seconds);
+  void clear_timer() noexcept;
+  // Parses what is buffered: starts a request (spawning its greenlet when `spawn` is true, else
+  // returning the objects), answers an error, or waits for more.
+  bool parse_buffered(bool spawn, PyObject** request, PyObject** response);
+  bool create_request_objects(PyObject** request, PyObject** response);
+  void send_error(int status, const char* reason);
+  void begin_linger();
+  void wake_reader(int result) noexcept;
+  std::string_view buffered() const noexcept {
+    return std::string_view(input_).substr(input_start_);
+  }
+  void consume(size_t count) noexcept;
+  int wait_for_input();
+
+  HttpServer& server_;
+  int fd_;
+  uint32_t references_ = 1;
+  Phase phase_ = Phase::idle;
+  bool draining_ = false;
+  bool peer_closed_ = false;
+  int read_error_ = 0;
+  uint64_t receive_token_ = 0;
+  uint64_t timer_token_ = 0;
+  uint64_t send_token_ = 0;
+  uint64_t reader_token_ = 0;  // event of a greenlet waiting for input
+  std::string input_;
+  size_t input_start_ = 0;
+  // The request being handled.
+  http::RequestHead head_{};
+  uint64_t body_remaining_ = 0;  // content-length bytes not yet consumed
+  std::unique_ptr<http::ChunkedDecoder> chunked_;
+  bool body_done_ = true;
+  // An error response written from C++.
+  std::string error_output_;
+  iovec error_iov_{};
+  msghdr error_message_{};
+};
+
+class HttpServer {
+ public:
+  HttpServer(PyObject* handler, std::vector<int> listen_fds, const HttpOptions& options);
+  ~HttpServer();
+
+  // Runs in a hub greenlet until shutdown completes. New reference (None) or null.
+  PyObject* serve();
+  void shutdown(double graceful_timeout);
+
+  const HttpOptions& options() const noexcept { return options_; }
+  PyObject* handler() const noexcept { return handler_.get(); }
+  Hub& hub() noexcept { return *hub_; }
+  http::DateCache& dates() noexcept { return dates_; }
+  size_t connection_count() const noexcept { return connections_.size(); }
+  size_t requests_in_flight() const noexcept { return requests_in_flight_; }
+
+  // Called by connections.
+  void connection_closed(Connection* connection) noexcept;
+  void request_started() noexcept { ++requests_in_flight_; }
+  void request_finished() noexcept;
+  bool draining() const noexcept { return draining_; }
+  // Spawns the greenlet that handles (request, response). 0 or -1 with exception.
+  int spawn_request(PyObject* request, PyObject* response);
+
+ private:
+  class Acceptor;
+  void arm_accept();
+  void pause_accept();
+  void on_accept(const core::Completion& completion, size_t listener);
+  void check_drained() noexcept;
+  void on_drain_deadline();
+  void retry_accept();
+
+  PyRef handler_;
+  std::vector<int> listen_fds_;
+  std::vector<bool> listener_is_tcp_;
+  std::vector<std::unique_ptr<Acceptor>> acceptors_;
+  HttpOptions options_;
+  Hub* hub_ = nullptr;
+  http::DateCache dates_;
+  std::vector<Connection*> connections_;
+  size_t requests_in_flight_ = 0;
+  bool serving_ = false;
+  bool draining_ = false;
+  bool accepting_ = false;
+  uint64_t done_token_ = 0;  // event the serve() greenlet waits on
+  class ServerTimer;
+  std::unique_ptr<ServerTimer> drain_timer_;
+  uint64_t drain_timer_token_ = 0;
+  std::unique_ptr<ServerTimer> accept_retry_;
+  uint64_t accept_retry_token_ = 0;
+};
+
+// Python objects of the HTTP layer (http_objects.cpp).
+PyObject* new_request_object(Connection* connection, std::string_view head_bytes,
+                             const http::RequestHead& head);
+PyObject* new_response_object(Connection* connection, const http::RequestHead& head);
+// Runs handler(request, response) and sends the response, then any pipelined requests.
+PyObject* run_request(PyObject* module, PyObject* args);
+
+int init_http(PyObject* module);
+
+}  // namespace tf::py

@@ -1,0 +1,5 @@
+"""``python -m theframework APP [options]``."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,202 @@
+"""Type stub of the native module ``theframework._core`` (C++20, io_uring/epoll hub).
+
+Switching rules (enforced in src/python/hub.cpp):
+- One hub per thread at a time; ``Hub.run`` runs it in the calling thread. The hub greenlet is the
+  parent of every greenlet it schedules.
+- Blocking calls (sleep, accept, recv, ...) are made from a greenlet other than the hub, in the
+  thread running the hub; from the hub greenlet they raise ``HubSwitchError``, and with no hub
+  running in this thread they raise ``NoHubError``.
+- A waiting greenlet is resumed only by the hub. Killing it (``kill``) or throwing into it cancels
+  its operation: no slot, pending count or later completion is left behind.
+"""
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Final
+
+from greenlet import greenlet
+
+# Socket address as the socket module spells it: (host, port) for AF_INET, (host, port, flowinfo,
+# scope_id) for AF_INET6, str (or bytes for the abstract namespace) for AF_UNIX.
+_Address = tuple[str, int] | tuple[str, int, int, int] | str | bytes
+_Buffer = bytes | bytearray | memoryview
+
+POLLIN: Final[int]
+POLLOUT: Final[int]
+
+class HubError(RuntimeError):
+    """Base class of misuse of the hub."""
+
+class NoHubError(HubError):
+    """A blocking call was made in a thread where no hub is running."""
+
+class HubSwitchError(HubError):
+    """A blocking call was made from the hub greenlet, or a waiting greenlet was resumed by
+    something other than the hub."""
+
+class BackendUnavailableError(OSError):
+    """The backend that was forced (parameter or THEFRAMEWORK_BACKEND) cannot be used here."""
+
+class Hub:
+    """The event loop of one thread. ``backend`` is "io_uring", "epoll", "auto" or None (read
+    THEFRAMEWORK_BACKEND, else auto: io_uring, falling back to epoll when the kernel refuses it)."""
+
+    def __init__(self, backend: str | None = None, *, entries: int = 256) -> None: ...
+    @property
+    def backend(self) -> str:
+        """"io_uring" or "epoll"."""
+    @property
+    def fallback_reason(self) -> str | None:
+        """Why io_uring was not used, when auto-selection fell back to epoll."""
+    def run(self, main: Callable[..., Any] | None = None, /, *args: Any, **kwargs: Any) -> Any:
+        """Runs the loop in this thread until ``stop()`` or, when ``main`` is given, until
+        ``main(*args, **kwargs)`` (run in its own greenlet) returns; returns its result or raises
+        its exception. Greenlets still waiting at the end receive GreenletExit."""
+    def stop(self) -> None:
+        """Makes ``run`` return soon. Safe from a signal handler and from another thread."""
+    @property
+    def running(self) -> bool: ...
+    @property
+    def pending(self) -> int:
+        """Operations and timers not yet finished, including cancelled ones the kernel has not
+        released yet. Zero when nothing waits."""
+
+def get_hub() -> Hub | None:
+    """The hub running in this thread, if any."""
+
+def in_hub() -> bool:
+    """True when the current greenlet may make blocking calls (a hub runs in this thread and the
+    current greenlet is not the hub)."""
+
+def pending() -> int:
+    """``pending`` of the running hub (0 when none runs)."""
+
+def spawn(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> greenlet:
+    """Creates a greenlet (parent: the hub) that runs fn(*args, **kwargs) soon."""
+
+def schedule(g: greenlet, value: Any = None, /) -> None:
+    """Queues ``g`` to be switched to with ``value`` from the hub. ``g`` must not be waiting in a
+    blocking call (those are resumed by their completion)."""
+
+def kill(g: greenlet, exception: BaseException | type[BaseException] | None = None, /) -> None:
+    """Throws ``exception`` (default GreenletExit) into ``g`` from the hub, soon. If ``g`` waits in
+    a blocking call, that call is cancelled first. Killing a dead greenlet does nothing."""
+
+def sleep(seconds: float = 0.0, /) -> None:
+    """Suspends the current greenlet; sleep(0) yields to the other ready greenlets."""
+
+def accept(fd: int, /, timeout: float | None = None) -> tuple[int, _Address]:
+    """Accepts a connection on listening socket ``fd`` (made non-blocking). The new fd is
+    non-blocking and close-on-exec."""
+
+def recv(fd: int, size: int, /, timeout: float | None = None) -> bytes:
+    """Receives at most ``size`` bytes; b"" at end of stream."""
+
+def recv_into(fd: int, buffer: bytearray | memoryview, nbytes: int = 0, /,
+              timeout: float | None = None) -> int:
+    """Receives into a writable buffer (at most nbytes, or its length when 0)."""
+
+def send(fd: int, data: _Buffer | Sequence[_Buffer], /, timeout: float | None = None) -> int:
+    """Sends once (writev for a sequence); returns bytes sent, possibly fewer than given."""
+
+def sendall(fd: int, data: _Buffer | Sequence[_Buffer], /, timeout: float | None = None) -> None:
+    """Sends everything, looping over partial writes. ``timeout`` bounds the whole call."""
+
+def connect(fd: int, address: _Address, /, timeout: float | None = None) -> None:
+    """Connects socket ``fd`` (made non-blocking) to ``address`` (IPv4, IPv6 or UNIX)."""
+
+def wait_readable(fd: int, /, timeout: float | None = None) -> None: ...
+def wait_writable(fd: int, /, timeout: float | None = None) -> None: ...
+def wait_fds(read: Iterable[int] = (), write: Iterable[int] = (), /,
+             timeout: float | None = None) -> tuple[list[int], list[int]]:
+    """Waits until at least one fd is ready; returns (readable, writable). ([], []) on timeout."""
+
+def close(fd: int, /) -> None:
+    """Cancels every operation waiting on ``fd`` (their callers get OSError EBADF), then closes
+    it. Does not suspend."""
+
+# ---------------------------------------------------------------------------------------------
+# HTTP/1.1 server (src/python/http_server.cpp over src/core/http_*).
+
+class Request:
+    """One parsed request. Built lazily: attributes are converted to Python objects on first
+    access only. Valid during the handler call (and streaming of its response)."""
+
+    method: str
+    path: str  # percent-decoded path, without the query
+    raw_path: str  # the path as sent (not decoded), without the query
+    query_string: str  # after "?", undecoded; "" when absent
+    version: str  # "HTTP/1.1" or "HTTP/1.0"
+    params: dict[str, str]  # filled by the router; writable
+    @property
+    def headers(self) -> Any:
+        """theframework.datastructures.Headers: case-insensitive, multi-valued."""
+    @property
+    def query_params(self) -> Any:
+        """theframework.datastructures.QueryParams: decoded, multi-valued."""
+    @property
+    def client(self) -> tuple[str, int] | str:
+        """Peer address ((host, port), or the socket path "" for UNIX sockets)."""
+    @property
+    def body(self) -> bytes:
+        """The whole body (read on first access; chunked bodies are decoded)."""
+    def read(self, size: int = -1, /) -> bytes:
+        """Streaming read: at most ``size`` bytes of the body (all when -1); b"" at its end."""
+    def json(self) -> Any:
+        """The body parsed as JSON; invalid JSON raises HTTPError(400)."""
+
+class Response:
+    """The response under construction. Headers are sent at the first flush() or when the
+    handler returns."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def headers_sent(self) -> bool: ...
+    def set_status(self, status: int, /) -> None:
+        """100-599; ValueError otherwise."""
+    def set_header(self, name: str, value: str, /) -> None:
+        """Replaces every header called ``name``. ValueError for CR, LF or NUL, or a name that is
+        not a token."""
+    def add_header(self, name: str, value: str, /) -> None:
+        """Adds one more header line (Set-Cookie and the like)."""
+    def write(self, data: bytes | bytearray | memoryview | str, /) -> None:
+        """Appends to the body (str as UTF-8). After flush(), sends a chunk at once."""
+    def json(self, obj: Any, /) -> None:
+        """Writes json.dumps(obj) and sets Content-Type: application/json."""
+    def flush(self) -> None:
+        """Sends the status line and headers now; the body then goes chunked (HTTP/1.1) or
+        until close (HTTP/1.0)."""
+    def stream(self, iterable: Iterable[bytes | str], /) -> None:
+        """flush(), then write() each item as it is produced."""
+    def sendfile(self, path: str, /, content_type: str | None = None) -> None:
+        """Sends a file with zero copies and its Content-Length; only headers for HEAD."""
+
+class HttpServer:
+    """Serves HTTP/1.1 on already-listening sockets inside the running hub."""
+
+    def __init__(
+        self,
+        handler: Callable[[Request, Response], object],
+        listen_fds: Sequence[int],
+        *,
+        max_header_size: int = 32768,
+        max_headers: int = 100,
+        max_request_line: int = 8192,
+        max_body_size: int = 1048576,
+        header_timeout: float = 10.0,
+        body_timeout: float = 30.0,
+        keepalive_timeout: float = 5.0,
+        write_timeout: float = 30.0,
+        max_connections: int = 1024,
+    ) -> None: ...
+    def serve(self) -> None:
+        """Runs in a hub greenlet: accepts and serves until shutdown(), then returns once every
+        connection is closed."""
+    def shutdown(self, graceful_timeout: float = 30.0, /) -> None:
+        """Stops accepting, closes idle connections, lets in-flight requests finish (answered
+        with Connection: close) and closes what is still open after ``graceful_timeout``.
+        Does not block; safe from a Python signal handler."""
+    @property
+    def connections(self) -> int: ...
+    @property
+    def requests_in_flight(self) -> int: ...

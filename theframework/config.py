@@ -1,0 +1,172 @@
+"""Server configuration: one frozen dataclass, built once (CLI, environment or ``run()`` keyword
+arguments) and handed down to the server."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["BACKENDS", "ENV_PREFIX", "LOG_LEVELS", "ServerConfig", "config_from_env", "env_name"]
+
+BACKENDS = ("auto", "io_uring", "epoll")
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+ENV_PREFIX = "THEFRAMEWORK_"
+
+
+def _check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise ValueError(f"{name} must be {bounds}, got {value}")
+
+
+def _check_seconds(name: str, value: object, *, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number of seconds, got {value!r}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        requirement = "finite and >= 0" if allow_zero else "finite and > 0"
+        raise ValueError(f"{name} must be {requirement} seconds, got {value}")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Everything the server needs, validated on construction (ValueError naming the option).
+
+    Build variants with ``dataclasses.replace(config, port=9000)``.
+    """
+
+    # "module:attribute" of the application when it was given as an import string, else None.
+    app: str | None = None
+    # TCP listener: IPv4 address or host name, or IPv6 when it contains ":" ("::1", "[::1]").
+    host: str = "127.0.0.1"
+    # TCP port; 0 lets the kernel choose one.
+    port: int = 8000
+    # Path of a UNIX socket to listen on instead of host:port.
+    uds: str | None = None
+    backlog: int = 1024
+    # "auto" tries io_uring and falls back to epoll.
+    backend: str = "auto"
+    # Request line plus header block, in bytes (larger: 431).
+    max_header_size: int = 32768
+    # Request body, in bytes (larger: 413).
+    max_body_size: int = 1048576
+    # Seconds to receive the whole header block (slower: 408).
+    header_timeout: float = 10.0
+    # Seconds between two reads of the body.
+    body_timeout: float = 30.0
+    # Seconds an idle keep-alive connection is kept open.
+    keepalive_timeout: float = 5.0
+    # Seconds a write may wait for the client to read.
+    write_timeout: float = 30.0
+    # Open connections per process; more wait in the listen backlog.
+    max_connections: int = 1024
+    # Seconds in-flight requests get to finish at shutdown before connections are closed.
+    graceful_timeout: float = 30.0
+    # Logging level of the "theframework" logger: critical, error, warning, info, debug.
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if self.app is not None and (not isinstance(self.app, str) or ":" not in self.app):
+            raise ValueError(f"app must be 'module:attribute', got {self.app!r}")
+        if not isinstance(self.host, str) or not self.host:
+            raise ValueError(f"host must be a non-empty string, got {self.host!r}")
+        _check_int("port", self.port, 0, 65535)
+        if self.uds is not None and (not isinstance(self.uds, str) or not self.uds):
+            raise ValueError(f"uds must be a non-empty path, got {self.uds!r}")
+        _check_int("backlog", self.backlog, 1)
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        _check_int("max_header_size", self.max_header_size, 1)
+        _check_int("max_body_size", self.max_body_size, 1)
+        _check_seconds("header_timeout", self.header_timeout)
+        _check_seconds("body_timeout", self.body_timeout)
+        _check_seconds("keepalive_timeout", self.keepalive_timeout)
+        _check_seconds("write_timeout", self.write_timeout)
+        _check_int("max_connections", self.max_connections, 1)
+        _check_seconds("graceful_timeout", self.graceful_timeout, allow_zero=True)
+        if not isinstance(self.log_level, str) or self.log_level.lower() not in LOG_LEVELS:
+            raise ValueError(
+                f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"
+            )
+
+    @property
+    def bind_description(self) -> str:
+        """The listening address as written in logs: "unix:/path" or "host:port"."""
+        if self.uds is not None:
+            return f"unix:{self.uds}"
+        host = self.host.strip("[]")
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+
+def _parse_int(text: str) -> int:
+    return int(text.strip().replace("_", ""))
+
+
+def _parse_seconds(text: str) -> float:
+    value = float(text.strip())
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+def _parse_optional_text(text: str) -> str | None:
+    return text or None
+
+
+def _parse_text(text: str) -> str:
+    return text
+
+
+def _parse_lower(text: str) -> str:
+    return text.strip().lower()
+
+
+_PARSERS: dict[str, tuple[Callable[[str], Any], str]] = {
+    "app": (_parse_optional_text, "a 'module:attribute' import string"),
+    "host": (_parse_text, "a host"),
+    "port": (_parse_int, "an integer"),
+    "uds": (_parse_optional_text, "a path"),
+    "backlog": (_parse_int, "an integer"),
+    "backend": (_parse_lower, "a backend name"),
+    "max_header_size": (_parse_int, "an integer"),
+    "max_body_size": (_parse_int, "an integer"),
+    "header_timeout": (_parse_seconds, "a number of seconds"),
+    "body_timeout": (_parse_seconds, "a number of seconds"),
+    "keepalive_timeout": (_parse_seconds, "a number of seconds"),
+    "write_timeout": (_parse_seconds, "a number of seconds"),
+    "max_connections": (_parse_int, "an integer"),
+    "graceful_timeout": (_parse_seconds, "a number of seconds"),
+    "log_level": (_parse_lower, "a log level"),
+}
+
+
+def env_name(option: str) -> str:
+    """The environment variable of an option: ``env_name("max_body_size")`` is
+    "THEFRAMEWORK_MAX_BODY_SIZE"."""
+    return ENV_PREFIX + option.upper()
+
+
+def config_from_env(base: ServerConfig, environ: Mapping[str, str]) -> ServerConfig:
+    """``base`` with every option that has a THEFRAMEWORK_<OPTION> variable in ``environ``
+    replaced by its converted value. Other THEFRAMEWORK_ variables are ignored (they belong to
+    other parts). A bad value raises ValueError naming the variable."""
+    config = base
+    for field in dataclasses.fields(ServerConfig):
+        variable = env_name(field.name)
+        text = environ.get(variable)
+        if text is None:
+            continue
+        parse, expected = _PARSERS[field.name]
+        try:
+            value: Any = parse(text)
+        except ValueError:
+            raise ValueError(f"{variable}={text!r} is not {expected}") from None
+        try:
+            config = dataclasses.replace(config, **{field.name: value})
+        except ValueError as error:
+            raise ValueError(f"{variable}={text!r}: {error}") from None
+    return config

@@ -1,0 +1,280 @@
+"""Single-process server: listening socket, hub, native HTTP server, signals, hooks.
+
+``serve()`` is the whole life of one serving process:
+bind -> hub -> startup hooks -> ready() -> serve until SIGINT/SIGTERM -> drain -> shutdown hooks.
+Signal handlers only ask the native server to shut down (or, on a second SIGINT, stop the hub);
+the draining itself runs in the hub.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import importlib
+import logging
+import os
+import signal
+import socket
+import stat
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+from . import _core
+from .app import Framework, Handler
+from .config import ServerConfig
+
+__all__ = [
+    "AppLoadError",
+    "bind_socket",
+    "configure_logging",
+    "import_from_string",
+    "load_app",
+    "make_config",
+    "serve",
+    "serve_listeners",
+]
+
+logger = logging.getLogger("theframework")
+
+# ServerConfig fields handed to the native HttpServer as keyword arguments.
+_SERVER_LIMITS = (
+    "max_header_size",
+    "max_body_size",
+    "header_timeout",
+    "body_timeout",
+    "keepalive_timeout",
+    "write_timeout",
+    "max_connections",
+)
+
+_SignalHandler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+
+
+def configure_logging(level: str) -> None:
+    """Logging for command-line and ``app.run()`` use: a stderr handler on the root logger when
+    none is configured yet (logging.basicConfig), and ``level`` on the "theframework" logger."""
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logger.setLevel(level.upper())
+
+
+class AppLoadError(ValueError):
+    """The application reference is unusable: not "module:attribute", the attribute is missing,
+    or the object is not callable. (Errors raised while importing the module propagate as
+    themselves.)"""
+
+
+def import_from_string(reference: str) -> object:
+    """Imports "module:attribute" (attribute may be dotted: "pkg.mod:factory.app")."""
+    module_name, separator, attribute = reference.partition(":")
+    if not separator or not module_name or not attribute:
+        raise AppLoadError(f"application must be given as 'module:attribute', got {reference!r}")
+    module = importlib.import_module(module_name)
+    target: object = module
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise AppLoadError(f"module {module_name!r} has no attribute {attribute!r}") from None
+    return target
+
+
+def load_app(app: object) -> Handler:
+    """The request handler for ``app``: a Framework, any ``handler(request, response)`` callable,
+    or an import string naming one."""
+    target = import_from_string(app) if isinstance(app, str) else app
+    if not callable(target):
+        raise AppLoadError(f"application {app!r} is not callable (got {type(target).__name__})")
+    handler: Handler = target
+    return handler
+
+
+def make_config(config: ServerConfig | None, options: dict[str, Any]) -> ServerConfig:
+    """``config`` (default ServerConfig()) with ``options`` applied. TypeError for an unknown
+    option, ValueError for a bad value."""
+    known = {field.name for field in dataclasses.fields(ServerConfig)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(f"unknown server option(s): {', '.join(unknown)}")
+    base = ServerConfig() if config is None else config
+    return dataclasses.replace(base, **options) if options else base
+
+
+def _remove_stale_socket_file(path: str) -> None:
+    """Unlinks a UNIX socket file nobody listens on. Refuses (OSError) to remove anything that is
+    not a socket, or a socket some process still accepts on."""
+    try:
+        status = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(status.st_mode):
+        raise FileExistsError(
+            errno.EEXIST, f"refusing to remove {path!r}: it exists and is not a socket"
+        )
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            pass  # stale: nobody listens
+        except OSError as error:
+            raise OSError(
+                errno.EADDRINUSE, f"cannot tell whether {path!r} is in use: {error}"
+            ) from None
+        else:
+            raise OSError(errno.EADDRINUSE, f"another server is listening on {path!r}")
+    os.unlink(path)
+
+
+def bind_socket(config: ServerConfig) -> socket.socket:
+    """A listening socket for ``config``: UNIX at ``uds`` (a stale socket file is replaced), else
+    TCP on host:port (IPv6 when host contains ":"), with SO_REUSEADDR. OSError naming the
+    address on failure."""
+    description = config.bind_description
+    if config.uds is not None:
+        _remove_stale_socket_file(config.uds)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        address: str | tuple[str, int] = config.uds
+    else:
+        host = config.host
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        address = (host, config.port)
+    try:
+        listener.bind(address)
+        listener.listen(config.backlog)
+    except OSError as error:
+        listener.close()
+        raise OSError(
+            error.errno, f"cannot listen on {description}: {error.strerror or error}"
+        ) from None
+    except BaseException:
+        listener.close()
+        raise
+    return listener
+
+
+def _listener_url(listener: socket.socket) -> str:
+    address = listener.getsockname()
+    if listener.family == socket.AF_UNIX:
+        return f"unix:{address}"
+    if listener.family == socket.AF_INET6:
+        return f"http://[{address[0]}]:{address[1]}"
+    return f"http://{address[0]}:{address[1]}"
+
+
+@contextmanager
+def _signal_handlers(
+    http_server: _core.HttpServer, hub: _core.Hub, graceful_timeout: float
+) -> Iterator[None]:
+    """Installs SIGINT/SIGTERM handlers for the duration of the block (main thread only;
+    elsewhere signals are left alone). The first signal starts a graceful shutdown; a later
+    SIGINT stops the hub at once; a later SIGTERM is ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    shutting_down = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal shutting_down
+        if not shutting_down:
+            shutting_down = True
+            http_server.shutdown(graceful_timeout)
+        elif signum == signal.SIGINT:
+            hub.stop()
+
+    previous: dict[int, _SignalHandler] = {}
+    try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.getsignal(signum)
+            signal.signal(signum, on_signal)
+        yield
+    finally:
+        for restored, handler in previous.items():
+            signal.signal(restored, signal.SIG_DFL if handler is None else handler)
+
+
+def serve_listeners(
+    app: object,
+    listeners: Sequence[socket.socket],
+    config: ServerConfig,
+    *,
+    ready: Callable[[], None] | None = None,
+) -> None:
+    """Serves ``app`` on sockets that already listen, in this process, until SIGINT/SIGTERM
+    (or ``http_server.shutdown``) and the drain finish. Does not close the sockets.
+
+    In the hub: the app's startup hooks, then ``ready()``, then serving; the shutdown hooks run
+    after the drain (also when serving fails), but only when the startup hooks succeeded.
+    """
+    handler = load_app(app)
+    framework = handler if isinstance(handler, Framework) else None
+    logger.setLevel(config.log_level.upper())
+    hub = _core.Hub(config.backend)
+    urls = ", ".join(_listener_url(listener) for listener in listeners)
+    if hub.fallback_reason:
+        logger.info(
+            "listening on %s (pid %d, backend %s; io_uring unavailable: %s)",
+            urls,
+            os.getpid(),
+            hub.backend,
+            hub.fallback_reason,
+        )
+    else:
+        logger.info("listening on %s (pid %d, backend %s)", urls, os.getpid(), hub.backend)
+    limits: dict[str, Any] = {name: getattr(config, name) for name in _SERVER_LIMITS}
+    http_server = _core.HttpServer(handler, [listener.fileno() for listener in listeners], **limits)
+
+    def main() -> None:
+        if framework is not None:
+            framework.startup()
+        try:
+            if ready is not None:
+                ready()
+            http_server.serve()
+        finally:
+            if framework is not None:
+                framework.shutdown()
+
+    with _signal_handlers(http_server, hub, config.graceful_timeout):
+        hub.run(main)
+    logger.info("stopped serving %s", urls)
+
+
+def serve(
+    app: object,
+    config: ServerConfig | None = None,
+    *,
+    ready: Callable[[], None] | None = None,
+    **options: Any,
+) -> None:
+    """Serves ``app`` (a Framework, any ``handler(request, response)`` callable, or a
+    "module:attribute" string) in this process until SIGINT or SIGTERM, then drains.
+
+    ``options`` are ServerConfig fields applied over ``config``. ``ready()`` is called in the hub
+    once the socket listens and the startup hooks ran. Raises AppLoadError, OSError (bind,
+    backend), or what the startup/shutdown hooks raise.
+    """
+    if isinstance(app, str) and (config is None or config.app is None) and "app" not in options:
+        options["app"] = app
+    config = make_config(config, options)
+    handler = load_app(app)
+    listener = bind_socket(config)
+    socket_inode = os.stat(config.uds).st_ino if config.uds is not None else None
+    try:
+        serve_listeners(handler, [listener], config, ready=ready)
+    finally:
+        listener.close()
+        if config.uds is not None:
+            try:
+                if os.stat(config.uds).st_ino == socket_inode:
+                    os.unlink(config.uds)
+            except FileNotFoundError:
+                pass

@@ -1,5 +1,6 @@
 // libFuzzer target of src/core/http_parser: parses the input with small limits, checks the
-// result's invariants and its split invariance (a prefix answers incomplete or the same), and runs
+// result's invariants and its split invariance (a prefix answers incomplete or the same, also with
+// the scan_from hint), and runs
 // the chunked decoder over the body that follows a chunked head (or over the whole input when there
 // is none), comparing one feed with two feeds split at a point derived from the input.
 // Any broken invariant traps, which libFuzzer reports as a crash.
@@ -129,6 +130,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       check(prefix_head.content_length == head.content_length);
       check(prefix_head.keep_alive == head.keep_alive);
       check(prefix_head.target == head.target);
+    }
+  }
+
+  // The scan_from hint, as a server passes it after an incomplete prefix: the answer is
+  // incomplete or the same, and a complete head is never missed.
+  if (prefix.status == ParseStatus::incomplete) {
+    RequestHead hinted_head;
+    std::array<Header, 16> hinted_storage;
+    const ParseResult hinted =
+        tf::http::parse_request(input, kLimits, hinted_head, hinted_storage, split);
+    if (hinted.status == ParseStatus::incomplete) {
+      check(whole.status != ParseStatus::complete);
+    } else {
+      check(hinted.status == whole.status);
+      check(hinted.http_status == whole.http_status);
+      if (whole.status == ParseStatus::complete) {
+        check(hinted_head.head_length == head.head_length);
+      }
     }
   }
 

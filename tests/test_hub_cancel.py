@@ -313,3 +313,31 @@ def test_many_cancelled_waiters_on_one_fd(
         assert _core.recv(right.fileno(), 100, timeout=5) == b"nothing lost"
 
     hub.run(main)
+
+
+def test_waiting_greenlet_switched_to_by_another_raises_hub_switch_error(
+    hub: _core.Hub, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    # Only the hub may resume a waiting greenlet: a direct switch makes the wait fail with
+    # HubSwitchError and cancels its operation.
+    left, right = pair
+    caught: list[BaseException] = []
+
+    def reader(main_greenlet: greenlet.greenlet) -> None:
+        try:
+            _core.recv(right.fileno(), 10)
+        except BaseException as error:
+            caught.append(error)
+        _core.schedule(main_greenlet, "resumed")  # main waits in a plain switch, not a call
+
+    def main() -> None:
+        target = _core.spawn(reader, greenlet.getcurrent())
+        let_hub_run()
+        assert target.switch() == "resumed"
+        join(target)
+        wait_for(lambda: _core.pending() == 0)
+        left.send(b"kept")
+        assert _core.recv(right.fileno(), 10, timeout=5) == b"kept"
+
+    hub.run(main)
+    assert len(caught) == 1 and isinstance(caught[0], _core.HubSwitchError), caught

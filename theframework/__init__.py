@@ -4,6 +4,8 @@ Handlers are plain functions ``handler(request, response)``; the native hub swit
 whenever one would block.
 """
 
+import logging
+
 from . import _core
 from ._core import Hub, Request, Response
 from .app import Framework
@@ -28,5 +30,19 @@ __all__ = [
 ]
 
 # The native module builds request.headers / request.query_params with these types and raises
-# HTTPError (e.g. 400 for invalid JSON in request.json()).
-_core._configure(http_error=HTTPError, headers_factory=Headers, query_factory=QueryParams)
+# HTTPError (e.g. 400 for invalid JSON in request.json()); tracebacks of failing handlers go to the
+# "theframework.error" logger, and errors escaping plain greenlets to the same logger.
+_error_logger = logging.getLogger("theframework.error")
+
+
+def _log_greenlet_error(error: BaseException) -> None:
+    _error_logger.error("Unhandled exception in a greenlet", exc_info=error)
+
+
+_core._configure(
+    http_error=HTTPError,
+    headers_factory=Headers,
+    query_factory=QueryParams,
+    logger=_error_logger,
+    error_handler=_log_greenlet_error,
+)

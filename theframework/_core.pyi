@@ -43,7 +43,7 @@ class Hub:
     def __init__(self, backend: str | None = None, *, entries: int = 256) -> None: ...
     @property
     def backend(self) -> str:
-        """"io_uring" or "epoll"."""
+        """ "io_uring" or "epoll"."""
     @property
     def fallback_reason(self) -> str | None:
         """Why io_uring was not used, when auto-selection fell back to epoll."""
@@ -91,8 +91,9 @@ def accept(fd: int, /, timeout: float | None = None) -> tuple[int, _Address]:
 def recv(fd: int, size: int, /, timeout: float | None = None) -> bytes:
     """Receives at most ``size`` bytes; b"" at end of stream."""
 
-def recv_into(fd: int, buffer: bytearray | memoryview, nbytes: int = 0, /,
-              timeout: float | None = None) -> int:
+def recv_into(
+    fd: int, buffer: bytearray | memoryview, nbytes: int = 0, /, timeout: float | None = None
+) -> int:
     """Receives into a writable buffer (at most nbytes, or its length when 0)."""
 
 def send(fd: int, data: _Buffer | Sequence[_Buffer], /, timeout: float | None = None) -> int:
@@ -106,9 +107,22 @@ def connect(fd: int, address: _Address, /, timeout: float | None = None) -> None
 
 def wait_readable(fd: int, /, timeout: float | None = None) -> None: ...
 def wait_writable(fd: int, /, timeout: float | None = None) -> None: ...
-def wait_fds(read: Iterable[int] = (), write: Iterable[int] = (), /,
-             timeout: float | None = None) -> tuple[list[int], list[int]]:
+def wait_fds(
+    read: Iterable[int] = (), write: Iterable[int] = (), /, timeout: float | None = None
+) -> tuple[list[int], list[int]]:
     """Waits until at least one fd is ready; returns (readable, writable). ([], []) on timeout."""
+
+def _configure(
+    *,
+    error_handler: Callable[[BaseException], object] | None = ...,
+    http_error: type[Exception] | None = ...,
+    headers_factory: Callable[[list[tuple[str, str]]], Any] | None = ...,
+    query_factory: Callable[[str], Any] | None = ...,
+    json_loads: Callable[..., Any] | None = ...,
+    json_dumps: Callable[..., str] | None = ...,
+    logger: Any = ...,
+) -> None:
+    """Hands the package's objects to the native module (internal)."""
 
 def close(fd: int, /) -> None:
     """Cancels every operation waiting on ``fd`` (their callers get OSError EBADF), then closes
@@ -148,8 +162,7 @@ class Response:
     """The response under construction. Headers are sent at the first flush() or when the
     handler returns."""
 
-    @property
-    def status(self) -> int: ...
+    status: int  # 200 until set; assigning validates like set_status
     @property
     def headers_sent(self) -> bool: ...
     def set_status(self, status: int, /) -> None:
@@ -170,6 +183,8 @@ class Response:
         """flush(), then write() each item as it is produced."""
     def sendfile(self, path: str, /, content_type: str | None = None) -> None:
         """Sends a file with zero copies and its Content-Length; only headers for HEAD."""
+    def reset(self) -> None:
+        """Clears status, headers and buffered body (before the headers are sent)."""
 
 class HttpServer:
     """Serves HTTP/1.1 on already-listening sockets inside the running hub."""

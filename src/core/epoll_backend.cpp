@@ -17,7 +17,6 @@
 #include <cerrno>
 #include <climits>
 #include <system_error>
-#include <unordered_map>
 #include <utility>
 
 #include "core/fd.hpp"
@@ -60,6 +59,79 @@ class MappedMemory {
 
  private:
   std::byte* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Token -> operation index for cancel(): open addressing with linear probing and backward-shift
+// deletion, so that steady-state queueing and finishing never allocate.
+class TokenIndex {
+ public:
+  TokenIndex() { slots_.assign(64, Slot{}); }
+
+  // Maps `token` to `index`, replacing an earlier mapping of the same token.
+  void insert(uint64_t token, uint32_t index) {
+    if ((size_ + 1) * 2 > slots_.size()) grow();
+    size_t position = home(token);
+    while (slots_[position].token != kEmpty && slots_[position].token != token) {
+      position = (position + 1) & mask();
+    }
+    if (slots_[position].token == kEmpty) ++size_;
+    slots_[position] = Slot{token, index};
+  }
+
+  // The index mapped to `token`, or kNone.
+  uint32_t find(uint64_t token) const noexcept {
+    for (size_t position = home(token);; position = (position + 1) & mask()) {
+      if (slots_[position].token == token) return slots_[position].index;
+      if (slots_[position].token == kEmpty) return kNone;
+    }
+  }
+
+  // Removes the mapping of `token` if it maps to `index`.
+  void erase(uint64_t token, uint32_t index) noexcept {
+    size_t hole = home(token);
+    while (slots_[hole].token != token) {
+      if (slots_[hole].token == kEmpty) return;
+      hole = (hole + 1) & mask();
+    }
+    if (slots_[hole].index != index) return;
+    --size_;
+    // Shift later members of the probe run back so that no search stops early at the hole.
+    for (size_t next = (hole + 1) & mask(); slots_[next].token != kEmpty;
+         next = (next + 1) & mask()) {
+      const size_t wanted = home(slots_[next].token);
+      const bool movable =
+          hole <= next ? (wanted <= hole || wanted > next) : (wanted <= hole && wanted > next);
+      if (movable) {
+        slots_[hole] = slots_[next];
+        hole = next;
+      }
+    }
+    slots_[hole] = Slot{};
+  }
+
+ private:
+  // Tokens are below kReservedTokenBit, so this never collides with a real one.
+  static constexpr uint64_t kEmpty = UINT64_MAX;
+  struct Slot {
+    uint64_t token = kEmpty;
+    uint32_t index = kNone;
+  };
+
+  size_t mask() const noexcept { return slots_.size() - 1; }
+  size_t home(uint64_t token) const noexcept {
+    return static_cast<size_t>((token * 0x9E3779B97F4A7C15ull) >> 32) & mask();
+  }
+  void grow() {
+    std::vector<Slot> old(slots_.size() * 2, Slot{});
+    old.swap(slots_);
+    size_ = 0;
+    for (const Slot& slot : old) {
+      if (slot.token != kEmpty) insert(slot.token, slot.index);
+    }
+  }
+
+  std::vector<Slot> slots_;
   size_t size_ = 0;
 };
 
@@ -219,9 +291,8 @@ class EpollBackend final : public Backend {
   }
 
   void cancel(uint64_t token) override {
-    auto found = waiting_by_token_.find(token);
-    if (found == waiting_by_token_.end()) return;  // finished already (or never queued)
-    const uint32_t index = found->second;
+    const uint32_t index = waiting_by_token_.find(token);
+    if (index == kNone) return;  // finished already (or never queued)
     const int fd = operations_[index].fd;
     finish_waiting(index, -ECANCELED);
     update_interest(fd);
@@ -475,7 +546,7 @@ class EpollBackend final : public Backend {
     state.tail = index;
     if (needs_read(operation)) ++state.readers;
     if (needs_write(operation)) ++state.writers;
-    waiting_by_token_[operation.token] = index;
+    waiting_by_token_.insert(operation.token, index);
   }
 
   void unlink(uint32_t index) {
@@ -493,8 +564,7 @@ class EpollBackend final : public Backend {
     }
     if (needs_read(operation)) --state.readers;
     if (needs_write(operation)) --state.writers;
-    auto found = waiting_by_token_.find(operation.token);
-    if (found != waiting_by_token_.end() && found->second == index) waiting_by_token_.erase(found);
+    waiting_by_token_.erase(operation.token, index);
   }
 
   // Ends a waiting operation with `result` (the caller updates the fd's interest afterwards).
@@ -628,8 +698,8 @@ class EpollBackend final : public Backend {
   UniqueFd wake_fd_;
   std::vector<Operation> operations_;  // slots, reused through free_operations_
   std::vector<uint32_t> free_operations_;
-  std::vector<FdState> fds_;                                 // indexed by fd
-  std::unordered_map<uint64_t, uint32_t> waiting_by_token_;  // waiting operations, for cancel()
+  std::vector<FdState> fds_;       // indexed by fd
+  TokenIndex waiting_by_token_;    // waiting operations, for cancel()
   std::vector<Completion> ready_;  // emitted, not yet handed out by wait()
   std::array<epoll_event, 256> events_{};
   size_t in_flight_ = 0;

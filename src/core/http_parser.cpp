@@ -492,7 +492,22 @@ ParseResult HeadParser::finish() {
 }  // namespace
 
 ParseResult parse_request(std::string_view data, const Limits& limits, RequestHead& out,
-                          std::span<Header> storage) {
+                          std::span<Header> storage, size_t scan_from) {
+  if (scan_from > 0 && scan_from < data.size() && data.size() <= limits.max_header_size &&
+      std::memchr(data.data() + scan_from, '\n', data.size() - scan_from) == nullptr) {
+    // No new line ended, and the head limit is not crossed. The request line limit could be,
+    // unless the request line has already ended.
+    size_t request_line_start = 0;
+    while (request_line_start + 1 < scan_from && data[request_line_start] == '\r' &&
+           data[request_line_start + 1] == '\n') {
+      request_line_start += 2;
+    }
+    const bool request_line_ended = std::memchr(data.data() + request_line_start, '\n',
+                                                scan_from - request_line_start) != nullptr;
+    if (request_line_ended || data.size() - request_line_start <= limits.max_request_line) {
+      return kIncomplete;
+    }
+  }
   const std::string_view window = data.substr(0, std::min(data.size(), limits.max_header_size));
   HeadParser parser(window, limits, out, storage);
   const ParseResult result = parser.run();

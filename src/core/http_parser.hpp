@@ -79,8 +79,15 @@ struct ParseResult {
 // only when the result is `complete`. Calling it again with more bytes appended gives the same
 // answer as one call with all bytes; an incomplete head already longer than a limit answers that
 // limit's status.
+//
+// `scan_from` (optional hint for a buffer that grows between calls): the size of `data` at the
+// previous call on this buffer, which answered `incomplete`. When the bytes added since hold no LF
+// and no limit can have been crossed, the call answers `incomplete` without parsing, so a client
+// trickling a head byte by byte costs a memchr per call instead of a re-parse. The price: an error
+// in an unfinished line is then reported when its line ends (or a limit is reached) rather than at
+// once. A complete head is never missed: its last byte is a LF.
 ParseResult parse_request(std::string_view data, const Limits& limits, RequestHead& out,
-                          std::span<Header> storage);
+                          std::span<Header> storage, size_t scan_from = 0);
 
 enum class ChunkStatus : uint8_t { need_more, done, error };
 

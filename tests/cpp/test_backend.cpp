@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
@@ -341,7 +342,10 @@ TEST_P(BackendTest, SendToAClosedPeerFailsWithoutSignal) {
 
 // Sends 1 MiB through loopback TCP while receiving it, re-queueing partial sends.
 TEST_P(BackendTest, TransfersOneMebibyteOverTcpWithPartialSends) {
-  auto [client, server] = make_tcp_pair();
+  // Named references: older clang cannot capture structured bindings in a lambda.
+  auto connection = make_tcp_pair();
+  UniqueFd& client = connection.first;
+  UniqueFd& server = connection.second;
   int small = 16 * 1024;
   ::setsockopt(client.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
   ::setsockopt(server.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
@@ -683,6 +687,43 @@ TEST_P(BackendTest, ManyOperationsThroughATinySubmissionQueue) {
   for (uint64_t i = 0; i < 100; ++i) backend_->cancel(1000 + i);
   for (uint64_t i = 0; i < 100; ++i) EXPECT_EQ(final_of(1000 + i).result, -ECANCELED);
   EXPECT_EQ(backend_->in_flight(), 0u);
+}
+
+TEST_P(BackendTest, CancelsManyWaitingOperationsInAnyOrder) {
+  auto [left, right] = make_socket_pair();
+  constexpr uint64_t kCount = 1000;
+  std::vector<std::array<char, 4>> buffers(kCount);
+  for (uint64_t token = 0; token < kCount; ++token) {
+    backend_->recv(left.get(), buffers[token].data(), 4, token * 7919);
+  }
+  EXPECT_TRUE(nothing_ready_for(0));
+  std::vector<uint64_t> order(kCount);
+  for (uint64_t i = 0; i < kCount; ++i) order[i] = (i * 389) % kCount;  // a permutation
+  for (uint64_t i : order) backend_->cancel(i * 7919);
+  for (uint64_t i : order) backend_->cancel(i * 7919);  // twice: harmless
+  for (uint64_t token = 0; token < kCount; ++token) {
+    EXPECT_EQ(final_of(token * 7919).result, -ECANCELED);
+  }
+  EXPECT_EQ(backend_->in_flight(), 0u);
+  EXPECT_TRUE(nothing_ready_for(0));
+  backend_->recv(left.get(), buffers[0].data(), 4, 1);
+  write_all(right.get(), "end");
+  EXPECT_EQ(final_of(1).result, 3);
+}
+
+TEST_P(BackendTest, MultishotAcceptTakesABurstOfConnections) {
+  UniqueFd listener = make_listener();
+  std::vector<UniqueFd> clients;
+  for (int i = 0; i < 50; ++i) clients.push_back(connect_client(local_port(listener.get())));
+  backend_->accept_multishot(listener.get(), 4);
+  std::vector<UniqueFd> accepted;
+  for (int i = 0; i < 50; ++i) {
+    Completion completion = next(4);
+    ASSERT_TRUE(completion.more) << completion.result;
+    accepted.emplace_back(completion.result);
+  }
+  backend_->cancel(4);
+  EXPECT_EQ(final_of(4).result, -ECANCELED);
 }
 
 TEST_P(BackendTest, RejectsABufferCountThatIsNotAPowerOfTwo) {

@@ -523,6 +523,73 @@ TEST(HttpParserIncremental, CompleteHeadsAreIncompleteUntilTheirLastByte) {
   }
 }
 
+// Feeds `data` in growing prefixes of `step` more bytes, passing the previous size as the
+// scan_from hint while the answers are incomplete, as a server would.
+void expect_hint_agrees(const std::string& data, const Limits& limits, size_t step) {
+  const Parsed whole = parse(data, limits);
+  size_t previous = 0;
+  for (size_t length = std::min(step, data.size());;
+       length = std::min(length + step, data.size())) {
+    Parsed hinted;
+    hinted.headers.resize(limits.max_headers);
+    hinted.result = parse_request(std::string_view(data).substr(0, length), limits, hinted.head,
+                                  hinted.headers, previous);
+    if (hinted.result.status != ParseStatus::incomplete) {
+      ASSERT_EQ(hinted.result.status, whole.result.status) << length << " of " << data;
+      EXPECT_EQ(hinted.result.http_status, whole.result.http_status) << length << " of " << data;
+      if (whole.result.status == ParseStatus::complete) {
+        EXPECT_EQ(hinted.head.head_length, whole.head.head_length);
+        EXPECT_EQ(hinted.head.header_count, whole.head.header_count);
+      }
+      return;
+    }
+    if (length == data.size()) {
+      // Deferred to the end of a line that never came: only errors may be deferred.
+      EXPECT_NE(whole.result.status, ParseStatus::complete) << data;
+      return;
+    }
+    previous = length;
+  }
+}
+
+TEST(HttpParserIncremental, ScanFromHintGivesTheSameAnswers) {
+  const Limits small{
+      .max_request_line = 40, .max_header_size = 120, .max_headers = 3, .max_body_size = 100};
+  for (const std::string& data : sample_requests()) {
+    for (const size_t step : {1, 2, 7, 64}) {
+      expect_hint_agrees(data, Limits{}, step);
+      expect_hint_agrees(data, small, step);
+    }
+  }
+}
+
+TEST(HttpParserIncremental, ScanFromHintDefersErrorsToTheEndOfTheLine) {
+  Parsed parsed;
+  parsed.headers.resize(100);
+  const std::string data = "G@T / HTTP/1.1\r\nHost: h\r\n\r\n";
+  // Without the hint the error is known at once.
+  EXPECT_EQ(parse(data.substr(0, 2)).result.http_status, 400);
+  parsed.result =
+      parse_request(std::string_view(data).substr(0, 2), Limits{}, parsed.head, parsed.headers, 1);
+  EXPECT_EQ(parsed.result.status, ParseStatus::incomplete);
+  parsed.result =
+      parse_request(std::string_view(data).substr(0, 16), Limits{}, parsed.head, parsed.headers, 2);
+  EXPECT_EQ(parsed.result.http_status, 400);
+  // Limits are still enforced without a line end: the request line, after leading empty lines...
+  const std::string long_line = "\r\n\r\nGET /" + std::string(100, 'a');
+  const Limits limits{.max_request_line = 64};
+  parsed.result = parse_request(long_line, limits, parsed.head, parsed.headers, 80);
+  EXPECT_EQ(parsed.result.http_status, 414);
+  // ... and the whole head.
+  const std::string long_header = "GET / HTTP/1.1\r\nX: " + std::string(200, 'v');
+  parsed.result =
+      parse_request(long_header, Limits{.max_header_size = 100}, parsed.head, parsed.headers, 150);
+  EXPECT_EQ(parsed.result.http_status, 431);
+  // A hint beyond the data is ignored.
+  parsed.result = parse_request(data, Limits{}, parsed.head, parsed.headers, 1000);
+  EXPECT_EQ(parsed.result.http_status, 400);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reads right before an unreadable page: any read past the input faults.
 

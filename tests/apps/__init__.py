@@ -1,0 +1,1 @@
+"""Applications served by the end-to-end HTTP tests (``python -m theframework tests.apps.X:app``)."""

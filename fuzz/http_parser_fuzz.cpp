@@ -1,8 +1,8 @@
 // libFuzzer target of src/core/http_parser: parses the input with small limits, checks the
 // result's invariants and its split invariance (a prefix answers incomplete or the same, also with
-// the scan_from hint), and runs
-// the chunked decoder over the body that follows a chunked head (or over the whole input when there
-// is none), comparing one feed with two feeds split at a point derived from the input.
+// the scan_from hint), and runs the chunked decoder over the body that follows a chunked head (or
+// over the whole input when there is none), comparing one feed with two feeds split at a point
+// derived from the input.
 // Any broken invariant traps, which libFuzzer reports as a crash.
 #include <array>
 #include <cstddef>

@@ -40,7 +40,7 @@ DIFFERENCES: dict[str, dict[str, str]] = {
     },
     "te_chunked_after_other": {
         LLHTTP: "llhttp accepts 'gzip, chunked' and leaves the gzip to the application; we "
-        "decode no coding but chunked, so we answer 501 like h11 refuses it"
+        "decode only chunked, so we answer 501 (h11 refuses it too)"
     },
     "te_in_http10": {
         LLHTTP: "llhttp accepts Transfer-Encoding in HTTP/1.0; RFC 9112 §6.1 says the framing "

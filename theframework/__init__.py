@@ -12,7 +12,9 @@ from .app import Framework
 from .config import ServerConfig
 from .datastructures import Headers, QueryParams
 from .errors import HTTPError
+from .offload import offload
 from .server import serve
+from .wsgi import serve_wsgi
 
 __version__ = "0.1.0"
 
@@ -26,7 +28,9 @@ __all__ = [
     "Response",
     "ServerConfig",
     "__version__",
+    "offload",
     "serve",
+    "serve_wsgi",
 ]
 
 # The native module builds request.headers / request.query_params with these types and raises

@@ -124,6 +124,18 @@ def _configure(
 ) -> None:
     """Hands the package's objects to the native module (internal)."""
 
+def _parse_request(
+    data: bytes,
+    max_header_size: int = 32768,
+    max_headers: int = 100,
+    max_body_size: int = 1048576,
+    max_request_line: int = 8192,
+) -> tuple[Any, ...]:
+    """The C++ parser's verdict on ``data`` (for the differential tests)."""
+
+def _decode_chunked(data: bytes, max_body_size: int = 1048576) -> tuple[Any, ...]:
+    """The C++ chunked decoder's verdict on ``data`` (for the differential tests)."""
+
 def close(fd: int, /) -> None:
     """Cancels every operation waiting on ``fd`` (their callers get OSError EBADF), then closes
     it. Does not suspend."""

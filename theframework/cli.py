@@ -1,8 +1,10 @@
 """Command line: ``theframework APP [options]`` / ``python -m theframework APP [options]``.
 
 Each option's value comes from the command line, else from THEFRAMEWORK_<OPTION>, else from the
-ServerConfig default. Exit status: 0 after a clean shutdown, 2 for a usage error (bad option
-value, malformed or unusable APP), 1 when the application cannot be imported or the server fails.
+ServerConfig / ProcessConfig default. Exit status of one process (``--workers 1``): 0 after a
+clean shutdown, 2 for a usage error (bad option value, malformed or unusable APP), 1 when the
+application cannot be imported or the server fails. With a supervisor (``--workers`` other than
+1) the exit status is the supervisor's (docs/processes.md has the table).
 """
 
 from __future__ import annotations
@@ -17,14 +19,25 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from . import __version__
-from .config import BACKENDS, LOG_LEVELS, ServerConfig, config_from_env, env_name
+from .config import (
+    BACKENDS,
+    INTERFACES,
+    LOG_LEVELS,
+    START_METHODS,
+    ProcessConfig,
+    ServerConfig,
+    config_from_env,
+    env_name,
+)
+from .proctitle import set_process_title
 from .server import AppLoadError, configure_logging, import_from_string, load_app, serve
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "config_from_arguments", "main", "process_config_from_arguments"]
 
 PROGRAM = "theframework"
 
 _DEFAULTS = ServerConfig()
+_PROCESS_DEFAULTS = ProcessConfig()
 
 # (option, type, metavar, help) of every server option; argparse defaults stay None so that an
 # option given on the command line can be told from one to take from the environment.
@@ -43,6 +56,17 @@ _OPTIONS: list[tuple[str, type[Any], str | None, str]] = [
     ("max_connections", int, "N", "open connections per process"),
     ("graceful_timeout", float, "SECONDS", "time in-flight requests get to finish at shutdown"),
     ("log_level", str, None, "logging level"),
+    ("interface", str, None, "what APP is: a Framework/handler, a WSGI app, or auto-detected"),
+    ("root_path", str, "PATH", "URL prefix the WSGI app is mounted under (SCRIPT_NAME)"),
+]
+
+# The same for ProcessConfig (env_files and patch_all are added by hand: repeatable, a flag).
+_PROCESS_OPTIONS: list[tuple[str, type[Any], str | None, str]] = [
+    ("workers", int, "N", "worker processes; 1 serves in this process, 0 one per CPU"),
+    ("start_method", str, None, "how workers start; auto forks a single-threaded supervisor"),
+    ("startup_timeout", float, "SECONDS", "time a worker gets to report ready"),
+    ("proc_name", str, "NAME", "process titles '<NAME> master' / '<NAME> worker-<id>'"),
+    ("pid_file", str, "PATH", "write the supervisor's pid here once ready"),
 ]
 
 
@@ -71,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
         help_text = f"{text} (default: {default}; env {env_name(option)})"
         if option == "backend":
             parser.add_argument(flag, choices=BACKENDS, default=None, help=help_text)
+        elif option == "interface":
+            parser.add_argument(flag, choices=INTERFACES, default=None, help=help_text)
         elif option == "log_level":
             parser.add_argument(
                 flag, choices=LOG_LEVELS, type=str.lower, default=None, help=help_text
@@ -79,6 +105,37 @@ def build_parser() -> argparse.ArgumentParser:
             parser.add_argument(
                 flag, type=value_type, metavar=metavar, default=None, help=help_text
             )
+    processes = parser.add_argument_group("processes")
+    for option, value_type, metavar, text in _PROCESS_OPTIONS:
+        default = getattr(_PROCESS_DEFAULTS, option)
+        flag = "--" + option.replace("_", "-")
+        help_text = f"{text} (default: {default}; env {env_name(option)})"
+        if option == "start_method":
+            processes.add_argument(
+                flag, choices=START_METHODS, type=str.lower, default=None, help=help_text
+            )
+        else:
+            processes.add_argument(
+                flag, type=value_type, metavar=metavar, default=None, help=help_text
+            )
+    processes.add_argument(
+        "--env-file",
+        dest="env_files",
+        action="append",
+        metavar="PATH",
+        default=None,
+        help="load KEY=VALUE lines into each worker before the application is imported; "
+        "repeatable, later files win, the environment wins over files (env "
+        f"{env_name('env_files')}, paths separated by {os.pathsep!r})",
+    )
+    processes.add_argument(
+        "--patch-all",
+        action="store_const",
+        const=True,
+        default=None,
+        help="call theframework.monkey.patch_all() in each worker before the application is "
+        f"imported (env {env_name('patch_all')}=1)",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
@@ -94,6 +151,37 @@ def config_from_arguments(
         if getattr(arguments, field.name, None) is not None
     }
     return dataclasses.replace(config, **given) if given else config
+
+
+def process_config_from_arguments(
+    arguments: argparse.Namespace, environ: Mapping[str, str]
+) -> ProcessConfig:
+    """ProcessConfig defaults, then the environment, then the command line. ValueError."""
+    config = config_from_env(ProcessConfig(), environ)
+    given: dict[str, Any] = {
+        field.name: getattr(arguments, field.name)
+        for field in dataclasses.fields(ProcessConfig)
+        if getattr(arguments, field.name, None) is not None
+    }
+    if "env_files" in given:
+        given["env_files"] = tuple(given["env_files"])
+    return dataclasses.replace(config, **given) if given else config
+
+
+def _prepare_process(process: ProcessConfig) -> str | None:
+    """Env files and --patch-all for a single-process server; a usage error message or None."""
+    from .worker import load_env_files, patch_all
+
+    try:
+        load_env_files(process.env_files)
+    except (OSError, ValueError) as error:
+        return f"cannot load the environment file: {error}"
+    if process.patch_all:
+        try:
+            patch_all()
+        except ImportError as error:
+            return f"--patch-all: theframework.monkey is not available: {error}"
+    return None
 
 
 def _is_missing_module(error: ModuleNotFoundError, module_name: str) -> bool:
@@ -113,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code if isinstance(code, int) else (0 if code is None else 2)
     try:
         config = config_from_arguments(arguments, os.environ)
+        process = process_config_from_arguments(arguments, os.environ)
     except ValueError as error:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)
         return 2
@@ -122,13 +211,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    configure_logging(config.log_level)
     # Like "python -m": the application is looked up from the current directory first.
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
+    if process.supervised:
+        from .supervisor import run_supervisor  # supervisor imports server, which imports cli's
+
+        configure_logging(config.log_level, "master")
+        return run_supervisor(config.app, config, process)
+    configure_logging(config.log_level)
+    set_process_title(process.proc_name)
+    problem = _prepare_process(process)
+    if problem is not None:
+        print(f"{PROGRAM}: error: {problem}", file=sys.stderr)
+        return 2
     module_name = config.app.partition(":")[0]
     try:
-        handler = load_app(import_from_string(config.app))
+        handler = load_app(import_from_string(config.app), config)
     except AppLoadError as error:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)
         return 2

@@ -5,14 +5,27 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["BACKENDS", "ENV_PREFIX", "LOG_LEVELS", "ServerConfig", "config_from_env", "env_name"]
+__all__ = [
+    "BACKENDS",
+    "ENV_PREFIX",
+    "INTERFACES",
+    "LOG_LEVELS",
+    "START_METHODS",
+    "ProcessConfig",
+    "ServerConfig",
+    "config_from_env",
+    "env_name",
+]
 
 BACKENDS = ("auto", "io_uring", "epoll")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+INTERFACES = ("auto", "framework", "wsgi")
+START_METHODS = ("auto", "fork", "spawn", "forkserver")
 ENV_PREFIX = "THEFRAMEWORK_"
 
 
@@ -68,6 +81,11 @@ class ServerConfig:
     graceful_timeout: float = 30.0
     # Logging level of the "theframework" logger: critical, error, warning, info, debug.
     log_level: str = "info"
+    # What the application is: "framework" (a Framework or handler(request, response)), "wsgi"
+    # (a PEP 3333 application), or "auto" to tell from the object (see docs/wsgi.md).
+    interface: str = "auto"
+    # WSGI SCRIPT_NAME: the URL prefix the application is mounted under ("" or "/prefix").
+    root_path: str = ""
 
     def __post_init__(self) -> None:
         if self.app is not None and (not isinstance(self.app, str) or ":" not in self.app):
@@ -92,6 +110,14 @@ class ServerConfig:
             raise ValueError(
                 f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"
             )
+        if self.interface not in INTERFACES:
+            raise ValueError(
+                f"interface must be one of {', '.join(INTERFACES)}, got {self.interface!r}"
+            )
+        if not isinstance(self.root_path, str) or (
+            self.root_path and not self.root_path.startswith("/")
+        ):
+            raise ValueError(f"root_path must be empty or start with '/', got {self.root_path!r}")
 
     @property
     def bind_description(self) -> str:
@@ -100,6 +126,57 @@ class ServerConfig:
             return f"unix:{self.uds}"
         host = self.host.strip("[]")
         return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessConfig:
+    """How many processes serve and how they are run: the supervisor's options, validated on
+    construction (ValueError naming the option). ServerConfig is what each serving process uses;
+    this is what only the command line and the supervisor look at."""
+
+    # Worker processes: 1 serves in the current process (no supervisor); 0 means one per CPU.
+    workers: int = 1
+    # How workers are started: auto, fork, spawn or forkserver (see docs/processes.md).
+    start_method: str = "auto"
+    # Seconds a worker gets to report ready before it is killed as a failed boot.
+    startup_timeout: float = 60.0
+    # Process titles: "<proc_name> master" and "<proc_name> worker-<id>".
+    proc_name: str = "theframework"
+    # KEY=VALUE files loaded into each worker before the application is imported.
+    env_files: tuple[str, ...] = ()
+    # File the supervisor writes its pid to once every worker is ready (removed at exit).
+    pid_file: str | None = None
+    # Call theframework.monkey.patch_all() in each worker before the application is imported.
+    patch_all: bool = False
+
+    def __post_init__(self) -> None:
+        _check_int("workers", self.workers, 0)
+        if self.start_method not in START_METHODS:
+            choices = ", ".join(START_METHODS)
+            raise ValueError(f"start_method must be one of {choices}, got {self.start_method!r}")
+        _check_seconds("startup_timeout", self.startup_timeout)
+        if not isinstance(self.proc_name, str) or not self.proc_name:
+            raise ValueError(f"proc_name must be a non-empty string, got {self.proc_name!r}")
+        if not isinstance(self.env_files, tuple) or not all(
+            isinstance(path, str) and path for path in self.env_files
+        ):
+            raise ValueError(f"env_files must be a tuple of paths, got {self.env_files!r}")
+        if self.pid_file is not None and (not isinstance(self.pid_file, str) or not self.pid_file):
+            raise ValueError(f"pid_file must be a non-empty path, got {self.pid_file!r}")
+        if not isinstance(self.patch_all, bool):
+            raise ValueError(f"patch_all must be True or False, got {self.patch_all!r}")
+
+    @property
+    def worker_count(self) -> int:
+        """``workers``, with 0 resolved to the CPUs this process may run on."""
+        if self.workers:
+            return self.workers
+        return max(1, len(os.sched_getaffinity(0)))
+
+    @property
+    def supervised(self) -> bool:
+        """True when a supervisor runs worker processes (``workers`` is not 1)."""
+        return self.workers != 1
 
 
 def _parse_int(text: str) -> int:
@@ -125,6 +202,23 @@ def _parse_lower(text: str) -> str:
     return text.strip().lower()
 
 
+def _parse_paths(text: str) -> tuple[str, ...]:
+    return tuple(path for path in text.split(os.pathsep) if path)
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def _parse_bool(text: str) -> bool:
+    word = text.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError(text)
+
+
 _PARSERS: dict[str, tuple[Callable[[str], Any], str]] = {
     "app": (_parse_optional_text, "a 'module:attribute' import string"),
     "host": (_parse_text, "a host"),
@@ -141,7 +235,19 @@ _PARSERS: dict[str, tuple[Callable[[str], Any], str]] = {
     "max_connections": (_parse_int, "an integer"),
     "graceful_timeout": (_parse_seconds, "a number of seconds"),
     "log_level": (_parse_lower, "a log level"),
+    "interface": (_parse_lower, "an interface"),
+    "root_path": (_parse_text, "a URL path"),
+    # ProcessConfig
+    "workers": (_parse_int, "an integer"),
+    "start_method": (_parse_lower, "a start method"),
+    "startup_timeout": (_parse_seconds, "a number of seconds"),
+    "proc_name": (_parse_text, "a name"),
+    "env_files": (_parse_paths, f"a list of paths separated by {os.pathsep!r}"),
+    "pid_file": (_parse_optional_text, "a path"),
+    "patch_all": (_parse_bool, "a boolean (1/0, true/false, yes/no, on/off)"),
 }
+
+_ConfigT = TypeVar("_ConfigT", ServerConfig, ProcessConfig)
 
 
 def env_name(option: str) -> str:
@@ -150,12 +256,13 @@ def env_name(option: str) -> str:
     return ENV_PREFIX + option.upper()
 
 
-def config_from_env(base: ServerConfig, environ: Mapping[str, str]) -> ServerConfig:
-    """``base`` with every option that has a THEFRAMEWORK_<OPTION> variable in ``environ``
-    replaced by its converted value. Other THEFRAMEWORK_ variables are ignored (they belong to
-    other parts). A bad value raises ValueError naming the variable."""
+def config_from_env(base: _ConfigT, environ: Mapping[str, str]) -> _ConfigT:
+    """``base`` (a ServerConfig or a ProcessConfig) with every option that has a
+    THEFRAMEWORK_<OPTION> variable in ``environ`` replaced by its converted value. Other
+    THEFRAMEWORK_ variables are ignored (they belong to other parts). A bad value raises
+    ValueError naming the variable."""
     config = base
-    for field in dataclasses.fields(ServerConfig):
+    for field in dataclasses.fields(base):
         variable = env_name(field.name)
         text = environ.get(variable)
         if text is None:

@@ -24,13 +24,15 @@ from typing import Any
 
 from . import _core
 from .app import Framework, Handler
-from .config import ServerConfig
+from .config import ProcessConfig, ServerConfig
+from .wsgi import WSGIAdapter, detect_interface
 
 __all__ = [
     "AppLoadError",
     "bind_socket",
     "configure_logging",
     "import_from_string",
+    "listener_url",
     "load_app",
     "make_config",
     "serve",
@@ -53,12 +55,22 @@ _SERVER_LIMITS = (
 _SignalHandler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, process_label: str | None = None) -> None:
     """Logging for command-line and ``app.run()`` use: a stderr handler on the root logger when
-    none is configured yet (logging.basicConfig), and ``level`` on the "theframework" logger."""
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    none is configured yet (logging.basicConfig), and ``level`` on the "theframework" logger.
+
+    With ``process_label`` ("master", "worker-2"), the root configuration is replaced (a forked
+    worker inherits its parent's) and every line shows the label after the level."""
+    if process_label is None:
+        logging.basicConfig(
+            level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    else:
+        logging.basicConfig(
+            level=level.upper(),
+            format=f"%(asctime)s %(levelname)s [{process_label}] %(name)s: %(message)s",
+            force=True,
+        )
     logger.setLevel(level.upper())
 
 
@@ -83,13 +95,24 @@ def import_from_string(reference: str) -> object:
     return target
 
 
-def load_app(app: object) -> Handler:
+def load_app(app: object, config: ServerConfig | None = None) -> Handler:
     """The request handler for ``app``: a Framework, any ``handler(request, response)`` callable,
-    or an import string naming one."""
+    a WSGI application (wrapped in a WSGIAdapter), or an import string naming one.
+    ``config.interface`` says which ("auto": detected, see wsgi.detect_interface)."""
     target = import_from_string(app) if isinstance(app, str) else app
     if not callable(target):
         raise AppLoadError(f"application {app!r} is not callable (got {type(target).__name__})")
-    handler: Handler = target
+    if isinstance(target, WSGIAdapter) or config is None:
+        handler: Handler = target
+        return handler
+    interface = config.interface
+    if interface == "auto":
+        interface = detect_interface(target)
+    if interface == "wsgi":
+        if isinstance(target, Framework):
+            raise AppLoadError(f"application {app!r} is a Framework, not a WSGI application")
+        return WSGIAdapter(target, root_path=config.root_path)
+    handler = target
     return handler
 
 
@@ -130,10 +153,11 @@ def _remove_stale_socket_file(path: str) -> None:
     os.unlink(path)
 
 
-def bind_socket(config: ServerConfig) -> socket.socket:
+def bind_socket(config: ServerConfig, *, reuse_port: bool = False) -> socket.socket:
     """A listening socket for ``config``: UNIX at ``uds`` (a stale socket file is replaced), else
-    TCP on host:port (IPv6 when host contains ":"), with SO_REUSEADDR. OSError naming the
-    address on failure."""
+    TCP on host:port (IPv6 when host contains ":"), with SO_REUSEADDR, and SO_REUSEPORT when
+    ``reuse_port`` (each worker of a supervisor binds its own). OSError naming the address (and
+    keeping the errno) on failure."""
     description = config.bind_description
     if config.uds is not None:
         _remove_stale_socket_file(config.uds)
@@ -146,6 +170,8 @@ def bind_socket(config: ServerConfig) -> socket.socket:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         listener = socket.socket(family, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         address = (host, config.port)
     try:
         listener.bind(address)
@@ -161,7 +187,8 @@ def bind_socket(config: ServerConfig) -> socket.socket:
     return listener
 
 
-def _listener_url(listener: socket.socket) -> str:
+def listener_url(listener: socket.socket) -> str:
+    """The address of a listening socket as logged: "http://host:port" or "unix:/path"."""
     address = listener.getsockname()
     if listener.family == socket.AF_UNIX:
         return f"unix:{address}"
@@ -207,18 +234,22 @@ def serve_listeners(
     config: ServerConfig,
     *,
     ready: Callable[[], None] | None = None,
+    hub_started: Callable[[], None] | None = None,
 ) -> None:
     """Serves ``app`` on sockets that already listen, in this process, until SIGINT/SIGTERM
     (or ``http_server.shutdown``) and the drain finish. Does not close the sockets.
 
-    In the hub: the app's startup hooks, then ``ready()``, then serving; the shutdown hooks run
-    after the drain (also when serving fails), but only when the startup hooks succeeded.
+    In the hub: ``hub_started()``, the app's startup hooks, then ``ready()``, then serving; the
+    shutdown hooks run after the drain (also when serving fails), but only when the startup hooks
+    succeeded. (A worker tells the phase an exception escaped from by the callbacks it saw.)
     """
-    handler = load_app(app)
+    handler = load_app(app, config)
+    if isinstance(handler, WSGIAdapter) and listeners:
+        handler.set_server_address(listeners[0].getsockname())
     framework = handler if isinstance(handler, Framework) else None
     logger.setLevel(config.log_level.upper())
     hub = _core.Hub(config.backend)
-    urls = ", ".join(_listener_url(listener) for listener in listeners)
+    urls = ", ".join(listener_url(listener) for listener in listeners)
     if hub.fallback_reason:
         logger.info(
             "listening on %s (pid %d, backend %s; io_uring unavailable: %s)",
@@ -233,6 +264,8 @@ def serve_listeners(
     http_server = _core.HttpServer(handler, [listener.fileno() for listener in listeners], **limits)
 
     def main() -> None:
+        if hub_started is not None:
+            hub_started()
         if framework is not None:
             framework.startup()
         try:
@@ -253,18 +286,40 @@ def serve(
     config: ServerConfig | None = None,
     *,
     ready: Callable[[], None] | None = None,
+    process: ProcessConfig | None = None,
     **options: Any,
 ) -> None:
     """Serves ``app`` (a Framework, any ``handler(request, response)`` callable, or a
-    "module:attribute" string) in this process until SIGINT or SIGTERM, then drains.
+    "module:attribute" string) until SIGINT or SIGTERM, then drains.
 
-    ``options`` are ServerConfig fields applied over ``config``. ``ready()`` is called in the hub
-    once the socket listens and the startup hooks ran. Raises AppLoadError, OSError (bind,
-    backend), or what the startup/shutdown hooks raise.
+    ``options`` are ServerConfig or ProcessConfig fields applied over ``config`` / ``process``.
+    With ``workers`` 1 (the default) it serves in this process: ``ready()`` is called in the hub
+    once the socket listens and the startup hooks ran; raises AppLoadError, OSError (bind,
+    backend), or what the startup/shutdown hooks raise. Otherwise a supervisor runs the workers
+    (see theframework.supervisor): ``ready()`` is called in this process once every worker is
+    ready, and a failure raises supervisor.SupervisorError carrying the exit code.
     """
+    process_names = {field.name for field in dataclasses.fields(ProcessConfig)}
+    process_options = {name: options.pop(name) for name in list(options) if name in process_names}
+    process = ProcessConfig() if process is None else process
+    if process_options:
+        process = dataclasses.replace(process, **process_options)
     if isinstance(app, str) and (config is None or config.app is None) and "app" not in options:
         options["app"] = app
     config = make_config(config, options)
+    if process.supervised:
+        from .supervisor import SupervisorError, run_supervisor  # supervisor imports this module
+
+        code = run_supervisor(app, config, process, ready=ready)
+        if code != 0:
+            raise SupervisorError(code, f"the server stopped with exit code {code} (see the log)")
+        return
+    if process.env_files or process.patch_all:
+        from .worker import load_env_files, patch_all  # worker imports this module
+
+        load_env_files(process.env_files)
+        if process.patch_all:
+            patch_all()
     handler = load_app(app)
     listener = bind_socket(config)
     socket_inode = os.stat(config.uds).st_ino if config.uds is not None else None

@@ -6,7 +6,10 @@
 // Behaviour worth knowing beyond the shared contract:
 //  - Completions produced without the kernel (an operation that finished when queued, a
 //    cancellation) are delivered by the next wait(), which then does not block.
-//  - wait() returns early when a signal interrupts it, possibly with 0 completions.
+//  - wait() returns early when a signal interrupts it, possibly with 0 completions. An io_uring
+//    torn down in the same process interrupts it that way too (task-work notification).
+//  - Queueing may run the syscall right away (the fast path), never blocking; the completion is
+//    still delivered by wait().
 //  - poll() on a regular file (which epoll cannot watch) completes at once with POLLIN|POLLOUT.
 //  - Closing an fd while operations wait on it leaves them waiting: cancel_fd() first.
 #pragma once

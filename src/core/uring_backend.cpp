@@ -203,19 +203,20 @@ class UringBackend final : public Backend {
       pending_.clear();
       timeout_ns = 0;
     }
-    woken_ = false;
+    if (woken_) timeout_ns = 0;  // a wake-up was reaped while flushing a full SQ
     timespec deadline{};
     if (timeout_ns > 0) deadline = deadline_after(timeout_ns);
     for (;;) {
       const int result = enter(timeout_ns);
       appended += reap(out);
       if (appended > 0 || woken_ || timeout_ns == 0 || result == -ETIME || result == -EINTR) {
+        woken_ = false;
         return appended;
       }
       // Only internal completions (cancellation results): keep waiting for the rest of the time.
       if (timeout_ns > 0) {
         timeout_ns = nanoseconds_until(deadline);
-        if (timeout_ns <= 0) return appended;
+        if (timeout_ns <= 0) return 0;
       }
     }
   }

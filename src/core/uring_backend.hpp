@@ -9,7 +9,12 @@
 //  - A multishot accept or receive may end with a final completion that carries no error (for
 //    example when the kernel could not post more completions); the caller queues it again.
 //  - A completion whose `buffer` is not -1 holds a provided buffer that must be released with
-//    release_buffer(), even when `result` is 0.
+//    release_buffer(), even when `result` is 0 (on kernel 6.18 end of stream carries none).
+//  - Operations hold a reference on their file: close(fd) alone does not end them (the socket
+//    stays open until they complete). cancel_fd() therefore submits at once, while fd is open.
+//  - O_NONBLOCK on a socket does not matter: recv / accept / sendmsg wait for readiness inside
+//    the kernel and never complete with -EAGAIN (checked on 6.18), unless MSG_DONTWAIT is passed.
+//  - Nothing is submitted before wait() (or a full SQ, or cancel_fd()): queueing is syscall-free.
 #pragma once
 
 #include <memory>

@@ -551,9 +551,14 @@ PyObject* close_fd(PyObject*, PyObject* fd_object) {
   int fd;
   if (!fd_from_object(fd_object, fd)) return nullptr;
   Hub* hub = Hub::current();
+  int result = 0;
   if (hub != nullptr) {
-    hub->close_fd(fd);
+    result = hub->close_fd(fd);
   } else if (::close(fd) < 0 && errno != EINTR) {
+    result = -errno;
+  }
+  if (result < 0) {
+    errno = -result;
     return PyErr_SetFromErrno(PyExc_OSError);
   }
   Py_RETURN_NONE;

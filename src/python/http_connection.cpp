@@ -196,8 +196,11 @@ bool Connection::parse_buffered(bool spawn, PyObject** request, PyObject** respo
   const http::Limits& limits = server_.options().limits;
   std::span<http::Header> headers(storage, std::min<size_t>(limits.max_headers + 1, 256));
   http::RequestHead head;
-  http::ParseResult result = http::parse_request(buffered(), limits, head, headers);
+  const std::string_view data = buffered();
+  http::ParseResult result =
+      http::parse_request(data, limits, head, headers, phase_ == Phase::head ? scanned_ : 0);
   if (result.status == http::ParseStatus::incomplete) {
+    scanned_ = data.size();
     if (peer_closed_) {
       close_now();  // a partial request and then the client left
       return false;

@@ -116,6 +116,7 @@ class Connection final : public CompletionHandler {
   uint64_t reader_token_ = 0;  // event of a greenlet waiting for input
   std::string input_;
   size_t input_start_ = 0;
+  size_t scanned_ = 0;  // buffered bytes an incomplete parse already looked at
   // The request being handled.
   http::RequestHead head_{};
   uint64_t body_remaining_ = 0;  // content-length bytes not yet consumed

@@ -205,7 +205,23 @@ int Hub::sleep(double seconds) {
   return 0;
 }
 
+namespace {
+
+// Puts fd in non-blocking mode (the epoll backend calls accept4/connect on readiness, which must
+// not block if another process took the connection first). 0, or -1 with OSError set.
+int ensure_nonblocking(int fd) {
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || (!(flags & O_NONBLOCK) && ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)) {
+    PyErr_SetFromErrno(PyExc_OSError);
+    return -1;
+  }
+  return 0;
+}
+
+}  // namespace
+
 int Hub::accept(int fd, double timeout, sockaddr_storage& address, socklen_t& address_length) {
+  if (ensure_nonblocking(fd) < 0) return -1;
   uint32_t index = acquire_slot(OpKind::accept);
   Slot& slot = slot_at(index);
   slot.fd = fd;
@@ -294,11 +310,7 @@ Py_ssize_t Hub::send(int fd, std::vector<Py_buffer>& views, size_t skip, double 
 }
 
 int Hub::connect(int fd, const sockaddr* address, socklen_t length, double timeout) {
-  int flags = ::fcntl(fd, F_GETFL);
-  if (flags < 0 || (!(flags & O_NONBLOCK) && ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)) {
-    PyErr_SetFromErrno(PyExc_OSError);
-    return -1;
-  }
+  if (ensure_nonblocking(fd) < 0) return -1;
   uint32_t index = acquire_slot(OpKind::connect);
   Slot& slot = slot_at(index);
   slot.fd = fd;
@@ -396,9 +408,10 @@ int Hub::poll_many(const std::vector<int>& fds, const std::vector<uint32_t>& eve
   return ready;
 }
 
-void Hub::close_fd(int fd) {
+int Hub::close_fd(int fd) {
   backend_->cancel_fd(fd);
-  ::close(fd);
+  if (::close(fd) < 0 && errno != EINTR) return -errno;
+  return 0;
 }
 
 uint64_t Hub::prepare_event() {

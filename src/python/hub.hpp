@@ -134,8 +134,8 @@ class Hub {
   // Waits for any of the fds; fills ready masks. Returns number ready (0 on timeout).
   int poll_many(const std::vector<int>& fds, const std::vector<uint32_t>& events,
                 std::vector<uint32_t>& revents, double timeout);
-  // Cancels every waiter on fd (they see EBADF) and closes it.
-  void close_fd(int fd);
+  // Cancels every waiter on fd (they see EBADF) and closes it. Returns 0 or -errno of close(2).
+  int close_fd(int fd);
 
   // --- Events: a greenlet waits until C++ code signals it ---------------------------------------
   // Reserves the wait (the caller publishes the token where the signaller finds it), then

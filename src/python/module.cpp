@@ -5,6 +5,11 @@
 #include "python/http_server.hpp"
 #include "python/hub.hpp"
 
+namespace tf::py {
+// parser_debug.cpp: _core._parse_request / _decode_chunked, for the differential tests.
+int init_parser_debug(PyObject* module);
+}  // namespace tf::py
+
 namespace {
 
 PyModuleDef core_module = {
@@ -25,7 +30,8 @@ PyMODINIT_FUNC PyInit__core() {
   PyObject* module = PyModule_Create(&core_module);
   if (module == nullptr) return nullptr;
   if (tf::py::init_configuration(module) < 0 || tf::py::init_hub(module) < 0 ||
-      tf::py::init_http(module) < 0) {
+      tf::py::init_http(module) < 0 ||
+      tf::py::init_parser_debug(module) < 0) {
     Py_DECREF(module);
     return nullptr;
   }

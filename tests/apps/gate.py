@@ -40,3 +40,15 @@ def release(name: str) -> int:
     for waiter in waiters:
         _core.kill(waiter, _Opened())
     return len(waiters)
+
+
+_arrived: dict[str, int] = {}
+
+
+def barrier(name: str, parties: int, timeout: float = 20.0) -> bool:
+    """Waits until ``parties`` greenlets have called barrier(name); False after ``timeout``."""
+    _arrived[name] = _arrived.get(name, 0) + 1
+    if _arrived[name] >= parties:
+        release(f"barrier:{name}")
+        return True
+    return wait(f"barrier:{name}", timeout)

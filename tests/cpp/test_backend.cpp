@@ -7,6 +7,7 @@
 #include <linux/seccomp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -18,8 +19,10 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstddef>
 #include <cstring>
 #include <deque>
@@ -669,6 +672,30 @@ TEST_P(BackendTest, WakeFromAnotherThreadInterruptsAnEndlessWait) {
     EXPECT_LT(Clock::now() - start, 2s);
     waker.join();
   }
+}
+
+void ignore_signal(int) {}
+
+// A signal caught during wait(-1) makes it return (so that the caller can run its handlers).
+TEST_P(BackendTest, ASignalInterruptsAnEndlessWait) {
+  struct sigaction action {};
+  struct sigaction previous {};
+  action.sa_handler = ignore_signal;  // no SA_RESTART: the wait sees EINTR
+  ASSERT_EQ(::sigaction(SIGUSR1, &action, &previous), 0);
+  std::atomic<bool> returned{false};
+  const pthread_t waiter = ::pthread_self();
+  // Signals until the wait has returned: the first ones may arrive before it blocks.
+  std::thread signaller([&] {
+    while (!returned.load()) {
+      ::pthread_kill(waiter, SIGUSR1);
+      std::this_thread::sleep_for(10ms);
+    }
+  });
+  std::vector<Completion> completions;
+  EXPECT_EQ(backend_->wait(-1, completions), 0u);
+  returned.store(true);
+  signaller.join();
+  ::sigaction(SIGUSR1, &previous, nullptr);
 }
 
 TEST_P(BackendTest, ManyOperationsThroughATinySubmissionQueue) {

@@ -1,0 +1,1 @@
+"""Applications the prefork tests serve (imported by the worker processes)."""

@@ -1,0 +1,3 @@
+"""Fails while being imported."""
+
+raise RuntimeError("broken at import in a worker")

@@ -1,0 +1,5 @@
+"""Exits (code 9, no Python cleanup) every time a worker imports it: a crash loop."""
+
+import os
+
+os._exit(9)

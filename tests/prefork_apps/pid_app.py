@@ -1,0 +1,30 @@
+"""Answers every request with the pid of the worker that served it; ``/slow?marker=PATH`` creates
+PATH (so the test knows the request is in flight), then sleeps 2 s in the hub before answering."""
+
+from __future__ import annotations
+
+import os
+
+from theframework import Framework, Request, Response, _core
+
+app = Framework()
+
+
+@app.get("/")
+def pid(request: Request, response: Response) -> None:
+    response.write(str(os.getpid()))
+
+
+@app.get("/slow")
+def slow(request: Request, response: Response) -> None:
+    marker = request.query_params.get("marker")
+    if marker:
+        with open(marker, "w") as stream:
+            stream.write(str(os.getpid()))
+    _core.sleep(2.0)
+    response.write(f"slow {os.getpid()}")
+
+
+@app.get("/env")
+def environment(request: Request, response: Response) -> None:
+    response.write(os.environ.get(request.query_params.get("name") or "", "<unset>"))

@@ -1,0 +1,131 @@
+"""Messages between a worker and its supervisor, and the exit codes that say why a worker ended.
+
+Transport: one ``socketpair(AF_UNIX, SOCK_SEQPACKET)`` per worker; every datagram is one message,
+a small JSON object whose "kind" names its type. The worker sends, the supervisor receives (the
+supervisor's end is non-blocking and read from its selector loop). Messages are advisory: the
+supervisor learns that a worker died from its process sentinel, never from this channel.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import socket
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+__all__ = [
+    "MAX_MESSAGE_SIZE",
+    "ExitCode",
+    "Failure",
+    "Message",
+    "Ready",
+    "channel_pair",
+    "decode",
+    "encode",
+    "receive",
+    "send",
+]
+
+# Larger messages are refused by ``encode`` (a failure description is cut to fit).
+MAX_MESSAGE_SIZE = 4096
+
+
+class ExitCode(enum.IntEnum):
+    """Exit status of a worker (and of the supervisor, which exits with the code that stopped the
+    server). docs/processes.md has the table with what the supervisor does for each."""
+
+    OK = 0
+    # Any other failure, including bind errors without a code of their own.
+    GENERIC = 1
+    # Bad usage: option values, an application reference that names nothing callable.
+    USAGE = 2
+    # The application could not be imported, or one of its startup hooks raised.
+    APP_FAILED = 3
+    # EADDRINUSE while binding: transient, respawned with backoff.
+    ADDRESS_IN_USE = 42
+    # EACCES/EPERM while binding: permanent, not respawned.
+    PERMISSION_DENIED = 43
+    # EMFILE/ENFILE: out of file descriptors; the supervisor runs one worker fewer.
+    TOO_MANY_FILES = 44
+    # Exceptions escaping the hub while serving.
+    HUB_MEMORY_ERROR = 50
+    HUB_OS_ERROR = 51
+    HUB_EXCEPTION = 52
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """The worker listens and its hub runs (sent once, after the startup hooks)."""
+
+    kind: ClassVar[str] = "ready"
+    worker_id: int
+    pid: int
+    # Where it listens, as logged: "http://127.0.0.1:8000" or "unix:/run/app.sock".
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why the worker is about to exit with ``exit_code``: one line, no traceback."""
+
+    kind: ClassVar[str] = "failure"
+    worker_id: int
+    pid: int
+    exit_code: int
+    description: str
+
+
+Message = Ready | Failure
+_TYPES: dict[str, type[Ready] | type[Failure]] = {Ready.kind: Ready, Failure.kind: Failure}
+
+
+def channel_pair() -> tuple[socket.socket, socket.socket]:
+    """(supervisor end, worker end): a connected SOCK_SEQPACKET pair, both close-on-exec."""
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+
+
+def encode(message: Message) -> bytes:
+    """One datagram for ``message``; a Failure description too long for MAX_MESSAGE_SIZE is cut."""
+    fields: dict[str, Any] = {"kind": message.kind, **asdict(message)}
+    data = json.dumps(fields).encode()
+    if len(data) > MAX_MESSAGE_SIZE and isinstance(message, Failure):
+        fields["description"] = message.description[: MAX_MESSAGE_SIZE // 2] + "..."
+        data = json.dumps(fields).encode()
+    if len(data) > MAX_MESSAGE_SIZE:
+        raise ValueError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_SIZE}")
+    return data
+
+
+def decode(data: bytes) -> Message:
+    """The message in one datagram; ValueError when it is not one this module writes."""
+    try:
+        fields = json.loads(data)
+        message_type = _TYPES[fields.pop("kind")]
+        return message_type(**fields)
+    except (KeyError, TypeError, AttributeError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"not a supervisor message: {data[:80]!r} ({error})") from None
+
+
+def send(channel: socket.socket, message: Message) -> None:
+    """Sends ``message`` (blocking; the supervisor drains its end continuously)."""
+    channel.send(encode(message))
+
+
+def receive(channel: socket.socket) -> list[Message] | None:
+    """Every message waiting on the non-blocking ``channel``; None once the peer has closed it
+    and nothing is left. Undecodable datagrams are dropped (ValueError is not raised)."""
+    messages: list[Message] = []
+    while True:
+        try:
+            data = channel.recv(MAX_MESSAGE_SIZE + 1)
+        except BlockingIOError:
+            return messages
+        except ConnectionResetError:
+            return messages or None
+        if not data:
+            return messages or None
+        try:
+            messages.append(decode(data))
+        except ValueError:
+            continue

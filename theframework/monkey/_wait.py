@@ -1,0 +1,45 @@
+"""Waiting until a file descriptor is ready: on the hub inside one, with the real ``poll()``
+outside (plain threads, the parent process, the hub greenlet itself), so that the green classes
+behave exactly like the originals there."""
+
+from __future__ import annotations
+
+import math
+import select
+import time
+
+from .. import _core
+from . import _originals
+
+__all__ = ["deadline_after", "remaining", "wait_fd"]
+
+
+def deadline_after(timeout: float | None) -> float | None:
+    """The time.monotonic() deadline of a call allowed ``timeout`` seconds (None: no limit)."""
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def remaining(deadline: float | None) -> float | None:
+    """Seconds left until ``deadline`` (never negative); None without a deadline."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def wait_fd(fd: int, *, write: bool, deadline: float | None, message: str = "timed out") -> None:
+    """Waits until ``fd`` is readable (writable when ``write``), or raises
+    ``TimeoutError(message)`` once ``deadline`` has passed. Suspends only the calling greenlet
+    when it may block in a hub; blocks the thread otherwise."""
+    timeout = remaining(deadline)
+    if _core.in_hub():
+        try:
+            if write:
+                _core.wait_writable(fd, timeout)
+            else:
+                _core.wait_readable(fd, timeout)
+        except TimeoutError:
+            raise TimeoutError(message) from None
+        return
+    poller = _originals.poll()
+    poller.register(fd, select.POLLOUT if write else select.POLLIN)
+    milliseconds = None if timeout is None else math.ceil(timeout * 1000)
+    if not poller.poll(milliseconds):
+        raise TimeoutError(message)

@@ -1,9 +1,9 @@
 """Helpers of the end-to-end HTTP tests: a real server process, raw-socket clients.
 
-- ``ServerProcess``: runs ``python -m theframework APP --port 0 --backend B ...`` from the repository
-  root, waits for its ``listening on http://HOST:PORT`` line on stderr (the readiness signal),
-  collects stderr, and on exit stops it with SIGTERM and checks that it exited 0 without a stray
-  traceback or crash report.
+- ``ServerProcess``: runs ``python -m theframework APP --port 0 --backend B ...`` from the
+  repository root, waits for its ``listening on http://HOST:PORT`` line on stderr (the readiness
+  signal), collects stderr, and on exit stops it with SIGTERM and checks that it exited 0
+  without a stray traceback or crash report.
 - Raw sockets: ``connect`` (a blocking socket with a timeout), ``ResponseReader`` (reads whole
   responses off a socket: Content-Length, chunked, or until close; keeps what follows for the next
   response, so pipelined answers can be read one by one), ``wait_closed`` / ``assert_closed``
@@ -77,6 +77,7 @@ class ServerProcess:
         self._condition = threading.Condition()
         self._reader: threading.Thread | None = None
         self._stderr_closed = False
+        self._terminated = False
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -123,13 +124,26 @@ class ServerProcess:
         self.pid = int(match.group("pid"))
         return self
 
+    def terminate(self) -> None:
+        """Sends SIGTERM (graceful drain) without waiting; ``stop()`` then waits for the exit."""
+        assert self._process is not None
+        if not self._terminated and self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+        self._terminated = True
+
+    def wait_exit(self, timeout: float = DEFAULT_TIMEOUT) -> int:
+        """Waits for the process to exit (after ``terminate()``); returns its status."""
+        assert self._process is not None
+        return self._process.wait(timeout)
+
     def stop(self, *, check: bool = True) -> None:
-        """SIGTERM, wait for the exit; with ``check``, assert exit 0 and a clean stderr."""
+        """SIGTERM (unless sent already), wait for the exit; with ``check``, assert exit 0 and a
+        clean stderr."""
         process = self._process
         if process is None:
             return
         if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+            self.terminate()
         try:
             self.returncode = process.wait(self.stop_timeout)
         except subprocess.TimeoutExpired:
@@ -229,8 +243,31 @@ class ServerProcess:
                 continue
         return sorted(targets)
 
-    def socket_fd_count(self) -> int:
-        return sum(1 for target in self.open_fds() if target.startswith("socket:"))
+    def tcp_connection_inodes(self) -> set[str]:
+        """Socket inodes of the server's TCP sockets that are not listening (connections in
+        any state), from /proc/PID/net/tcp and tcp6."""
+        inodes: set[str] = set()
+        for table in ("tcp", "tcp6"):
+            try:
+                with open(f"/proc/{self.pid}/net/{table}") as handle:
+                    next(handle)
+                    for line in handle:
+                        fields = line.split()
+                        if fields[3] != "0A":  # 0A: LISTEN
+                            inodes.add(fields[9])
+            except FileNotFoundError:
+                continue
+        return inodes
+
+    def fds_split(self) -> tuple[list[str], list[str]]:
+        """The server's fds as (TCP connections, everything else), each a sorted list of
+        readlink targets."""
+        connections = {f"socket:[{inode}]" for inode in self.tcp_connection_inodes()}
+        targets = self.open_fds()
+        return (
+            [target for target in targets if target in connections],
+            [target for target in targets if target not in connections],
+        )
 
     # -- addresses ------------------------------------------------------------------------------
 

@@ -321,10 +321,62 @@ def test_sendfile_small(server: ServerProcess, tmp_path: Path) -> None:
     assert response.content == data
 
 
-def test_sendfile_missing_file_is_an_error_not_a_crash(server: ServerProcess) -> None:
-    response = requests.get(server.url("/sendfile"), params={"path": "/nonexistent/file"})
-    assert response.status_code in (404, 500)
+@pytest.mark.parametrize(
+    "path", ["/nonexistent/file", "/tmp", "/etc/hostname\x00.txt"], ids=["missing", "dir", "nul"]
+)
+def test_sendfile_errors_are_500(server: ServerProcess, path: str) -> None:
+    response = requests.get(server.url("/sendfile"), params={"path": path})
+    assert response.status_code == 500
+    assert response.text == "Internal Server Error\n"
     assert requests.get(server.url("/")).status_code == 200
+
+
+# -- large responses ---------------------------------------------------------------------------
+
+
+def expected_big(size: int) -> bytes:
+    return (bytes(index % 251 for index in range(251)) * (size // 251 + 1))[:size]
+
+
+@pytest.mark.parametrize("stream", ["0", "1"], ids=["content-length", "chunked"])
+def test_large_response_body(server: ServerProcess, stream: str) -> None:
+    size = 16 * 1024 * 1024 + 3
+    response = requests.get(
+        server.url("/big"), params={"size": str(size), "pieces": "7", "stream": stream}
+    )
+    assert response.status_code == 200
+    if stream == "1":
+        assert response.headers["Transfer-Encoding"] == "chunked"
+    else:
+        assert response.headers["Content-Length"] == str(size)
+    assert len(response.content) == size
+    assert response.content == expected_big(size)
+
+
+def test_pipelined_large_responses_read_late(server: ServerProcess) -> None:
+    """Responses larger than the socket buffers, all requested before the client reads any."""
+    sizes = [3_000_000, 10, 2_000_001, 5]
+    sock = connect(server)
+    reader = ResponseReader(sock)
+    with sock:
+        sock.sendall(
+            b"".join(
+                f"GET /big?size={size}&pieces=3 HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+                for size in sizes
+            )
+        )
+        for size in sizes:
+            response = reader.read_response()
+            assert response.status == 200
+            assert response.body == expected_big(size)
+
+
+def test_obs_text_header_value_is_latin1(server: ServerProcess) -> None:
+    response, reader = exchange(
+        server, b"GET /request HTTP/1.1\r\nHost: t\r\nX-Case-Test: caf\xe9 \xff\r\n\r\n"
+    )
+    reader.sock.close()
+    assert json.loads(response.body)["x_case"] == "caf\u00e9 \u00ff"
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -354,7 +406,7 @@ def test_exception_after_flush_closes_the_connection(server: ServerProcess) -> N
     reader = ResponseReader(response_sock)
     with response_sock:
         response_sock.sendall(b"GET /error-after-flush HTTP/1.1\r\nHost: t\r\n\r\n")
-        version, status, _, headers, _ = reader.read_head()
+        _, status, _, headers, _ = reader.read_head()
         assert status == 200
         assert ("Transfer-Encoding", "chunked") in headers
         assert reader.read_chunk() == b"started|"
@@ -370,6 +422,19 @@ def test_exception_after_flush_closes_the_connection(server: ServerProcess) -> N
             connection.getresponse().read()
     finally:
         connection.close()
+
+
+def test_exception_in_stream_generator_closes_the_connection(server: ServerProcess) -> None:
+    sock = connect(server)
+    reader = ResponseReader(sock)
+    with sock:
+        sock.sendall(b"GET /stream-error HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert reader.read_head()[1] == 200
+        assert reader.read_chunk() == b"one|"
+        assert reader.read_chunk() == b"two|"
+        # No terminating chunk: the body is cut short by the close.
+        assert reader.wait_closed() == b""
+    server.wait_for_stderr("generator-failure-marker-9012")
 
 
 def test_client_address_is_the_peer(server: ServerProcess) -> None:

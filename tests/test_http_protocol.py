@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 from http_helpers import (
     ResponseReader,
+    ServerClosed,
     ServerProcess,
     assert_closed,
     connect,
@@ -245,9 +246,7 @@ def test_expect_100_continue_with_http_client(server: ServerProcess) -> None:
     # http.client does not wait for 100 Continue: the body follows at once; it must still work.
     connection = http.client.HTTPConnection(server.host, server.port, timeout=10)
     try:
-        connection.request(
-            "POST", "/upload", body=b"abc", headers={"Expect": "100-continue"}
-        )
+        connection.request("POST", "/upload", body=b"abc", headers={"Expect": "100-continue"})
         response = connection.getresponse()
         assert response.status == 200
         assert json.loads(response.read())["length"] == 3
@@ -264,8 +263,8 @@ def test_head_responses_carry_no_body(server: ServerProcess, path: str) -> None:
     reader = ResponseReader(sock)
     with sock:
         sock.sendall(
-            f"HEAD {path} HTTP/1.1\r\nHost: t\r\n\r\nGET /users/9 HTTP/1.1\r\nHost: t\r\n\r\n"
-            .encode()
+            f"HEAD {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+            + b"GET /users/9 HTTP/1.1\r\nHost: t\r\n\r\n"
         )
         head = reader.read_response("HEAD")
         assert head.status in (200, 404)
@@ -304,30 +303,30 @@ def test_thousand_concurrent_clients(server: ServerProcess) -> None:
     received: dict[int, bytearray] = {}
     try:
         for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sockets.append(sock)
-            sock.setblocking(False)
-            sock.connect_ex(server.address)
-            selector.register(sock, selectors.EVENT_WRITE)
+            client: socket.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(client)
+            client.setblocking(False)
+            client.connect_ex(server.address)
+            selector.register(client, selectors.EVENT_WRITE)
         pending = count
         while pending:
             events = selector.select(timeout=30)
             assert events, f"no progress for 30 s with {pending} clients unanswered"
             for key, mask in events:
-                sock = key.fileobj
-                assert isinstance(sock, socket.socket)
+                assert isinstance(key.fileobj, socket.socket)
+                client = key.fileobj
                 if mask & selectors.EVENT_WRITE:
-                    error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    error = client.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                     assert error == 0, f"connect failed: {error}"
-                    sock.sendall(request.encode())  # small: fits in the empty send buffer
-                    received[sock.fileno()] = bytearray()
-                    selector.modify(sock, selectors.EVENT_READ)
+                    client.sendall(request.encode())  # small: fits in the empty send buffer
+                    received[client.fileno()] = bytearray()
+                    selector.modify(client, selectors.EVENT_READ)
                     continue
-                data = sock.recv(65536)
+                data = client.recv(65536)
                 if data:
-                    received[sock.fileno()] += data
+                    received[client.fileno()] += data
                 else:
-                    selector.unregister(sock)
+                    selector.unregister(client)
                     pending -= 1
     finally:
         selector.close()
@@ -338,3 +337,57 @@ def test_thousand_concurrent_clients(server: ServerProcess) -> None:
     assert statuses == {b"HTTP/1.1 200 OK"}
     bodies = {bytes(data.split(b"\r\n\r\n", 1)[1]) for data in received.values()}
     assert bodies == {b'{"released":true}'}
+
+
+def test_many_pipelined_requests_with_large_responses(server: ServerProcess) -> None:
+    """300 requests in one write whose responses (30 MB in all) overflow every buffer: the
+    server must pause on a full socket and resume as the client reads."""
+    sock = connect(server, timeout=30)
+    reader = ResponseReader(sock)
+    with sock:
+        sock.sendall(b"GET /big?size=100000 HTTP/1.1\r\nHost: t\r\n\r\n" * 300)
+        for _ in range(300):
+            response = reader.read_response()
+            assert response.status == 200
+            assert len(response.body) == 100000
+
+
+def test_large_unread_body_is_skipped(server: ServerProcess) -> None:
+    sock = connect(server)
+    reader = ResponseReader(sock)
+    with sock:
+        sock.sendall(
+            b"POST /ignore-body HTTP/1.1\r\nHost: t\r\nContent-Length: 500000\r\n\r\n"
+            + b"x" * 500000
+            + b"GET /users/7 HTTP/1.1\r\nHost: t\r\n\r\n"
+        )
+        assert reader.read_response().status == 201
+        # Either the server skipped the body and answers the next request, or it closed.
+        try:
+            following = reader.read_response()
+        except ServerClosed:
+            return
+        assert json.loads(following.body)["params"] == {"user_id": "7"}
+
+
+def test_request_then_half_close_still_answered(server: ServerProcess) -> None:
+    sock = connect(server)
+    reader = ResponseReader(sock)
+    with sock:
+        sock.sendall(b"GET /users/5 HTTP/1.1\r\nHost: t\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        response = reader.read_response()
+        assert response.status == 200
+        assert json.loads(response.body)["params"] == {"user_id": "5"}
+        assert_closed(reader)
+
+
+def test_body_exactly_at_the_default_limit(server: ServerProcess) -> None:
+    body = b"y" * 1048576
+    response, reader = exchange(
+        server,
+        b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 1048576\r\n\r\n" + body,
+    )
+    reader.sock.close()
+    assert response.status == 200
+    assert json.loads(response.body)["length"] == len(body)

@@ -10,6 +10,7 @@ before the suite, and have no crash or traceback in its stderr (checked when it 
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import time
 from collections.abc import Iterator
@@ -46,29 +47,32 @@ def backend(request: pytest.FixtureRequest) -> str:
     return name
 
 
-def wait_for_fd_count(server: ServerProcess, expected: int, timeout: float = 10.0) -> int:
-    """Polls /proc/PID/fd until the server holds ``expected`` fds (connections that were
-    answered with an error linger briefly before closing; nothing signals their close)."""
+def settled_fds(server: ServerProcess, timeout: float = 10.0) -> tuple[list[str], list[str]]:
+    """The server's fds (connections, others) once it holds no TCP connection, or after
+    ``timeout``. Polls /proc: connections answered with an error linger briefly before they
+    close, and nothing signals that close."""
     deadline = time.monotonic() + timeout
     while True:
-        count = len(server.open_fds())
-        if count <= expected or time.monotonic() > deadline:
-            return count
+        connections, others = server.fds_split()
+        if not connections or time.monotonic() > deadline:
+            return connections, others
         time.sleep(0.05)
 
 
 @contextlib.contextmanager
 def checked_server(backend: str, *options: str) -> Iterator[ServerProcess]:
+    """A server for the module; afterwards it must be alive, answer, hold no connection fd and
+    exactly the other fds it had before the tests, and have a clean stderr."""
     with ServerProcess(APP, backend, *options) as server:
         assert simple_get(server).status == 200
-        baseline = wait_for_fd_count(server, 0, timeout=0)
+        connections, baseline = settled_fds(server)
+        assert not connections, f"a closed connection is still open: {connections}"
         yield server
         assert server.alive, f"the server died:\n{server.stderr}"
         assert simple_get(server).status == 200
-        count = wait_for_fd_count(server, baseline)
-        assert count <= baseline, (
-            f"server holds {count} fds after the suite, {baseline} before: {server.open_fds()}"
-        )
+        connections, others = settled_fds(server)
+        assert not connections, f"connection fds still open after the suite: {connections}"
+        assert others == baseline, f"fds before the suite {baseline}, after {others}"
         server.check_stderr()
 
 
@@ -202,7 +206,7 @@ def test_control_characters(server: ServerProcess, data: bytes) -> None:
     [
         b"G(T / HTTP/1.1\r\nHost: t\r\n\r\n",
         b"GE:T / HTTP/1.1\r\nHost: t\r\n\r\n",
-        b"G\"T / HTTP/1.1\r\nHost: t\r\n\r\n",
+        b'G"T / HTTP/1.1\r\nHost: t\r\n\r\n',
         b" GET / HTTP/1.1\r\nHost: t\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: t\r\nX A: b\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: t\r\nX@A: b\r\n\r\n",
@@ -378,6 +382,28 @@ def test_slow_headers_get_408(tight_server: ServerProcess) -> None:
     assert simple_get(tight_server).status == 200
 
 
+def test_header_timeout_is_total_not_per_read(tight_server: ServerProcess) -> None:
+    """A slowloris client sending one byte every 0.2 s (its whole head would take 10 s) still
+    gets 408 once the 1 s header timeout is over: the timer is not reset by each read."""
+    head = b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: " + b"s" * 20 + b"\r\n\r\n"
+    with connect(tight_server) as sock:
+        reader = ResponseReader(sock)
+        sent = 0
+        while sent < len(head):
+            # The pace of the attack, not a wait for the server: select returns at once when
+            # the server answers.
+            readable, _, _ = select.select([sock], [], [], 0.2)
+            if readable:
+                break
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(head[sent : sent + 1])
+            sent += 1
+        assert sent < len(head), "the whole head went through without a 408"
+        response = reader.read_response()
+        assert response.status == 408
+        assert_closed(reader)
+
+
 def test_keepalive_idle_timeout_closes(tight_server: ServerProcess) -> None:
     with connect(tight_server) as sock:
         reader = ResponseReader(sock)
@@ -399,7 +425,9 @@ def test_cli_max_header_size(tight_server: ServerProcess) -> None:
     with connect(tight_server) as sock:
         sock.sendall(small)
         assert ResponseReader(sock).read_response().status == 200
-    rejected(tight_server, b"GET / HTTP/1.1\r\nHost: t\r\nX-Fill: " + b"a" * 1100 + b"\r\n\r\n", 431)
+    rejected(
+        tight_server, b"GET / HTTP/1.1\r\nHost: t\r\nX-Fill: " + b"a" * 1100 + b"\r\n\r\n", 431
+    )
 
 
 def test_cli_max_body_size(tight_server: ServerProcess) -> None:
@@ -412,7 +440,9 @@ def test_cli_max_body_size(tight_server: ServerProcess) -> None:
     rejected(tight_server, HEAD + b"Content-Length: 101\r\n\r\n", 413)
     rejected(
         tight_server,
-        HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + (b"32\r\n" + b"c" * 50 + b"\r\n") * 3
+        HEAD
+        + b"Transfer-Encoding: chunked\r\n\r\n"
+        + (b"32\r\n" + b"c" * 50 + b"\r\n") * 3
         + b"0\r\n\r\n",
         413,
     )

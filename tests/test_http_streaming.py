@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from http_helpers import ResponseReader, ServerProcess, connect
+from http_helpers import ResponseReader, ServerProcess, assert_closed, connect
 
 APP = "tests.apps.streaming:app"
 LARGE_FILE_SIZE = 100 * 1024 * 1024
@@ -105,7 +105,8 @@ def test_server_sent_events_arrive_as_produced(server: ServerProcess) -> None:
         assert response.status_code == 200
         assert response.headers["Content-Type"] == "text/event-stream"
         assert response.headers["Cache-Control"] == "no-cache"
-        events = parse_events(response.iter_lines(chunk_size=1, decode_unicode=True))
+        lines = (line.decode() for line in response.iter_lines(chunk_size=1))
+        events = parse_events(lines)
         for index in range(count):
             event = next(events)
             assert event == {"id": str(index), "event": "tick", "data": f"event {index}"}
@@ -195,10 +196,45 @@ def test_client_leaving_mid_sendfile_does_not_hurt_the_server(
     sock = connect(server)
     reader = ResponseReader(sock)
     sock.sendall(f"GET /file?path={path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-    version, status, _, headers, _ = reader.read_head()
+    status = reader.read_head()[1]
     assert status == 200
     sock.recv(65536)
     sock.close()  # 100 MiB still to send
     response = requests.get(server.url("/text-file"), params={"path": __file__})
     assert response.status_code == 200
     assert server.alive
+
+
+def test_sigterm_lets_in_flight_requests_finish(backend: str) -> None:
+    """SIGTERM while two requests are in flight: a stream waiting on a gate, and an upload whose
+    handler is reading the body. Both complete after the signal (the upload opens the gate), with
+    Connection: close; then the server exits 0."""
+    name = uuid.uuid4().hex
+    with ServerProcess(APP, backend) as server:
+        stream_sock = connect(server)
+        stream = ResponseReader(stream_sock)
+        upload_sock = connect(server)
+        upload = ResponseReader(upload_sock)
+        with stream_sock, upload_sock:
+            stream_sock.sendall(f"GET /sse/{name}?count=2 HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            assert stream.read_head()[1] == 200
+            first = stream.read_chunk()
+            assert first is not None and first.startswith(b"id: 0\n")
+            upload_sock.sendall(
+                f"POST /gate-after-body/{name}-0 HTTP/1.1\r\nHost: t\r\n"
+                "Expect: 100-continue\r\nContent-Length: 4\r\n\r\n".encode()
+            )
+            # 100 Continue: the upload's handler is running (reading the body).
+            assert upload.read_response(skip_interim=False).status == 100
+            server.terminate()
+            upload_sock.sendall(b"open")
+            response = upload.read_response()
+            assert response.status == 200
+            assert response.body == b'{"body":"open","woken":1}'
+            assert (response.header("Connection") or "").lower() == "close"
+            assert_closed(upload)
+            second = stream.read_chunk()
+            assert second is not None and second.startswith(b"id: 1\n")
+            assert stream.read_chunk() is None  # the terminating chunk: the response completed
+            assert_closed(stream)
+        assert server.wait_exit() == 0

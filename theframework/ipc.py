@@ -27,8 +27,8 @@ __all__ = [
     "send",
 ]
 
-# Larger messages are refused by ``encode`` (a failure description is cut to fit).
-MAX_MESSAGE_SIZE = 4096
+# Larger messages are refused by ``encode`` (a failure's traceback is cut to fit, keeping its end).
+MAX_MESSAGE_SIZE = 65536
 
 
 class ExitCode(enum.IntEnum):
@@ -67,13 +67,16 @@ class Ready:
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """Why the worker is about to exit with ``exit_code``: one line, no traceback."""
+    """Why the worker is about to exit with ``exit_code``: one line, and for failures that stop
+    the whole server (exit 2 and 3) the formatted traceback, which the supervisor logs once
+    (the worker does not log it: every worker fails the same way)."""
 
     kind: ClassVar[str] = "failure"
     worker_id: int
     pid: int
     exit_code: int
     description: str
+    traceback: str = ""
 
 
 Message = Ready | Failure
@@ -90,7 +93,8 @@ def encode(message: Message) -> bytes:
     fields: dict[str, Any] = {"kind": message.kind, **asdict(message)}
     data = json.dumps(fields).encode()
     if len(data) > MAX_MESSAGE_SIZE and isinstance(message, Failure):
-        fields["description"] = message.description[: MAX_MESSAGE_SIZE // 2] + "..."
+        fields["description"] = message.description[:1000]
+        fields["traceback"] = "...\n" + message.traceback[-(MAX_MESSAGE_SIZE // 4) :]
         data = json.dumps(fields).encode()
     if len(data) > MAX_MESSAGE_SIZE:
         raise ValueError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_SIZE}")

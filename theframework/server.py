@@ -95,10 +95,14 @@ def import_from_string(reference: str) -> object:
     return target
 
 
-def load_app(app: object, config: ServerConfig | None = None) -> Handler:
+def load_app(
+    app: object, config: ServerConfig | None = None, *, multiprocess: bool = False
+) -> Handler:
     """The request handler for ``app``: a Framework, any ``handler(request, response)`` callable,
     a WSGI application (wrapped in a WSGIAdapter), or an import string naming one.
-    ``config.interface`` says which ("auto": detected, see wsgi.detect_interface)."""
+    ``config.interface`` says which ("auto": detected, see wsgi.detect_interface); without
+    ``config`` the object is returned as it is. ``multiprocess``: wsgi.multiprocess (a worker
+    of a supervisor)."""
     target = import_from_string(app) if isinstance(app, str) else app
     if not callable(target):
         raise AppLoadError(f"application {app!r} is not callable (got {type(target).__name__})")
@@ -110,8 +114,9 @@ def load_app(app: object, config: ServerConfig | None = None) -> Handler:
         interface = detect_interface(target)
     if interface == "wsgi":
         if isinstance(target, Framework):
-            raise AppLoadError(f"application {app!r} is a Framework, not a WSGI application")
-        return WSGIAdapter(target, root_path=config.root_path)
+            name = config.app or app
+            raise AppLoadError(f"application {name!r} is a Framework, not a WSGI application")
+        return WSGIAdapter(target, root_path=config.root_path, multiprocess=multiprocess)
     handler = target
     return handler
 
@@ -250,16 +255,6 @@ def serve_listeners(
     logger.setLevel(config.log_level.upper())
     hub = _core.Hub(config.backend)
     urls = ", ".join(listener_url(listener) for listener in listeners)
-    if hub.fallback_reason:
-        logger.info(
-            "listening on %s (pid %d, backend %s; io_uring unavailable: %s)",
-            urls,
-            os.getpid(),
-            hub.backend,
-            hub.fallback_reason,
-        )
-    else:
-        logger.info("listening on %s (pid %d, backend %s)", urls, os.getpid(), hub.backend)
     limits: dict[str, Any] = {name: getattr(config, name) for name in _SERVER_LIMITS}
     http_server = _core.HttpServer(handler, [listener.fileno() for listener in listeners], **limits)
 
@@ -277,6 +272,18 @@ def serve_listeners(
                 framework.shutdown()
 
     with _signal_handlers(http_server, hub, config.graceful_timeout):
+        # "listening on" is the readiness signal: logged only once the SIGINT/SIGTERM handlers
+        # are installed, so a signal sent as soon as it appears drains instead of killing.
+        if hub.fallback_reason:
+            logger.info(
+                "listening on %s (pid %d, backend %s; io_uring unavailable: %s)",
+                urls,
+                os.getpid(),
+                hub.backend,
+                hub.fallback_reason,
+            )
+        else:
+            logger.info("listening on %s (pid %d, backend %s)", urls, os.getpid(), hub.backend)
         hub.run(main)
     logger.info("stopped serving %s", urls)
 
@@ -308,11 +315,13 @@ def serve(
         options["app"] = app
     config = make_config(config, options)
     if process.supervised:
-        from .supervisor import SupervisorError, run_supervisor  # supervisor imports this module
+        from .supervisor import Supervisor, SupervisorError  # supervisor imports this module
 
-        code = run_supervisor(app, config, process, ready=ready)
+        supervisor = Supervisor(app, config, process, ready=ready)
+        code = supervisor.run()
         if code != 0:
-            raise SupervisorError(code, f"the server stopped with exit code {code} (see the log)")
+            message = supervisor.error_message or f"the server stopped with exit code {code}"
+            raise SupervisorError(code, message)
         return
     if process.env_files or process.patch_all:
         from .worker import load_env_files, patch_all  # worker imports this module

@@ -193,6 +193,8 @@ class Supervisor:
         self.kill_deadline: float | None = None
         self.exit_code = 0
         self.pid_file_written = False
+        # The error that stopped the server, as logged (None after a clean shutdown).
+        self.error_message: str | None = None
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -201,11 +203,11 @@ class Supervisor:
         try:
             self.start_method, reason = choose_start_method(self.process.start_method, self.app)
         except SupervisorError as error:
-            logger.error("%s", error)
+            self._error("%s", error)
             return error.exit_code
         for path in self.process.env_files:
             if not os.access(path, os.R_OK):
-                logger.error("cannot read the environment file %r", path)
+                self._error("cannot read the environment file %r", path)
                 return ExitCode.USAGE
         self.context = multiprocessing.get_context(self.start_method)
         if self.start_method == "forkserver":
@@ -250,7 +252,7 @@ class Supervisor:
                 self.port_reservation = self._reserve_port()
         except OSError as error:
             code = worker.exit_code_for_os_error(error)
-            self._log_cannot_start(code, str(error), error.errno)
+            self._log_cannot_start(code, error.strerror or str(error), error.errno)
             return code
         return None
 
@@ -288,9 +290,8 @@ class Supervisor:
                 # An earlier event of this batch may have closed the object (a reaped worker).
                 if kind == "channel" and slot.channel is key.fileobj:
                     self._read_channel(slot)
-                elif kind == "sentinel" and slot.process is not None:
-                    if slot.process.sentinel == key.fileobj:
-                        self._reap(slot)
+                elif kind == "sentinel" and slot.process and slot.process.sentinel == key.fileobj:
+                    self._reap(slot)
             self._handle_timers()
 
     def _has_live_workers(self) -> bool:
@@ -317,7 +318,11 @@ class Supervisor:
         slot.ready = False
         slot.timed_out = False
         slot.failure = None
-        supervisor_end, worker_end = ipc.channel_pair()
+        try:
+            supervisor_end, worker_end = ipc.channel_pair()
+        except OSError as error:
+            self._failed_to_start(slot, error)
+            return
         slot.channel = supervisor_end
         spec = worker.WorkerSpec(
             worker_id=slot.worker_id,
@@ -337,14 +342,7 @@ class Supervisor:
         except Exception as error:
             supervisor_end.close()
             slot.channel = None
-            code = (
-                ExitCode.TOO_MANY_FILES
-                if isinstance(error, OSError) and error.errno in (errno.EMFILE, errno.ENFILE)
-                else ExitCode.GENERIC
-            )
-            logger.error("cannot start worker %d: %s", slot.worker_id, error)
-            slot.failure = ipc.Failure(slot.worker_id, 0, code, f"cannot start: {error}")
-            self._after_exit(slot, code)
+            self._failed_to_start(slot, error)
             return
         finally:
             worker_end.close()
@@ -354,6 +352,16 @@ class Supervisor:
         self.selector.register(supervisor_end, selectors.EVENT_READ, ("channel", slot))
         self.selector.register(process.sentinel, selectors.EVENT_READ, ("sentinel", slot))
         logger.debug("worker %d started (pid %s)", slot.worker_id, process.pid)
+
+    def _failed_to_start(self, slot: _Slot, error: Exception) -> None:
+        """This process could not start a worker (out of fds or processes, or pickling)."""
+        code = (
+            ExitCode.TOO_MANY_FILES
+            if isinstance(error, OSError) and error.errno in (errno.EMFILE, errno.ENFILE)
+            else ExitCode.GENERIC
+        )
+        slot.failure = ipc.Failure(slot.worker_id, 0, code, f"cannot start a worker: {error}")
+        self._after_exit(slot, code)
 
     def _read_channel(self, slot: _Slot) -> None:
         assert self.selector is not None and slot.channel is not None
@@ -429,7 +437,13 @@ class Supervisor:
                 logger.debug("worker %d stopped", slot.worker_id)
             return
         if code in (ExitCode.USAGE, ExitCode.APP_FAILED):
-            logger.error("worker %d: %s; stopping the server", slot.worker_id, description)
+            trace = slot.failure.traceback.rstrip() if slot.failure else ""
+            self._error(
+                "worker %d: %s; stopping the server%s",
+                slot.worker_id,
+                description,
+                "\n" + trace if trace else "",
+            )
             self._stop_slot(slot, code, quiet=True)
             self._begin_shutdown(code)
             return
@@ -483,7 +497,7 @@ class Supervisor:
             if advice is not None:
                 self._log_cannot_start(final, detail, errno_name)
             else:
-                logger.error(
+                self._error(
                     "no worker can run (every slot failed %d times within %g s; last: %s); "
                     "stopping",
                     CRASH_LIMIT,
@@ -498,7 +512,13 @@ class Supervisor:
         advice = _ADVICE.get(ExitCode(code)) if code in _ADVICE else None
         if self.address not in detail:
             detail = f"cannot serve on {self.address}: {detail}"
-        logger.error("%s [%s]; %s", detail, name or "no errno", advice or "see the log above")
+        self._error("%s [%s]; %s", detail, name or "no errno", advice or "see the log above")
+
+    def _error(self, message: str, *arguments: object) -> None:
+        """Logs the error that stops the server and keeps it for ``error_message``."""
+        logger.error(message, *arguments)
+        if self.error_message is None:
+            self.error_message = message % arguments
 
     def _handle_timers(self) -> None:
         now = time.monotonic()

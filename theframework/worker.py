@@ -10,13 +10,13 @@ one-line Failure message to the supervisor.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os
 import signal
 import socket
 import sys
+import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -126,10 +126,17 @@ def patch_all() -> None:
     monkey.patch_all()
 
 
-def _report(spec: WorkerSpec, code: ExitCode, description: str) -> ExitCode:
-    """Tells the supervisor why this worker ends; returns ``code``."""
-    with contextlib.suppress(OSError):  # the supervisor is gone; the exit code still says it
-        ipc.send(spec.channel, ipc.Failure(spec.worker_id, os.getpid(), int(code), description))
+def _report(
+    spec: WorkerSpec, code: ExitCode, description: str, *, with_traceback: bool = False
+) -> ExitCode:
+    """Tells the supervisor why this worker ends (with the traceback of the exception being
+    handled when ``with_traceback``); returns ``code``."""
+    formatted = traceback.format_exc() if with_traceback else ""
+    failure = ipc.Failure(spec.worker_id, os.getpid(), int(code), description, formatted)
+    try:
+        ipc.send(spec.channel, failure)
+    except OSError:  # the supervisor is gone: say it here, the exit code says the rest
+        logger.error("%s\n%s", description, formatted)
     return code
 
 
@@ -178,16 +185,17 @@ def _boot_and_serve(spec: WorkerSpec) -> int:
         target = import_from_string(spec.app) if isinstance(spec.app, str) else spec.app
         handler = load_app(target, spec.server)
     except AppLoadError as error:
-        logger.error("%s", error)
         return _report(spec, ExitCode.USAGE, str(error))
     except OSError as error:
         if error.errno in (errno.EMFILE, errno.ENFILE):
             raise
-        logger.exception("cannot import the application %r", spec.app)
-        return _report(spec, ExitCode.APP_FAILED, f"cannot import {spec.app!r}: {error}")
+        return _report(
+            spec, ExitCode.APP_FAILED, f"cannot import {spec.app!r}: {error}", with_traceback=True
+        )
     except Exception as error:
-        logger.exception("cannot import the application %r", spec.app)
-        return _report(spec, ExitCode.APP_FAILED, f"cannot import {spec.app!r}: {error}")
+        return _report(
+            spec, ExitCode.APP_FAILED, f"cannot import {spec.app!r}: {error}", with_traceback=True
+        )
 
     if spec.listener is not None:
         listener = spec.listener
@@ -196,7 +204,7 @@ def _boot_and_serve(spec: WorkerSpec) -> int:
             listener = bind_socket(spec.server, reuse_port=True)
         except OSError as error:
             code = exit_code_for_os_error(error)
-            return _report(spec, code, str(error))
+            return _report(spec, code, error.strerror or str(error))
     address = listener_url(listener)
     phase = "create the hub"
 
@@ -218,8 +226,9 @@ def _boot_and_serve(spec: WorkerSpec) -> int:
             logger.error("cannot %s: %s", phase, error)
             return _report(spec, exit_code_for_os_error(error), f"cannot {phase}: {error}")
         if phase != "serve":
-            logger.exception("cannot %s", phase)
-            return _report(spec, ExitCode.APP_FAILED, f"cannot {phase}: {error!r}")
+            return _report(
+                spec, ExitCode.APP_FAILED, f"cannot {phase}: {error!r}", with_traceback=True
+            )
         logger.exception("the hub failed while serving")
         if isinstance(error, MemoryError):
             code = ExitCode.HUB_MEMORY_ERROR

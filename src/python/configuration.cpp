@@ -4,7 +4,8 @@
 
 namespace tf::py {
 
-Configuration configuration;
+// Never destroyed: its references must not be released after the interpreter is gone.
+Configuration& configuration = *new Configuration();
 
 namespace {
 

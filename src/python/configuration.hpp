@@ -18,7 +18,7 @@ struct Configuration {
 };
 
 // Filled by _core._configure (and defaults at import); read by the hub and the HTTP server.
-extern Configuration configuration;
+extern Configuration& configuration;
 
 // Registers _core._configure on the module. 0 or -1 with an exception set.
 int init_configuration(PyObject* module);

@@ -258,6 +258,7 @@ bool Connection::create_request_objects(PyObject** request, PyObject** response)
   body_remaining_ =
       head_.framing == http::BodyFraming::content_length ? head_.content_length : 0;
   chunked_.reset();
+  decoded_pending_.clear();
   if (head_.framing == http::BodyFraming::chunked) {
     chunked_ = std::make_unique<http::ChunkedDecoder>(server_.options().limits.max_body_size);
   }
@@ -291,7 +292,9 @@ int Connection::wait_for_input() {
   return result < 0 ? -1 : 0;
 }
 
-bool Connection::body_complete() const noexcept { return body_done_; }
+bool Connection::body_complete() const noexcept {
+  return body_done_ && decoded_pending_.empty();
+}
 
 bool Connection::will_keep_alive() const noexcept {
   if (!head_.keep_alive || draining_ || server_.draining() || peer_closed_ ||
@@ -310,30 +313,37 @@ int Connection::read_body(Py_ssize_t size, std::string& out) {
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
     if (send_bytes(kContinue) < 0) return -1;
   }
-  while (!body_done_ && out.size() < limit) {
+  while (true) {
+    // Decoded bytes not yet handed out come first (a chunk may be larger than `size`).
+    if (!decoded_pending_.empty()) {
+      size_t take = std::min(decoded_pending_.size(), limit - out.size());
+      out.append(decoded_pending_, 0, take);
+      decoded_pending_.erase(0, take);
+    }
+    if (out.size() >= limit || body_done_ || (size >= 0 && !out.empty())) break;
     std::string_view available = buffered();
+    size_t progress = 0;
     if (head_.framing == http::BodyFraming::content_length) {
       size_t take = std::min<uint64_t>({available.size(), body_remaining_, limit - out.size()});
       out.append(available.substr(0, take));
       consume(take);
+      progress = take;
       body_remaining_ -= take;
       if (body_remaining_ == 0) body_done_ = true;
     } else {
-      http::ChunkResult result = chunked_->feed(available, out);
+      http::ChunkResult result = chunked_->feed(available, decoded_pending_);
       consume(result.consumed);
+      progress = result.consumed;
       if (result.status == http::ChunkStatus::error) {
         body_done_ = true;
+        decoded_pending_.clear();
         draining_ = true;  // the stream is unusable: close after the response
         make_http_error(result.http_status, result.reason);
         return -1;
       }
       if (result.status == http::ChunkStatus::done) body_done_ = true;
-      if (size >= 0 && out.size() >= limit) break;
-      if (result.status == http::ChunkStatus::done) break;
-      if (result.consumed > 0 && !out.empty() && size >= 0) break;
     }
-    if (body_done_ || (size >= 0 && !out.empty())) break;
-    if (buffered().empty() && wait_for_input() < 0) {
+    if (progress == 0 && decoded_pending_.empty() && !body_done_ && wait_for_input() < 0) {
       draining_ = true;
       return -1;
     }
@@ -571,7 +581,9 @@ HttpServer::HttpServer(PyObject* handler, std::vector<int> listen_fds, const Htt
                                                 &HttpServer::retry_accept);
 }
 
-HttpServer::~HttpServer() = default;
+HttpServer::~HttpServer() {
+  for (PyObject* worker : idle_workers_) Py_DECREF(worker);
+}
 
 PyObject* HttpServer::serve() {
   Hub* hub = Hub::for_blocking_call();
@@ -599,6 +611,10 @@ PyObject* HttpServer::serve() {
   }
   while (!connections_.empty()) connections_.back()->close_now();
   serving_ = false;
+  PyObject *type, *value, *traceback;
+  PyErr_Fetch(&type, &value, &traceback);
+  release_workers();
+  PyErr_Restore(type, value, traceback);
   if (result < 0) return nullptr;
   Py_RETURN_NONE;
 }

@@ -26,7 +26,6 @@ PyTypeObject RequestType = {PyVarObject_HEAD_INIT(nullptr, 0)};
 PyTypeObject ResponseType = {PyVarObject_HEAD_INIT(nullptr, 0)};
 PyTypeObject HttpServerType = {PyVarObject_HEAD_INIT(nullptr, 0)};
 
-PyObject* run_request_function = nullptr;  // PyCFunction wrapping run_request
 PyObject* crlf_bytes = nullptr;            // b"\r\n"
 PyObject* last_chunk_bytes = nullptr;      // b"0\r\n\r\n"
 PyObject* version_strings[2] = {nullptr, nullptr};
@@ -932,11 +931,66 @@ PyObject* run_request(PyObject*, PyObject* args) {
 }
 
 
+namespace {
+
+// The body of a pooled request greenlet: handles (request, response) pairs, parking between them.
+// After an exception (killed while parked) it must not touch the server: it may be gone.
+PyObject* request_worker(PyObject* capsule, PyObject* pair) {
+  auto* server = static_cast<HttpServer*>(PyCapsule_GetPointer(capsule, "theframework.server"));
+  if (server == nullptr) return nullptr;
+  PyRef current = PyRef::borrow(pair);
+  while (true) {
+    PyRef done(run_request(nullptr, current.get()));
+    if (!done) return nullptr;
+    if (!server->park_worker()) Py_RETURN_NONE;
+    current = PyRef(server->hub().suspend());
+    if (!current) return nullptr;
+    if (!PyTuple_Check(current.get()) || PyTuple_GET_SIZE(current.get()) != 2) {
+      PyErr_SetString(PyExc_RuntimeError, "request greenlet resumed without a request");
+      return nullptr;
+    }
+  }
+}
+
+PyMethodDef request_worker_def = {"_request_worker", request_worker, METH_O,
+                                  "A pooled request greenlet (internal)."};
+
+}  // namespace
+
 int HttpServer::spawn_request(PyObject* request, PyObject* response) {
-  PyRef arguments(PyTuple_Pack(2, request, response));
+  PyRef pair(PyTuple_Pack(2, request, response));
+  if (!pair) return -1;
+  if (!idle_workers_.empty()) {
+    PyRef worker(idle_workers_.back());
+    idle_workers_.pop_back();
+    return hub_->schedule(worker.get(), pair.get());
+  }
+  if (!worker_function_) {
+    PyRef capsule(PyCapsule_New(this, "theframework.server", nullptr));
+    if (!capsule) return -1;
+    worker_function_ = PyRef(PyCFunction_New(&request_worker_def, capsule.get()));
+    if (!worker_function_) return -1;
+  }
+  PyRef arguments(PyTuple_Pack(1, pair.get()));
   if (!arguments) return -1;
-  PyRef greenlet(hub_->spawn(run_request_function, arguments.get(), nullptr));
+  PyRef greenlet(hub_->spawn(worker_function_.get(), arguments.get(), nullptr));
   return greenlet ? 0 : -1;
+}
+
+bool HttpServer::park_worker() {
+  if (draining_ || !serving_ || idle_workers_.size() >= kMaxIdleWorkers) return false;
+  idle_workers_.push_back(greenlet::api.current());
+  return true;
+}
+
+void HttpServer::release_workers() noexcept {
+  // Parked greenlets end with GreenletExit thrown from the hub; they no longer touch the server.
+  std::vector<PyObject*> workers;
+  workers.swap(idle_workers_);
+  for (PyObject* worker : workers) {
+    if (hub_ != nullptr && hub_->kill(worker, nullptr) < 0) PyErr_Clear();
+    Py_DECREF(worker);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1052,8 +1106,6 @@ PyGetSetDef http_server_getset[] = {
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
-PyMethodDef run_request_def = {"_run_request", run_request, METH_VARARGS,
-                               "Handles a request and its pipelined successors (internal)."};
 
 }  // namespace
 
@@ -1094,7 +1146,6 @@ int init_http(PyObject* module) {
           0) {
     return -1;
   }
-  run_request_function = PyCFunction_New(&run_request_def, nullptr);
   crlf_bytes = PyBytes_FromString("\r\n");
   last_chunk_bytes = PyBytes_FromString("0\r\n\r\n");
   version_strings[0] = PyUnicode_InternFromString("HTTP/1.0");
@@ -1104,7 +1155,7 @@ int init_http(PyObject* module) {
     if (method.object == nullptr) return -1;
   }
   dumps_keywords = Py_BuildValue("{s:(ss)}", "separators", ",", ":");
-  if (!run_request_function || !crlf_bytes || !last_chunk_bytes || !version_strings[0] ||
+  if (!crlf_bytes || !last_chunk_bytes || !version_strings[0] ||
       !version_strings[1] || !dumps_keywords) {
     return -1;
   }

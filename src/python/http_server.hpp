@@ -121,6 +121,7 @@ class Connection final : public CompletionHandler {
   http::RequestHead head_{};
   uint64_t body_remaining_ = 0;  // content-length bytes not yet consumed
   std::unique_ptr<http::ChunkedDecoder> chunked_;
+  std::string decoded_pending_;  // chunked payload decoded but not yet read by the handler
   bool body_done_ = true;
   // An error response written from C++.
   std::string error_output_;
@@ -149,8 +150,10 @@ class HttpServer {
   void request_started() noexcept { ++requests_in_flight_; }
   void request_finished() noexcept;
   bool draining() const noexcept { return draining_; }
-  // Spawns the greenlet that handles (request, response). 0 or -1 with exception.
+  // Hands (request, response) to a parked request greenlet, or spawns one. 0 or -1 with exception.
   int spawn_request(PyObject* request, PyObject* response);
+  // Parks the current request greenlet for reuse; false when it should end instead.
+  bool park_worker();
 
  private:
   class Acceptor;
@@ -179,6 +182,11 @@ class HttpServer {
   uint64_t drain_timer_token_ = 0;
   std::unique_ptr<ServerTimer> accept_retry_;
   uint64_t accept_retry_token_ = 0;
+  // Request greenlets waiting for their next request (strong references), and their body.
+  static constexpr size_t kMaxIdleWorkers = 128;
+  std::vector<PyObject*> idle_workers_;
+  PyRef worker_function_;
+  void release_workers() noexcept;
 };
 
 // Python objects of the HTTP layer (http_objects.cpp).

@@ -499,6 +499,8 @@ int Hub::schedule(PyObject* g, PyObject* value) {
   return 0;
 }
 
+PyObject* Hub::suspend() { return api.switch_to(hub_greenlet_, empty_tuple_.get(), nullptr); }
+
 int Hub::kill(PyObject* g, PyObject* exception) {
   if (!greenlet::is_greenlet(g)) {
     PyErr_SetString(PyExc_TypeError, "kill() needs a greenlet");

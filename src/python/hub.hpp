@@ -111,6 +111,10 @@ class Hub {
   PyObject* spawn(PyObject* fn, PyObject* args, PyObject* kwargs);
   // Queues g to be switched to with value. 0 or -1 with exception.
   int schedule(PyObject* g, PyObject* value);
+  // Suspends the current greenlet (not in any slot) until something schedules it; returns the
+  // scheduled value (new reference) or null with the exception thrown into it. For pools of
+  // parked greenlets owned by C++ code.
+  PyObject* suspend();
   // Queues a throw of `exception` (instance or class; null = GreenletExit) into g. 0 or -1.
   int kill(PyObject* g, PyObject* exception);
 

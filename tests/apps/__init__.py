@@ -1,1 +1,2 @@
-"""Applications served by the end-to-end HTTP tests (``python -m theframework tests.apps.X:app``)."""
+"""Applications served by the end-to-end HTTP tests
+(``python -m theframework tests.apps.NAME:app``)."""

@@ -289,3 +289,26 @@ def barrier(request: Request, response: Response) -> None:
     """Answers once ``n`` requests are waiting here at the same time."""
     parties = int(request.query_params["n"])
     response.json({"released": gate.barrier(request.params["name"], parties)})
+
+
+@app.get("/big")
+def big(request: Request, response: Response) -> None:
+    """``size`` bytes in ``pieces`` writes (streamed when ``stream=1``): byte i is i % 251."""
+    size = int(request.query_params["size"])
+    pieces = int(request.query_params.get("pieces", "1"))
+    pattern = bytes(index % 251 for index in range(251)) * (size // 251 + 1)
+    step = -(-size // pieces)
+    if request.query_params.get("stream") == "1":
+        response.flush()
+    for start in range(0, size, step):
+        response.write(pattern[start : min(size, start + step)])
+
+
+@app.get("/stream-error")
+def stream_error(request: Request, response: Response) -> None:
+    def produce() -> Any:
+        yield "one|"
+        yield "two|"
+        raise RuntimeError("generator-failure-marker-9012")
+
+    response.stream(produce())

@@ -57,3 +57,11 @@ def file(request: Request, response: Response) -> None:
 @app.route("/text-file", methods=["GET"])
 def text_file(request: Request, response: Response) -> None:
     response.sendfile(request.query_params["path"])
+
+
+@app.post("/gate-after-body/{name}")
+def gate_after_body(request: Request, response: Response) -> None:
+    """Reads the body (with Expect: 100-continue, the client sees 100 Continue once this
+    handler runs), then opens gate NAME."""
+    body = request.body
+    response.json({"body": body.decode(), "woken": gate.release(request.params["name"])})

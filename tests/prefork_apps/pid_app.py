@@ -28,3 +28,9 @@ def slow(request: Request, response: Response) -> None:
 @app.get("/env")
 def environment(request: Request, response: Response) -> None:
     response.write(os.environ.get(request.query_params.get("name") or "", "<unset>"))
+
+
+@app.get("/nap")
+def nap(request: Request, response: Response) -> None:
+    _core.sleep(0.2)
+    response.write(str(os.getpid()))

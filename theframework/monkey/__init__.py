@@ -75,7 +75,8 @@ def _patch_select() -> None:
 
 
 def _patch_ssl() -> None:
-    _replace(_ssl_module, "SSLSocket", green_ssl.GreenSSLSocket)
+    # ssl.SSLSocket itself stays: ssl's own code says super(SSLSocket, self) and needs the
+    # original there. GreenSSLSocket derives from it, so isinstance checks still hold.
     # SSLContext.wrap_socket (and so ssl.wrap_socket, http.client, urllib3) builds this class.
     _replace(_ssl_module.SSLContext, "sslsocket_class", green_ssl.GreenSSLSocket)
 

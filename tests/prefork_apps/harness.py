@@ -1,0 +1,169 @@
+"""Runs ``python -m theframework APP --workers N ...`` as a real process for the prefork tests.
+
+The server runs in its own session (so the whole tree can be cleaned up by its process group id)
+with the tests directory as its current directory (``prefork_apps.<module>:app`` imports) and
+DeprecationWarning turned into errors (Python 3.12+ warns when forking with threads). A reader
+thread collects its merged stdout/stderr; tests wait on log lines, never on sleeps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+TESTS_DIRECTORY = Path(__file__).resolve().parent.parent
+
+
+class ServerProcess:
+    """One server (supervisor and its workers)."""
+
+    def __init__(
+        self,
+        app: str,
+        *arguments: str,
+        environment: dict[str, str] | None = None,
+        command_prefix: Sequence[str] = (),
+        preexec_fn: Callable[[], Any] | None = None,
+    ) -> None:
+        env = {
+            name: value for name, value in os.environ.items() if not name.startswith("THEFRAMEWORK")
+        }
+        env["PYTHONWARNINGS"] = "error::DeprecationWarning"
+        env["PYTHONUNBUFFERED"] = "1"
+        env.update(environment or {})
+        command = [*command_prefix, sys.executable, "-m", "theframework", app, *arguments]
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._finished = False
+        self.process = subprocess.Popen(
+            command,
+            cwd=TESTS_DIRECTORY,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+            preexec_fn=preexec_fn,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._finished = True
+            self._changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        with self._changed:
+            return "\n".join(self.lines)
+
+    def wait_for_line(self, pattern: str, timeout: float = 30.0, start: int = 0) -> re.Match[str]:
+        """The first line (from index ``start``) matching ``pattern``; AssertionError with the
+        whole output when none appears within ``timeout`` or the output ends."""
+        compiled = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        index = start
+        with self._changed:
+            while True:
+                while index < len(self.lines):
+                    match = compiled.search(self.lines[index])
+                    if match:
+                        return match
+                    index += 1
+                remaining = deadline - time.monotonic()
+                if self._finished or remaining <= 0:
+                    raise AssertionError(
+                        f"no line matching {pattern!r} within {timeout} s "
+                        f"(exit {self.process.poll()}); output:\n" + "\n".join(self.lines)
+                    )
+                self._changed.wait(remaining)
+
+    def wait_ready(self, timeout: float = 60.0) -> str:
+        """The address of the supervisor's "ready:" line."""
+        return self.wait_for_line(r"\[master\] .*: ready: (\S+)", timeout).group(1)
+
+    def port(self) -> int:
+        return int(self.wait_ready().rsplit(":", 1)[1])
+
+    def worker_pids(self) -> dict[int, int]:
+        """Worker id -> pid, from the "worker N ready (pid P)" lines so far (latest wins)."""
+        pids: dict[int, int] = {}
+        for line in self.output.splitlines():
+            match = re.search(r"worker (\d+) ready \(pid (\d+)\)", line)
+            if match:
+                pids[int(match.group(1))] = int(match.group(2))
+        return pids
+
+    def send_signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float = 60.0) -> int:
+        """The exit code, once the process has ended and its output has been read."""
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"the server did not exit within {timeout} s; output:\n{self.output}"
+            ) from None
+        self._reader.join(10)
+        return code
+
+    def close(self) -> None:
+        """Kills whatever is left of this server's process group."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(10)
+        self._reader.join(10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def http_get(port: int, path: str = "/", timeout: float = 30.0) -> tuple[int, dict[str, str], str]:
+    """One GET over a new connection (Connection: close): (status, headers lower-cased, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
+        return http_exchange(connection, path)
+
+
+def http_exchange(connection: socket.socket, path: str) -> tuple[int, dict[str, str], str]:
+    """Sends a GET for ``path`` on ``connection`` and reads the response to the end of stream."""
+    connection.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".encode("ascii")
+    )
+    data = b""
+    while chunk := connection.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), headers, body.decode()

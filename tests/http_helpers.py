@@ -48,9 +48,10 @@ class ServerProcess:
 
     ``with ServerProcess("tests.apps.api:app", "epoll", "--max-body-size", "100") as server:``
     yields once the server listens; ``server.host``/``server.port``/``server.pid`` are known then.
-    Leaving the block sends SIGTERM and asserts exit status 0, and (unless ``allow_tracebacks``)
-    that stderr holds no traceback; crash markers (segfault, fatal error, sanitizer report) always
-    fail.
+    Leaving the block sends SIGTERM and asserts exit status 0, and that stderr holds no
+    traceback, except those whose exception line contains one of ``expected_errors`` (tests
+    that make a handler fail on purpose), or any when ``allow_tracebacks``; crash markers
+    (segfault, fatal error, sanitizer report) always fail.
     """
 
     def __init__(
@@ -58,6 +59,7 @@ class ServerProcess:
         app: str,
         backend: str,
         *extra_args: str,
+        expected_errors: tuple[str, ...] = (),
         allow_tracebacks: bool = False,
         start_timeout: float = DEFAULT_TIMEOUT,
         stop_timeout: float = 30.0,
@@ -65,6 +67,7 @@ class ServerProcess:
         self.app = app
         self.backend = backend
         self.extra_args = extra_args
+        self.expected_errors = expected_errors
         self.allow_tracebacks = allow_tracebacks
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
@@ -219,12 +222,18 @@ class ServerProcess:
             return "".join(self._lines)
 
     def check_stderr(self) -> None:
-        """No crash report in stderr, and no traceback unless tracebacks are allowed."""
+        """No crash report in stderr, and no traceback but the expected ones."""
         text = self.stderr
         for marker in CRASH_MARKERS:
             assert marker not in text, f"{marker!r} in the server's stderr:\n{text}"
-        if not self.allow_tracebacks:
-            assert "Traceback" not in text, f"traceback in the server's stderr:\n{text}"
+        if self.allow_tracebacks:
+            return
+        unexpected = [
+            error
+            for error in traceback_errors(text)
+            if not any(expected in error for expected in self.expected_errors)
+        ]
+        assert not unexpected, f"unexpected tracebacks {unexpected} in the server's stderr:\n{text}"
 
     # -- process state --------------------------------------------------------------------------
 
@@ -277,6 +286,21 @@ class ServerProcess:
 
     def url(self, path: str = "/") -> str:
         return f"http://{self.host}:{self.port}{path}"
+
+
+def traceback_errors(text: str) -> list[str]:
+    """The exception line ("ValueError: ...") closing each traceback in ``text``."""
+    errors = []
+    lines = text.splitlines()
+    index = 0
+    while index < len(lines):
+        if lines[index].startswith("Traceback (most recent call last):"):
+            index += 1
+            while index < len(lines) and lines[index].startswith((" ", "\t")):
+                index += 1
+            errors.append(lines[index] if index < len(lines) else "<truncated traceback>")
+        index += 1
+    return errors
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,6 +18,15 @@ import requests
 from http_helpers import ResponseReader, ServerProcess, connect, exchange
 
 APP = "tests.apps.api:app"
+# Handlers that fail on purpose: the server logs these tracebacks (and no other).
+EXPECTED_ERRORS = (
+    "RuntimeError: handler-failure-marker-1234",
+    "RuntimeError: failure-after-flush-marker-5678",
+    "RuntimeError: generator-failure-marker-9012",
+    "FileNotFoundError: [Errno 2] No such file or directory: '/nonexistent/file'",
+    "IsADirectoryError: [Errno 21] Is a directory: '/tmp'",
+    "ValueError: embedded null byte",
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +39,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="module")
 def server(backend: str) -> Iterator[ServerProcess]:
-    # Tracebacks are expected: some handlers fail on purpose (checked in the tests).
-    with ServerProcess(APP, backend, allow_tracebacks=True) as process:
+    with ServerProcess(APP, backend, expected_errors=EXPECTED_ERRORS) as process:
         yield process
 
 
@@ -303,6 +311,7 @@ def test_no_body_statuses(server: ServerProcess, code: int) -> None:
 def test_custom_status(server: ServerProcess) -> None:
     response = requests.get(server.url("/status/299"))
     assert response.status_code == 299
+    assert response.headers["X-Status"] == "200->299"
 
 
 # -- sendfile (small; the 100 MiB case is in test_http_streaming.py) --------------------------

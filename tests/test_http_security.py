@@ -155,6 +155,22 @@ def test_bad_content_length(server: ServerProcess, value: bytes) -> None:
     rejected(server, HEAD + b"Content-Length: " + value + b"\r\n\r\nhello", 400)
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        HEAD + b"Transfer-Encoding: chunked, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        HEAD + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"GET / HTTP/1.1\nHost: t\n\n",
+        HEAD + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nBad Trailer\r\n\r\n",
+        HEAD + b"Transfer-Encoding: chunked\r\n\r\n5\nhello\n0\n\n",
+    ],
+    ids=["chunked-twice", "te-twice", "te-http10", "bare-lf-head", "bad-trailer", "bare-lf-chunks"],
+)
+def test_ambiguous_framing(server: ServerProcess, data: bytes) -> None:
+    rejected(server, data, 400)
+
+
 def test_obs_fold(server: ServerProcess) -> None:
     rejected(server, b"GET / HTTP/1.1\r\nHost: t\r\nX-Folded: a\r\n  b\r\n\r\n", 400)
     rejected(server, b"GET / HTTP/1.1\r\nHost: t\r\nX-Folded: a\r\n\tb\r\n\r\n", 400)

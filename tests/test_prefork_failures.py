@@ -7,13 +7,15 @@ the reason is logged once, clearly. Real processes on loopback, as in test_prefo
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import resource
 import shutil
 import signal
 import socket
-import stat
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 
@@ -49,12 +51,21 @@ def test_port_held_without_reuseport_exits_42_after_the_retries() -> None:
     assert output.count("failed 5 times within 60 s") == 2
 
 
+@functools.cache
 def _unprivileged() -> list[str]:
+    """A command prefix running the server without the rights to bind ports below 1024 or to
+    write into directories it does not own: as nobody (65534) when that user can run this
+    interpreter, else as root without CAP_NET_BIND_SERVICE and CAP_DAC_OVERRIDE (an interpreter
+    under /root, unreadable by nobody)."""
     if shutil.which("setpriv") is None:
         pytest.fail("setpriv (util-linux) is needed to drop privileges for this test")
     if os.getuid() != 0:
         return []  # already unprivileged
-    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    probe = subprocess.run([*as_nobody, sys.executable, "-c", ""], capture_output=True)
+    if probe.returncode == 0:
+        return as_nobody
+    return ["setpriv", "--bounding-set=-net_bind_service,-dac_override,-dac_read_search"]
 
 
 def test_privileged_port_as_unprivileged_user_exits_43_without_respawn() -> None:
@@ -73,10 +84,11 @@ def test_privileged_port_as_unprivileged_user_exits_43_without_respawn() -> None
 
 @pytest.fixture
 def unwritable_directory() -> Iterator[str]:
-    """A directory the unprivileged user (nobody) can enter but not write."""
+    """A directory only its owner (root) could write, once it had the rights to: read-only."""
     directory = tempfile.mkdtemp(prefix="tf-ro-")
-    os.chmod(directory, stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
+    os.chmod(directory, 0o555)
     yield directory
+    os.chmod(directory, 0o755)
     shutil.rmtree(directory)
 
 
@@ -152,7 +164,9 @@ def test_startup_hook_failure_exits_3() -> None:
 
 
 def test_crash_loop_stops_the_slots_and_exits_non_zero() -> None:
-    with ServerProcess("prefork_apps.crash_at_start:app", "--workers", "2", "--port", "0") as server:
+    with ServerProcess(
+        "prefork_apps.crash_at_start:app", "--workers", "2", "--port", "0"
+    ) as server:
         assert server.wait() == 1
         output = server.output
     assert output.count("failed 5 times within 60 s (last: exit 9); not restarting it") == 2

@@ -277,3 +277,40 @@ def test_options_from_the_environment() -> None:
         assert "start method spawn: requested" in server.output
         server.send_signal(signal.SIGTERM)
         assert server.wait() == 0
+
+
+def test_patch_all_runs_in_each_worker() -> None:
+    with ServerProcess(
+        "prefork_apps.pid_app:app", "--workers", "2", "--port", "0", "--patch-all"
+    ) as server:
+        port = server.port()
+        assert {http_get(port, "/patched")[2] for _ in range(10)} == {"yes"}
+        server.send_signal(signal.SIGTERM)
+        assert server.wait() == 0
+
+
+def test_without_patch_all_nothing_is_patched() -> None:
+    with ServerProcess("prefork_apps.pid_app:app", "--workers", "2", "--port", "0") as server:
+        assert http_get(server.port(), "/patched")[2] == "no"
+        server.send_signal(signal.SIGTERM)
+        assert server.wait() == 0
+
+
+def test_workers_stop_when_the_supervisor_is_killed() -> None:
+    with ServerProcess("prefork_apps.pid_app:app", "--workers", "2", "--port", "0") as server:
+        server.wait_ready()
+        workers = list(server.worker_pids().values())
+        server.send_signal(signal.SIGKILL)
+        assert server.wait() == -signal.SIGKILL
+        for pid in workers:  # each drains on the SIGTERM the kernel sent it, then exits
+            deadline = time.monotonic() + 30
+            while Path(f"/proc/{pid}").exists() and _state(pid) != "Z":
+                assert time.monotonic() < deadline, f"worker {pid} still runs"
+                time.sleep(0.01)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return "gone"

@@ -169,6 +169,10 @@ class Request:
         """Streaming read: at most ``size`` bytes of the body (all when -1); b"" at its end."""
     def json(self) -> Any:
         """The body parsed as JSON; invalid JSON raises HTTPError(400)."""
+    def _wsgi_environ(self, base: dict[str, Any], /) -> dict[str, Any]:
+        """A copy of ``base`` with this request's CGI variables (REQUEST_METHOD, PATH_INFO with
+        base["SCRIPT_NAME"] stripped, QUERY_STRING, SERVER_PROTOCOL, CONTENT_TYPE/LENGTH,
+        HTTP_*, REMOTE_ADDR/PORT, SERVER_NAME/PORT), built in C++ for the WSGI adapter."""
 
 class Response:
     """The response under construction. Headers are sent at the first flush() or when the

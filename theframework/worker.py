@@ -10,6 +10,9 @@ one-line Failure message to the supervisor.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import errno
 import logging
 import os
@@ -38,6 +41,8 @@ from .server import (
 __all__ = ["WorkerSpec", "exit_code_for_os_error", "load_env_files", "parse_env_file", "run"]
 
 logger = logging.getLogger("theframework.worker")
+
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -149,9 +154,19 @@ def _reset_signals() -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
 
+def _stop_with_parent() -> None:
+    """Asks the kernel for SIGTERM (a graceful drain) when the parent process dies, so that a
+    killed supervisor leaves no worker behind (under forkserver the parent is the fork server,
+    which exits with the supervisor)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+
+
 def run(spec: WorkerSpec) -> int:
     """Runs one worker to its end; returns its exit code (see ExitCode)."""
     _reset_signals()
+    _stop_with_parent()
     worker_label = f"worker-{spec.worker_id}"
     set_process_title(f"{spec.process.proc_name} {worker_label}")
     configure_logging(spec.server.log_level, worker_label)

@@ -14,9 +14,7 @@ StartResponse = Callable[..., Any]
 
 
 def _answer(start_response: StartResponse, content_type: str, body: bytes) -> list[bytes]:
-    start_response(
-        "200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body)))]
-    )
+    start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body)))])
     return [body]
 
 

@@ -34,10 +34,10 @@ inline constexpr uint64_t kReservedTokenBit = uint64_t{1} << 63;
 
 // One finished (or, for multishot operations, one progressed) operation.
 struct Completion {
-  uint64_t token = 0;    // as passed when the operation was queued
-  int32_t result = 0;    // the syscall's return value, or -errno
-  bool more = false;     // true: a multishot operation that will complete again
-  int32_t buffer = -1;   // provided-buffer id holding `result` bytes (recv_multishot), else -1
+  uint64_t token = 0;   // as passed when the operation was queued
+  int32_t result = 0;   // the syscall's return value, or -errno
+  bool more = false;    // true: a multishot operation that will complete again
+  int32_t buffer = -1;  // provided-buffer id holding `result` bytes (recv_multishot), else -1
 };
 
 enum class BackendKind { io_uring, epoll };

@@ -111,15 +111,13 @@ PyObject* address_to_python(const sockaddr_storage& address, socklen_t length) {
     }
     case AF_UNIX: {
       const auto& un = reinterpret_cast<const sockaddr_un&>(address);
-      size_t path_length = length > offsetof(sockaddr_un, sun_path)
-                               ? length - offsetof(sockaddr_un, sun_path)
-                               : 0;
+      size_t path_length =
+          length > offsetof(sockaddr_un, sun_path) ? length - offsetof(sockaddr_un, sun_path) : 0;
       if (path_length > 0 && un.sun_path[0] == '\0') {
         return PyBytes_FromStringAndSize(un.sun_path, static_cast<Py_ssize_t>(path_length));
       }
-      return PyUnicode_DecodeFSDefault(std::string(un.sun_path, strnlen(un.sun_path,
-                                                                          path_length))
-                                           .c_str());
+      return PyUnicode_DecodeFSDefault(
+          std::string(un.sun_path, strnlen(un.sun_path, path_length)).c_str());
     }
     default:
       Py_RETURN_NONE;
@@ -127,8 +125,7 @@ PyObject* address_to_python(const sockaddr_storage& address, socklen_t length) {
 }
 
 // Builds a sockaddr for `fd`'s family from a Python address. False with an exception set.
-bool address_from_python(int fd, PyObject* object, sockaddr_storage& address,
-                         socklen_t& length) {
+bool address_from_python(int fd, PyObject* object, sockaddr_storage& address, socklen_t& length) {
   int family = 0;
   socklen_t option_length = sizeof(family);
   if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &option_length) < 0) {
@@ -190,7 +187,8 @@ bool address_from_python(int fd, PyObject* object, sockaddr_storage& address,
     in6.sin6_family = AF_INET6;
     in6.sin6_port = htons(static_cast<uint16_t>(port));
     if (PyTuple_GET_SIZE(object) >= 3) {
-      in6.sin6_flowinfo = htonl(static_cast<uint32_t>(PyLong_AsUnsignedLong(PyTuple_GET_ITEM(object, 2))));
+      in6.sin6_flowinfo =
+          htonl(static_cast<uint32_t>(PyLong_AsUnsignedLong(PyTuple_GET_ITEM(object, 2))));
     }
     if (PyTuple_GET_SIZE(object) >= 4) {
       in6.sin6_scope_id = static_cast<uint32_t>(PyLong_AsUnsignedLong(PyTuple_GET_ITEM(object, 3)));
@@ -667,7 +665,7 @@ PyGetSetDef hub_getset[] = {
 
 PyTypeObject HubType = {PyVarObject_HEAD_INIT(nullptr, 0)};
 
-#define TF_FASTCALL(function) \
+#define TF_FASTCALL(function)                                             \
   reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&function)), \
       METH_FASTCALL | METH_KEYWORDS
 

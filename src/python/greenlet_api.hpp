@@ -8,8 +8,8 @@ namespace tf::py::greenlet {
 
 struct Api {
   PyTypeObject* type = nullptr;
-  PyObject* exit_type = nullptr;   // greenlet.GreenletExit
-  PyObject* error_type = nullptr;  // greenlet.error
+  PyObject* exit_type = nullptr;                                   // greenlet.GreenletExit
+  PyObject* error_type = nullptr;                                  // greenlet.error
   PyObject* (*create)(PyObject* run, PyObject* parent) = nullptr;  // new reference
   PyObject* (*current)() = nullptr;                                // new reference
   PyObject* (*switch_to)(PyObject* target, PyObject* args, PyObject* kwargs) = nullptr;
@@ -29,6 +29,8 @@ inline bool is_greenlet(PyObject* object) noexcept {
   return object != nullptr && PyObject_TypeCheck(object, api.type);
 }
 // A greenlet that finished (started and no longer active).
-inline bool is_dead(PyObject* g) noexcept { return api.started(g) && !api.active(g); }
+inline bool is_dead(PyObject* g) noexcept {
+  return api.started(g) && !api.active(g);
+}
 
 }  // namespace tf::py::greenlet

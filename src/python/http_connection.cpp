@@ -1,4 +1,5 @@
 // Connections and the accepting side of the HTTP server (see http_server.hpp for the flow).
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -46,6 +47,51 @@ PyObject* make_http_error(int status, const char* message) {
 Connection::Connection(HttpServer& server, int fd) : server_(server), fd_(fd) {}
 
 Connection::~Connection() = default;
+
+namespace {
+
+Endpoint endpoint_from(int fd, bool peer) {
+  Endpoint endpoint;
+  sockaddr_storage address{};
+  socklen_t length = sizeof(address);
+  auto* raw = reinterpret_cast<sockaddr*>(&address);
+  if ((peer ? ::getpeername(fd, raw, &length) : ::getsockname(fd, raw, &length)) < 0) {
+    return endpoint;
+  }
+  char host[INET6_ADDRSTRLEN] = {};
+  endpoint.valid = true;
+  if (address.ss_family == AF_INET) {
+    auto& in = reinterpret_cast<sockaddr_in&>(address);
+    inet_ntop(AF_INET, &in.sin_addr, host, sizeof(host));
+    endpoint.port = ntohs(in.sin_port);
+  } else if (address.ss_family == AF_INET6) {
+    auto& in6 = reinterpret_cast<sockaddr_in6&>(address);
+    inet_ntop(AF_INET6, &in6.sin6_addr, host, sizeof(host));
+    endpoint.port = ntohs(in6.sin6_port);
+  } else {
+    endpoint.is_unix = true;
+  }
+  endpoint.host = host;
+  return endpoint;
+}
+
+}  // namespace
+
+const Endpoint& Connection::peer() {
+  if (!peer_known_) {
+    peer_ = endpoint_from(fd_, true);
+    peer_known_ = phase_ != Phase::closed;
+  }
+  return peer_;
+}
+
+const Endpoint& Connection::local() {
+  if (!local_known_) {
+    local_ = endpoint_from(fd_, false);
+    local_known_ = phase_ != Phase::closed;
+  }
+  return local_;
+}
 
 void Connection::release() noexcept {
   if (--references_ == 0) delete this;
@@ -255,8 +301,7 @@ bool Connection::create_request_objects(PyObject** request, PyObject** response)
   consume(head_length);
   body_done_ = head_.framing == http::BodyFraming::none ||
                (head_.framing == http::BodyFraming::content_length && head_.content_length == 0);
-  body_remaining_ =
-      head_.framing == http::BodyFraming::content_length ? head_.content_length : 0;
+  body_remaining_ = head_.framing == http::BodyFraming::content_length ? head_.content_length : 0;
   chunked_.reset();
   decoded_pending_.clear();
   if (head_.framing == http::BodyFraming::chunked) {
@@ -302,8 +347,7 @@ bool Connection::will_keep_alive() const noexcept {
     return false;
   }
   if (body_done_) return true;
-  return head_.framing == http::BodyFraming::content_length &&
-         buffered().size() >= body_remaining_;
+  return head_.framing == http::BodyFraming::content_length && buffered().size() >= body_remaining_;
 }
 
 int Connection::read_body(Py_ssize_t size, std::string& out) {

@@ -26,8 +26,8 @@ PyTypeObject RequestType = {PyVarObject_HEAD_INIT(nullptr, 0)};
 PyTypeObject ResponseType = {PyVarObject_HEAD_INIT(nullptr, 0)};
 PyTypeObject HttpServerType = {PyVarObject_HEAD_INIT(nullptr, 0)};
 
-PyObject* crlf_bytes = nullptr;            // b"\r\n"
-PyObject* last_chunk_bytes = nullptr;      // b"0\r\n\r\n"
+PyObject* crlf_bytes = nullptr;        // b"\r\n"
+PyObject* last_chunk_bytes = nullptr;  // b"0\r\n\r\n"
 PyObject* version_strings[2] = {nullptr, nullptr};
 PyObject* dumps_keywords = nullptr;  // {"separators": (",", ":")}
 
@@ -123,12 +123,12 @@ PyObject* request_get_path(PyObject* self, void*) {
   if (request->path == nullptr) {
     std::string_view raw = request->head.path;
     if (raw.find('%') == std::string_view::npos) {
-      request->path = PyUnicode_DecodeUTF8(raw.data(), static_cast<Py_ssize_t>(raw.size()),
-                                           "surrogateescape");
+      request->path =
+          PyUnicode_DecodeUTF8(raw.data(), static_cast<Py_ssize_t>(raw.size()), "surrogateescape");
     } else {
       std::string decoded = http::percent_decode(raw);
-      request->path = PyUnicode_DecodeUTF8(
-          decoded.data(), static_cast<Py_ssize_t>(decoded.size()), "surrogateescape");
+      request->path = PyUnicode_DecodeUTF8(decoded.data(), static_cast<Py_ssize_t>(decoded.size()),
+                                           "surrogateescape");
     }
   }
   return Py_XNewRef(request->path);
@@ -167,15 +167,23 @@ int request_set_params(PyObject* self, PyObject* value, void*) {
   return 0;
 }
 
-PyObject* header_pairs(RequestObject* request) {
+// Parses the request's stored head again (it was validated when it arrived) to list its headers;
+// the headers are only needed when a handler asks, so they are not kept from the first parse.
+void parse_stored_head(const RequestObject* request, std::vector<http::Header>& storage,
+                       http::RequestHead& head) {
   http::Limits generous;
   generous.max_request_line = SIZE_MAX;
   generous.max_header_size = SIZE_MAX;
   generous.max_headers = 4096;
   generous.max_body_size = UINT64_MAX;
-  std::vector<http::Header> storage(generous.max_headers + 1);
-  http::RequestHead head;
+  storage.resize(generous.max_headers + 1);
   http::parse_request(request->head_bytes, generous, head, storage);
+}
+
+PyObject* header_pairs(RequestObject* request) {
+  std::vector<http::Header> storage;
+  http::RequestHead head;
+  parse_stored_head(request, storage, head);
   PyObject* pairs = PyList_New(static_cast<Py_ssize_t>(head.header_count));
   if (pairs == nullptr) return nullptr;
   for (size_t i = 0; i < head.header_count; ++i) {
@@ -215,26 +223,112 @@ PyObject* request_get_client(PyObject* self, void*) {
   auto* request = reinterpret_cast<RequestObject*>(self);
   if (request->client == nullptr) {
     if (request->connection == nullptr) Py_RETURN_NONE;
-    sockaddr_storage address{};
-    socklen_t length = sizeof(address);
-    if (::getpeername(request->connection->fd(), reinterpret_cast<sockaddr*>(&address),
-                      &length) < 0) {
-      Py_RETURN_NONE;
-    }
-    char host[INET6_ADDRSTRLEN] = {};
-    if (address.ss_family == AF_INET) {
-      auto& in = reinterpret_cast<sockaddr_in&>(address);
-      inet_ntop(AF_INET, &in.sin_addr, host, sizeof(host));
-      request->client = Py_BuildValue("(si)", host, ntohs(in.sin_port));
-    } else if (address.ss_family == AF_INET6) {
-      auto& in6 = reinterpret_cast<sockaddr_in6&>(address);
-      inet_ntop(AF_INET6, &in6.sin6_addr, host, sizeof(host));
-      request->client = Py_BuildValue("(si)", host, ntohs(in6.sin6_port));
-    } else {
-      request->client = PyUnicode_FromString("");
-    }
+    const Endpoint& peer = request->connection->peer();
+    if (!peer.valid) Py_RETURN_NONE;
+    request->client = peer.is_unix ? PyUnicode_FromString("")
+                                   : Py_BuildValue("(si)", peer.host.c_str(), peer.port);
   }
   return Py_XNewRef(request->client);
+}
+
+bool set_item(PyObject* dict, const char* key, PyObject* value) {
+  if (value == nullptr) return false;
+  int result = PyDict_SetItemString(dict, key, value);
+  Py_DECREF(value);
+  return result == 0;
+}
+
+// The CGI part of a WSGI environ (PEP 3333), filled in C++ on top of a copy of `base` (which holds
+// the per-server constants and SCRIPT_NAME). Header names become HTTP_*; repeated headers are
+// joined with ","; PATH_INFO is the percent-decoded path as latin-1 (the "bytes in str" rule).
+PyObject* request_wsgi_environ(PyObject* self, PyObject* base) {
+  auto* request = reinterpret_cast<RequestObject*>(self);
+  if (!PyDict_Check(base)) {
+    PyErr_SetString(PyExc_TypeError, "_wsgi_environ() needs a dict");
+    return nullptr;
+  }
+  PyRef environ(PyDict_Copy(base));
+  if (!environ) return nullptr;
+  PyObject* dict = environ.get();
+  const http::RequestHead& head = request->head;
+  if (!set_item(dict, "REQUEST_METHOD", request_get_method(self, nullptr))) return nullptr;
+  std::string path = http::percent_decode(head.path);
+  PyObject* script_name = PyDict_GetItemString(dict, "SCRIPT_NAME");
+  if (script_name != nullptr && PyUnicode_Check(script_name) &&
+      PyUnicode_GET_LENGTH(script_name) > 0) {
+    Py_ssize_t length = 0;
+    const char* prefix = PyUnicode_AsUTF8AndSize(script_name, &length);
+    if (prefix == nullptr) return nullptr;
+    std::string_view root(prefix, static_cast<size_t>(length));
+    if (path.starts_with(root) && (path.size() == root.size() || path[root.size()] == '/')) {
+      path.erase(0, root.size());
+    }
+  }
+  if (!set_item(dict, "PATH_INFO", latin1(path))) return nullptr;
+  if (!set_item(dict, "QUERY_STRING", request_get_query_string(self, nullptr))) return nullptr;
+  if (!set_item(dict, "SERVER_PROTOCOL", request_get_version(self, nullptr))) return nullptr;
+  std::vector<http::Header> storage;
+  http::RequestHead parsed;
+  parse_stored_head(request, storage, parsed);
+  std::string key;
+  std::string_view host_header;
+  for (size_t i = 0; i < parsed.header_count; ++i) {
+    const http::Header& header = storage[i];
+    if (http::iequals(header.name, "content-type")) {
+      key = "CONTENT_TYPE";
+    } else if (http::iequals(header.name, "content-length")) {
+      key = "CONTENT_LENGTH";
+    } else {
+      key = "HTTP_";
+      for (char c : header.name) {
+        key += c == '-' ? '_' : static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c);
+      }
+      if (key == "HTTP_HOST") host_header = header.value;
+    }
+    PyObject* existing = PyDict_GetItemString(dict, key.c_str());
+    PyRef value(latin1(header.value));
+    if (!value) return nullptr;
+    if (existing != nullptr && i > 0 && key.starts_with("HTTP_") &&
+        PyDict_GetItemString(base, key.c_str()) == nullptr) {
+      PyRef joined(PyUnicode_FromFormat("%U,%U", existing, value.get()));
+      if (!joined || PyDict_SetItemString(dict, key.c_str(), joined.get()) < 0) return nullptr;
+    } else if (PyDict_SetItemString(dict, key.c_str(), value.get()) < 0) {
+      return nullptr;
+    }
+  }
+  Connection* connection = request->connection;
+  if (connection != nullptr) {
+    const Endpoint& peer = connection->peer();
+    if (peer.valid && !peer.is_unix) {
+      if (!set_item(dict, "REMOTE_ADDR", PyUnicode_FromString(peer.host.c_str())) ||
+          !set_item(dict, "REMOTE_PORT", PyUnicode_FromFormat("%d", peer.port))) {
+        return nullptr;
+      }
+    }
+    if (!host_header.empty()) {
+      std::string_view name = host_header;
+      std::string_view port;
+      size_t colon = name.rfind(':');
+      if (colon != std::string_view::npos && name.find(']', colon) == std::string_view::npos) {
+        port = name.substr(colon + 1);
+        name = name.substr(0, colon);
+      }
+      if (!set_item(dict, "SERVER_NAME", latin1(name))) return nullptr;
+      if (!port.empty() && !set_item(dict, "SERVER_PORT", latin1(port))) return nullptr;
+    }
+    const Endpoint& local = connection->local();
+    if (local.valid && !local.is_unix) {
+      if (host_header.empty() &&
+          !set_item(dict, "SERVER_NAME", PyUnicode_FromString(local.host.c_str()))) {
+        return nullptr;
+      }
+      if (PyDict_GetItemString(dict, "SERVER_PORT") == nullptr &&
+          !set_item(dict, "SERVER_PORT", PyUnicode_FromFormat("%d", local.port))) {
+        return nullptr;
+      }
+    }
+  }
+  return environ.release();
 }
 
 Connection* attached_connection(Connection* connection) {
@@ -282,8 +376,7 @@ PyObject* request_json(PyObject* self, PyObject*) {
   PyRef body(request_get_body(self, nullptr));
   if (!body) return nullptr;
   PyObject* result = PyObject_CallOneArg(configuration.json_loads.get(), body.get());
-  if (result == nullptr && PyErr_ExceptionMatches(PyExc_ValueError) &&
-      configuration.http_error) {
+  if (result == nullptr && PyErr_ExceptionMatches(PyExc_ValueError) && configuration.http_error) {
     PyErr_Clear();
     PyRef error(PyObject_CallFunction(configuration.http_error.get(), "is", 400,
                                       "the request body is not valid JSON"));
@@ -317,6 +410,8 @@ PyMethodDef request_methods[] = {
     {"read", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&request_read)),
      METH_FASTCALL, "Reads at most size body bytes (all when -1)."},
     {"json", request_json, METH_NOARGS, "The body parsed as JSON (HTTPError 400 if invalid)."},
+    {"_wsgi_environ", request_wsgi_environ, METH_O,
+     "A copy of base filled with the CGI variables of this request (WSGI adapter)."},
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -540,8 +635,8 @@ int send_head(ResponseObject* response, bool streaming) {
         // Bytes written before flush() go out as the first chunk.
         std::string size_line;
         http::append_chunk_size(size_line, static_cast<size_t>(PyBytes_GET_SIZE(chunk)));
-        PyRef line(PyBytes_FromStringAndSize(size_line.data(),
-                                             static_cast<Py_ssize_t>(size_line.size())));
+        PyRef line(
+            PyBytes_FromStringAndSize(size_line.data(), static_cast<Py_ssize_t>(size_line.size())));
         if (!line || !append_view(views, line.get()) || !append_view(views, chunk) ||
             !append_view(views, crlf_bytes)) {
           release_all(views);
@@ -568,8 +663,8 @@ int send_chunk(ResponseObject* response, PyObject* data) {
   if (response->chunked) {
     std::string size_line;
     http::append_chunk_size(size_line, static_cast<size_t>(size));
-    PyRef line(PyBytes_FromStringAndSize(size_line.data(),
-                                         static_cast<Py_ssize_t>(size_line.size())));
+    PyRef line(
+        PyBytes_FromStringAndSize(size_line.data(), static_cast<Py_ssize_t>(size_line.size())));
     if (!line || !append_view(views, line.get()) || !append_view(views, data) ||
         !append_view(views, crlf_bytes)) {
       release_all(views);
@@ -653,8 +748,8 @@ PyObject* response_sendfile(PyObject* self, PyObject* args, PyObject* kwargs) {
   static const char* keywords[] = {"path", "content_type", nullptr};
   PyObject* path_object = nullptr;
   PyObject* content_type = Py_None;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O", const_cast<char**>(keywords),
-                                   &path_object, &content_type)) {
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O", const_cast<char**>(keywords), &path_object,
+                                   &content_type)) {
     return nullptr;
   }
   if (!response_check_unsent(response)) return nullptr;
@@ -713,7 +808,8 @@ PyGetSetDef response_getset[] = {
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
-#define TF_METHOD_CAST(function) reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&function))
+#define TF_METHOD_CAST(function) \
+  reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&function))
 
 PyMethodDef response_methods[] = {
     {"set_status", response_set_status, METH_O, "Sets the status (100-599)."},
@@ -744,11 +840,11 @@ bool answer_handler_error(RequestObject* request, ResponseObject* response) {
   if (traceback != nullptr && value != nullptr) PyException_SetTraceback(value, traceback);
   PyRef owned_type(type), owned_value(value), owned_traceback(traceback);
   PyObject* http_error = configuration.http_error.get();
-  const bool is_http_error = http_error != nullptr && value != nullptr &&
-                             PyObject_IsInstance(value, http_error) == 1;
-  const bool client_gone = value != nullptr &&
-                           (PyErr_GivenExceptionMatches(type, PyExc_ConnectionError) ||
-                            PyErr_GivenExceptionMatches(type, PyExc_BrokenPipeError));
+  const bool is_http_error =
+      http_error != nullptr && value != nullptr && PyObject_IsInstance(value, http_error) == 1;
+  const bool client_gone =
+      value != nullptr && (PyErr_GivenExceptionMatches(type, PyExc_ConnectionError) ||
+                           PyErr_GivenExceptionMatches(type, PyExc_BrokenPipeError));
   if (!is_http_error && !client_gone && value != nullptr) {
     PyObject* logger = configuration.logger.get();
     PyRef logged;
@@ -757,8 +853,8 @@ bool answer_handler_error(RequestObject* request, ResponseObject* response) {
       PyRef target(latin1(request->head.target));
       PyRef keywords(Py_BuildValue("{s:O}", "exc_info", value));
       PyRef error_method(PyObject_GetAttrString(logger, "error"));
-      PyRef arguments(Py_BuildValue("(sOO)", "Exception in handler for %s %s", method.get(),
-                                    target.get()));
+      PyRef arguments(
+          Py_BuildValue("(sOO)", "Exception in handler for %s %s", method.get(), target.get()));
       if (error_method && arguments && keywords) {
         logged = PyRef(PyObject_Call(error_method.get(), arguments.get(), keywords.get()));
       }
@@ -807,7 +903,8 @@ bool answer_handler_error(RequestObject* request, ResponseObject* response) {
   }
   message += "\n";
   response->headers.emplace_back("Content-Type", "text/plain; charset=utf-8");
-  PyObject* body = PyBytes_FromStringAndSize(message.data(), static_cast<Py_ssize_t>(message.size()));
+  PyObject* body =
+      PyBytes_FromStringAndSize(message.data(), static_cast<Py_ssize_t>(message.size()));
   if (body == nullptr) {
     PyErr_Clear();
     return false;
@@ -903,8 +1000,8 @@ PyObject* run_request(PyObject*, PyObject* args) {
     Connection* connection = request->connection;
     connection->retain();
     PyObject* handler = connection->server().handler();
-    PyObject* result = PyObject_CallFunctionObjArgs(handler, request_ref.get(),
-                                                    response_ref.get(), nullptr);
+    PyObject* result =
+        PyObject_CallFunctionObjArgs(handler, request_ref.get(), response_ref.get(), nullptr);
     bool complete = true;
     if (result == nullptr) {
       if (PyErr_ExceptionMatches(greenlet::api.exit_type)) {
@@ -929,7 +1026,6 @@ PyObject* run_request(PyObject*, PyObject* args) {
   }
   Py_RETURN_NONE;
 }
-
 
 namespace {
 
@@ -1003,21 +1099,21 @@ struct HttpServerObject {
 };
 
 PyObject* http_server_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
-  static const char* keywords[] = {"handler",          "listen_fds",     "max_header_size",
-                                   "max_headers",      "max_request_line", "max_body_size",
-                                   "header_timeout",   "body_timeout",   "keepalive_timeout",
-                                   "write_timeout",    "max_connections", nullptr};
+  static const char* keywords[] = {"handler",        "listen_fds",       "max_header_size",
+                                   "max_headers",    "max_request_line", "max_body_size",
+                                   "header_timeout", "body_timeout",     "keepalive_timeout",
+                                   "write_timeout",  "max_connections",  nullptr};
   PyObject* handler = nullptr;
   PyObject* fds_object = nullptr;
   HttpOptions options;
   Py_ssize_t max_header_size = 32768, max_headers = 100, max_request_line = 8192;
   unsigned long long max_body_size = 1 << 20;
   Py_ssize_t max_connections = 1024;
-  if (!PyArg_ParseTupleAndKeywords(
-          args, kwargs, "OO|$nnnKddddn", const_cast<char**>(keywords), &handler, &fds_object,
-          &max_header_size, &max_headers, &max_request_line, &max_body_size,
-          &options.header_timeout, &options.body_timeout, &options.keepalive_timeout,
-          &options.write_timeout, &max_connections)) {
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|$nnnKddddn", const_cast<char**>(keywords),
+                                   &handler, &fds_object, &max_header_size, &max_headers,
+                                   &max_request_line, &max_body_size, &options.header_timeout,
+                                   &options.body_timeout, &options.keepalive_timeout,
+                                   &options.write_timeout, &max_connections)) {
     return nullptr;
   }
   if (!PyCallable_Check(handler)) {
@@ -1088,8 +1184,7 @@ PyObject* http_server_get_connections(PyObject* self, void*) {
 }
 
 PyObject* http_server_get_in_flight(PyObject* self, void*) {
-  return PyLong_FromSize_t(
-      reinterpret_cast<HttpServerObject*>(self)->server->requests_in_flight());
+  return PyLong_FromSize_t(reinterpret_cast<HttpServerObject*>(self)->server->requests_in_flight());
 }
 
 PyMethodDef http_server_methods[] = {
@@ -1101,11 +1196,9 @@ PyMethodDef http_server_methods[] = {
 
 PyGetSetDef http_server_getset[] = {
     {"connections", http_server_get_connections, nullptr, "open connections", nullptr},
-    {"requests_in_flight", http_server_get_in_flight, nullptr, "requests being handled",
-     nullptr},
+    {"requests_in_flight", http_server_get_in_flight, nullptr, "requests being handled", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
-
 
 }  // namespace
 
@@ -1155,8 +1248,8 @@ int init_http(PyObject* module) {
     if (method.object == nullptr) return -1;
   }
   dumps_keywords = Py_BuildValue("{s:(ss)}", "separators", ",", ":");
-  if (!crlf_bytes || !last_chunk_bytes || !version_strings[0] ||
-      !version_strings[1] || !dumps_keywords) {
+  if (!crlf_bytes || !last_chunk_bytes || !version_strings[0] || !version_strings[1] ||
+      !dumps_keywords) {
     return -1;
   }
   return 0;

@@ -28,6 +28,14 @@
 
 namespace tf::py {
 
+// A socket address in text form, looked up once per connection.
+struct Endpoint {
+  std::string host;  // numeric address; empty for UNIX sockets
+  int port = 0;
+  bool is_unix = false;
+  bool valid = false;  // false when the lookup failed
+};
+
 struct HttpOptions {
   http::Limits limits;
   double header_timeout = 10.0;
@@ -78,6 +86,9 @@ class Connection final : public CompletionHandler {
   void begin_drain() noexcept;
 
   int fd() const noexcept { return fd_; }
+  // Peer and local addresses (getpeername/getsockname on first use, then cached).
+  const Endpoint& peer();
+  const Endpoint& local();
   bool closing() const noexcept { return draining_ || phase_ == Phase::closed; }
   const http::RequestHead& head() const noexcept { return head_; }
   bool expect_continue_pending = false;
@@ -114,6 +125,10 @@ class Connection final : public CompletionHandler {
   uint64_t timer_token_ = 0;
   uint64_t send_token_ = 0;
   uint64_t reader_token_ = 0;  // event of a greenlet waiting for input
+  Endpoint peer_;
+  Endpoint local_;
+  bool peer_known_ = false;
+  bool local_known_ = false;
   std::string input_;
   size_t input_start_ = 0;
   size_t scanned_ = 0;  // buffered bytes an incomplete parse already looked at

@@ -69,7 +69,9 @@ Hub::~Hub() {
   }
 }
 
-Hub* Hub::current() noexcept { return t_running_hub; }
+Hub* Hub::current() noexcept {
+  return t_running_hub;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Slots
@@ -396,8 +398,9 @@ int Hub::poll_many(const std::vector<int>& fds, const std::vector<uint32_t>& eve
   if (switched == nullptr) return -1;
   Py_DECREF(switched);
   if (!any_completed) {
-    PyErr_SetString(HubSwitchError,
-                    "a greenlet waiting on the hub was switched to by something other than the hub");
+    PyErr_SetString(
+        HubSwitchError,
+        "a greenlet waiting on the hub was switched to by something other than the hub");
     return -1;
   }
   if (ready == 0 && first_error != 0) {
@@ -483,8 +486,8 @@ PyObject* Hub::spawn(PyObject* fn, PyObject* args, PyObject* kwargs) {
   Py_INCREF(g);
   Py_XINCREF(args);
   Py_XINCREF(kwargs);
-  ready_.push_back({ReadyEntry::Kind::start, g, args ? args : Py_NewRef(empty_tuple_.get()),
-                    kwargs, 0});
+  ready_.push_back(
+      {ReadyEntry::Kind::start, g, args ? args : Py_NewRef(empty_tuple_.get()), kwargs, 0});
   return g;
 }
 
@@ -499,7 +502,9 @@ int Hub::schedule(PyObject* g, PyObject* value) {
   return 0;
 }
 
-PyObject* Hub::suspend() { return api.switch_to(hub_greenlet_, empty_tuple_.get(), nullptr); }
+PyObject* Hub::suspend() {
+  return api.switch_to(hub_greenlet_, empty_tuple_.get(), nullptr);
+}
 
 int Hub::kill(PyObject* g, PyObject* exception) {
   if (!greenlet::is_greenlet(g)) {
@@ -586,8 +591,8 @@ PyObject* Hub::run(PyObject* main, PyObject* args, PyObject* kwargs) {
     stored_exc_type_ = stored_exc_value_ = stored_exc_traceback_ = nullptr;
     return nullptr;
   }
-  if (main_result_ && !PyObject_TypeCheck(main_result_.get(),
-                                          reinterpret_cast<PyTypeObject*>(api.exit_type))) {
+  if (main_result_ &&
+      !PyObject_TypeCheck(main_result_.get(), reinterpret_cast<PyTypeObject*>(api.exit_type))) {
     return main_result_.release();
   }
   main_result_.reset();
@@ -609,7 +614,8 @@ void Hub::install_signal_wakeup() {
   PyRef args(Py_BuildValue("(i)", signal_pipe_[1]));
   PyRef kwargs(Py_BuildValue("{s:O}", "warn_on_full_buffer", Py_False));
   PyRef previous;
-  if (setter && args && kwargs) previous = PyRef(PyObject_Call(setter.get(), args.get(), kwargs.get()));
+  if (setter && args && kwargs)
+    previous = PyRef(PyObject_Call(setter.get(), args.get(), kwargs.get()));
   if (!previous) {
     PyErr_Clear();  // not the main thread: Python runs no signal handlers here anyway
     return;
@@ -627,8 +633,8 @@ void Hub::restore_signal_wakeup() {
   PyRef signal_module(PyImport_ImportModule("signal"));
   PyRef restored;
   if (signal_module) {
-    restored = PyRef(PyObject_CallMethod(signal_module.get(), "set_wakeup_fd", "O",
-                                         previous_wakeup_fd_.get()));
+    restored = PyRef(
+        PyObject_CallMethod(signal_module.get(), "set_wakeup_fd", "O", previous_wakeup_fd_.get()));
   }
   if (!restored) PyErr_Clear();
   previous_wakeup_fd_.reset();
@@ -641,7 +647,9 @@ void Hub::arm_signal_wakeup() {
   backend_->recv(signal_pipe_[0], signal_drain_, sizeof(signal_drain_), signal_token_);
 }
 
-size_t Hub::pending() const noexcept { return slots_in_use_ - (signal_token_ != 0 ? 1 : 0); }
+size_t Hub::pending() const noexcept {
+  return slots_in_use_ - (signal_token_ != 0 ? 1 : 0);
+}
 
 void Hub::store_exception() {
   PyObject* type;
@@ -660,7 +668,9 @@ void Hub::store_exception() {
   stopping_ = true;
 }
 
-PyObject* Hub::error_handler() noexcept { return configuration.error_handler.get(); }
+PyObject* Hub::error_handler() noexcept {
+  return configuration.error_handler.get();
+}
 
 void Hub::check_signals() {
   if (PyErr_CheckSignals() < 0) store_exception();

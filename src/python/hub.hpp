@@ -162,10 +162,10 @@ class Hub {
  private:
   struct ReadyEntry {
     enum class Kind : uint8_t { start, resume, value, raise } kind;
-    PyObject* greenlet;       // strong
-    PyObject* first;          // start: args tuple; value: value; raise: exception (strong)
-    PyObject* second;         // start: kwargs or null (strong)
-    uint64_t token;           // resume: the slot the greenlet waits on
+    PyObject* greenlet;  // strong
+    PyObject* first;     // start: args tuple; value: value; raise: exception (strong)
+    PyObject* second;    // start: kwargs or null (strong)
+    uint64_t token;      // resume: the slot the greenlet waits on
   };
 
   static constexpr uint32_t kBlockBits = 10;

@@ -30,8 +30,7 @@ PyMODINIT_FUNC PyInit__core() {
   PyObject* module = PyModule_Create(&core_module);
   if (module == nullptr) return nullptr;
   if (tf::py::init_configuration(module) < 0 || tf::py::init_hub(module) < 0 ||
-      tf::py::init_http(module) < 0 ||
-      tf::py::init_parser_debug(module) < 0) {
+      tf::py::init_http(module) < 0 || tf::py::init_parser_debug(module) < 0) {
     Py_DECREF(module);
     return nullptr;
   }

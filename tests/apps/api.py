@@ -158,7 +158,9 @@ def ignore_body(request: Request, response: Response) -> None:
 
 @app.get("/status/{code}")
 def status(request: Request, response: Response) -> None:
+    initial = response.status
     response.set_status(int(request.params["code"]))
+    response.set_header("X-Status", f"{initial}->{response.status}")
     if request.query_params.get("body") == "1":
         response.write("this body must not be sent")
 

@@ -34,3 +34,11 @@ def environment(request: Request, response: Response) -> None:
 def nap(request: Request, response: Response) -> None:
     _core.sleep(0.2)
     response.write(str(os.getpid()))
+
+
+@app.get("/patched")
+def patched(request: Request, response: Response) -> None:
+    import sys
+
+    monkey = sys.modules.get("theframework.monkey")
+    response.write("yes" if monkey is not None and monkey.is_patched("socket") else "no")

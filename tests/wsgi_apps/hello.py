@@ -1,8 +1,5 @@
-"""Hello-world twins for comparing the WSGI adapter with the native handler (wrk):
-
-    python -m theframework tests.wsgi_apps.hello:wsgi_app --port 8001
-    python -m theframework tests.wsgi_apps.hello:native_handler --port 8002
-"""
+"""Hello-world twins for comparing the WSGI adapter with the native handler under wrk: serve
+``tests.wsgi_apps.hello:wsgi_app`` and ``tests.wsgi_apps.hello:native_handler`` side by side."""
 
 from __future__ import annotations
 

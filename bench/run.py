@@ -1,0 +1,1057 @@
+"""Benchmark harness: theframework against other Python servers, on the same tiny apps.
+
+    bench/setup.sh                      # once: peers' venv, wrk, the C++ tools
+    python bench/run.py [--quick] [--scenarios 1,2,8] [--servers theframework,granian-rsgi]
+
+Fairness on a small machine: one worker per server; the server runs on CPU 0 and the load
+generator (wrk, rate_client, this harness) on CPU 1 (taskset); each scenario is warmed up, then
+measured; rounds alternate the server order and figures are medians over rounds; ratios to
+theframework are computed inside each round (same noise), then their median is reported.
+
+Writes bench/results/results.md, results.json, throughput.png and README-section.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import errno
+import json
+import os
+import platform
+import re
+import resource
+import selectors
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+APPS = BENCH / "apps"
+RESULTS = BENCH / "results"
+OURS_PYTHON = ROOT / ".venv" / "bin" / "python"
+PEERS = BENCH / ".venv-peers" / "bin"
+TOOLS = ROOT / "build" / "bench"
+HOST = "127.0.0.1"
+SERVER_CPU = 0
+CLIENT_CPU = 1
+REFERENCE = "theframework"  # ratios are to this server
+KEEPALIVE_SECONDS = 120  # long enough for the idle-connections scenario
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    number: int
+    name: str
+    path: str
+    connections: int
+    method: str = "GET"
+    body_size: int = 0
+    keep_alive: bool = True
+    kind: str = "throughput"  # throughput (wrk), idle (RSS), rate (fixed-rate latency)
+
+
+SCENARIOS: dict[int, Scenario] = {
+    1: Scenario(1, "plaintext", "/plaintext", 64),
+    2: Scenario(2, "JSON", "/json", 64),
+    3: Scenario(3, "10 KiB body", "/10k", 64),
+    4: Scenario(4, "POST echo 4 KiB", "/echo", 64, method="POST", body_size=4096),
+    5: Scenario(5, "10 ms sleep, c=512", "/sleep", 512),
+    6: Scenario(6, "no keep-alive", "/plaintext", 64, keep_alive=False),
+    7: Scenario(7, "idle keep-alive connections", "/plaintext", 10_000, kind="idle"),
+    8: Scenario(8, "fixed rate at 50% of peak", "/plaintext", 64, kind="rate"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Server:
+    name: str
+    description: str
+    command: str  # shell words; {host} and {port} are filled in
+    scenarios: frozenset[int] = frozenset(SCENARIOS)
+    needs: tuple[Path, ...] = ()
+    module: str | None = None  # a module the peers' venv must import
+
+
+_OURS = f"{OURS_PYTHON} -m theframework"
+_OURS_OPTIONS = (
+    "--host {host} --port {port} --backend io_uring --log-level warning --max-connections 20000 "
+    f"--backlog 4096 --keepalive-timeout {KEEPALIVE_SECONDS}"
+)
+
+# Command lines ({host} and {port} are filled in). Every server gets one worker, a 4096 backlog,
+# no access log, and a keep-alive timeout long enough for scenario 7 where it has one.
+SERVERS: list[Server] = [
+    Server(
+        "cpp-ceiling",
+        "pure C++ responder on our core (no Python): the ceiling",
+        f"{TOOLS / 'cpp_responder'} --host {{host}} --port {{port}}",
+        scenarios=frozenset({1, 6, 7, 8}),
+        needs=(TOOLS / "cpp_responder",),
+    ),
+    Server(
+        "theframework",
+        "theframework, Framework API, io_uring",
+        f"{_OURS} tf_app:app {_OURS_OPTIONS}",
+        needs=(OURS_PYTHON,),
+    ),
+    Server(
+        "theframework-wsgi",
+        "theframework --interface wsgi --patch-all, io_uring",
+        f"{_OURS} wsgi_app:app --interface wsgi --patch-all {_OURS_OPTIONS}",
+        needs=(OURS_PYTHON,),
+    ),
+    Server(
+        "granian-rsgi",
+        "Granian RSGI, 1 worker",
+        f"{PEERS / 'granian'} --interface rsgi --workers 1 --host {{host}} --port {{port}} "
+        "--backlog 4096 --log-level warning rsgi_app:app",
+        module="granian",
+    ),
+    Server(
+        "granian-wsgi",
+        "Granian WSGI, 1 worker",
+        f"{PEERS / 'granian'} --interface wsgi --workers 1 --host {{host}} --port {{port}} "
+        "--backlog 4096 --log-level warning wsgi_app:app",
+        module="granian",
+    ),
+    Server(
+        "uvicorn",
+        "uvicorn --http httptools (asyncio loop)",
+        f"{PEERS / 'uvicorn'} asgi_app:app --http httptools --host {{host}} --port {{port}} "
+        f"--no-access-log --log-level warning --backlog 4096 "
+        f"--timeout-keep-alive {KEEPALIVE_SECONDS}",
+        module="uvicorn",
+    ),
+    Server(
+        "gunicorn-gevent",
+        "gunicorn -k gevent, 1 worker",
+        f"{PEERS / 'gunicorn'} -k gevent -w 1 -b {{host}}:{{port}} --worker-connections 20000 "
+        f"--backlog 4096 --keep-alive {KEEPALIVE_SECONDS} --log-level warning wsgi_app:app",
+        module="gevent",
+    ),
+    Server(
+        "gunicorn-sync",
+        "gunicorn -k sync, 1 worker (no keep-alive by design)",
+        f"{PEERS / 'gunicorn'} -k sync -w 1 -b {{host}}:{{port}} --backlog 4096 "
+        "--log-level warning wsgi_app:app",
+        module="gunicorn",
+    ),
+    Server(
+        "bjoern",
+        "bjoern (libev, WSGI)",
+        f"{PEERS / 'python'} serve_bjoern.py {{host}} {{port}}",
+        module="bjoern",
+    ),
+    Server(
+        "fastwsgi",
+        "fastwsgi (libuv, WSGI)",
+        f"{PEERS / 'python'} serve_fastwsgi.py {{host}} {{port}}",
+        module="fastwsgi",
+    ),
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    rounds: int
+    warmup: float  # seconds of load before each measurement
+    duration: float  # seconds measured
+    idle_connections: int
+    rate_duration: float
+    warmup_each: bool  # warm up before every scenario (else once per server start)
+
+
+FULL = Timing(
+    rounds=3,
+    warmup=1.0,
+    duration=3.0,
+    idle_connections=10_000,
+    rate_duration=5.0,
+    warmup_each=True,
+)
+QUICK = Timing(
+    rounds=1,
+    warmup=1.0,
+    duration=1.0,
+    idle_connections=1_000,
+    rate_duration=1.5,
+    warmup_each=False,
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def http_get(port: int, path: str, timeout: float = 1.0) -> tuple[int, bytes]:
+    request = urllib.request.Request(f"http://{HOST}:{port}{path}")
+    with urllib.request.urlopen(request, timeout=timeout) as answer:
+        return int(answer.status), bytes(answer.read())
+
+
+class ServerProcess:
+    """A server started on CPU 0 in its own session, so that its whole process tree (gunicorn's
+    and granian's workers) can be measured and stopped."""
+
+    def __init__(self, server: Server, port: int, log_path: Path) -> None:
+        self.server = server
+        self.port = port
+        self.log_path = log_path
+        command = shlex.split(server.command.format(host=HOST, port=port))
+        environment = dict(os.environ, PYTHONPATH=str(APPS), PYTHONUNBUFFERED="1")
+        self.log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            ["taskset", "-c", str(SERVER_CPU), *command],
+            cwd=APPS,
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 30.0) -> str | None:
+        """None once GET /plaintext answers 200, else why not (exited, timed out)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return f"exited with code {self.process.returncode}"
+            try:
+                status, body = http_get(self.port, "/plaintext", timeout=1.0)
+            except OSError:
+                time.sleep(0.05)  # polling the port: the servers share no readiness signal
+                continue
+            if status == 200 and body == b"Hello, World!":
+                return None
+            return f"GET /plaintext answered {status} {body[:60]!r}"
+        return f"not answering after {timeout:.0f} s"
+
+    def tree(self) -> list[int]:
+        """Pids of the server's session (the server and its workers)."""
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == self.process.pid:  # session id
+                pids.append(int(entry.name))
+        return pids
+
+    def rss_kib(self) -> dict[int, int]:
+        """Resident set size of each process of the tree, KiB."""
+        sizes = {}
+        for pid in self.tree():
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        sizes[pid] = int(line.split()[1])
+        return sizes
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        # Workers that outlive their parent (same session) are ended too.
+        for pid in self.tree():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.log.close()
+
+
+@contextlib.contextmanager
+def running(server: Server, log_dir: Path, label: str) -> Iterator[ServerProcess]:
+    port = free_port()
+    process = ServerProcess(server, port, log_dir / f"{server.name}-{label}.log")
+    try:
+        problem = process.wait_ready()
+        if problem is not None:
+            raise ServerFailed(f"{server.name}: {problem} (log: {process.log_path})")
+        yield process
+    finally:
+        process.stop()
+
+
+class ServerFailed(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Load
+
+
+@dataclasses.dataclass
+class LoadResult:
+    requests_per_second: float = 0.0
+    errors: int = 0  # socket errors (connect, read, write, timeout)
+    non_2xx: int = 0
+    detail: str = ""
+
+
+WRK_POST_SCRIPT = """wrk.method = "POST"
+wrk.body = string.rep("a", {size})
+wrk.headers["Content-Type"] = "application/octet-stream"
+"""
+
+
+def run_wrk(port: int, scenario: Scenario, seconds: float, script_dir: Path) -> LoadResult:
+    threads = 1
+    command = [
+        "taskset",
+        "-c",
+        str(CLIENT_CPU),
+        "wrk",
+        f"-t{threads}",
+        f"-c{scenario.connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "4s",
+    ]
+    if not scenario.keep_alive:
+        command += ["-H", "Connection: close"]
+    if scenario.method == "POST":
+        script = script_dir / f"post-{scenario.body_size}.lua"
+        script.write_text(WRK_POST_SCRIPT.format(size=scenario.body_size))
+        command += ["-s", str(script)]
+    command.append(f"http://{HOST}:{port}{scenario.path}")
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30)
+    output = completed.stdout + completed.stderr
+    result = LoadResult(detail=output)
+    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if match:
+        result.requests_per_second = float(match.group(1))
+    match = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    if match:
+        result.errors = sum(int(value) for value in match.groups())
+    match = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if match:
+        result.non_2xx = int(match.group(1))
+    return result
+
+
+def run_rate(port: int, rate: float, timing: Timing) -> dict[str, Any]:
+    command = [
+        "taskset",
+        "-c",
+        str(CLIENT_CPU),
+        str(TOOLS / "rate_client"),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--path",
+        "/plaintext",
+        "--connections",
+        "64",
+        "--rate",
+        f"{rate:.0f}",
+        "--duration",
+        str(timing.rate_duration),
+        "--warmup",
+        str(max(1.0, timing.warmup)),
+    ]
+    completed = subprocess.run(
+        command, capture_output=True, text=True, timeout=timing.rate_duration + 60
+    )
+    if completed.returncode != 0:
+        raise ServerFailed(f"rate_client failed: {completed.stderr.strip()}")
+    result: dict[str, Any] = json.loads(completed.stdout)
+    return result
+
+
+def hold_idle_connections(port: int, count: int) -> tuple[list[socket.socket], int]:
+    """Opens ``count`` connections, sends one keep-alive request on each and reads its answer, in
+    batches; returns the sockets (left open and idle) and how many were answered."""
+    sockets: list[socket.socket] = []
+    answered = 0
+    request = f"GET /plaintext HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
+    batch_size = 250
+    for start in range(0, count, batch_size):
+        selector = selectors.DefaultSelector()
+        batch = []
+        for _ in range(min(batch_size, count - start)):
+            connection = socket.socket()
+            connection.setblocking(False)
+            error = connection.connect_ex((HOST, port))
+            if error not in (0, errno.EINPROGRESS):
+                connection.close()
+                continue
+            selector.register(connection, selectors.EVENT_WRITE, b"")
+            batch.append(connection)
+        deadline = time.monotonic() + 10
+        while selector.get_map() and time.monotonic() < deadline:
+            for key, events in selector.select(timeout=0.5):
+                connection = key.fileobj
+                assert isinstance(connection, socket.socket)
+                if events & selectors.EVENT_WRITE:
+                    try:
+                        connection.send(request)
+                    except OSError:
+                        selector.unregister(connection)
+                        continue
+                    selector.modify(connection, selectors.EVENT_READ, b"")
+                    continue
+                try:
+                    chunk = connection.recv(4096)
+                except OSError:
+                    selector.unregister(connection)
+                    continue
+                data = key.data + chunk
+                if data.endswith(b"Hello, World!"):
+                    answered += 1
+                    selector.unregister(connection)
+                elif not chunk:
+                    selector.unregister(connection)  # closed before answering
+                else:
+                    selector.modify(connection, selectors.EVENT_READ, data)
+        selector.close()
+        sockets.extend(batch)
+    return sockets, answered
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+@dataclasses.dataclass
+class Measurements:
+    # throughput[scenario][server] -> one LoadResult per round
+    throughput: dict[int, dict[str, list[LoadResult]]] = dataclasses.field(default_factory=dict)
+    # ratio[scenario][server] -> server / reference, per round
+    ratios: dict[int, dict[str, list[float]]] = dataclasses.field(default_factory=dict)
+    idle: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    rate: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    skipped: dict[str, str] = dataclasses.field(default_factory=dict)
+    load_average: list[tuple[float, float, float]] = dataclasses.field(default_factory=list)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def available(server: Server) -> str | None:
+    """None when the server can be started here, else why not."""
+    for needed in server.needs:
+        if not needed.exists():
+            return f"{needed} is missing (run bench/setup.sh / make build)"
+    if server.module is not None:
+        if not (PEERS / "python").exists():
+            return "bench/.venv-peers is missing (run bench/setup.sh)"
+        check = subprocess.run(
+            [str(PEERS / "python"), "-c", f"import {server.module}"], capture_output=True
+        )
+        if check.returncode != 0:
+            return f"{server.module} is not installed in bench/.venv-peers (did not build here)"
+    return None
+
+
+def probe_wsgi_interface() -> str | None:
+    """None when `python -m theframework --interface wsgi` exists and serves the WSGI app."""
+    help_text = subprocess.run(
+        [str(OURS_PYTHON), "-m", "theframework", "--help"], capture_output=True, text=True
+    ).stdout
+    if "--interface" not in help_text:
+        return "theframework has no --interface option yet (WSGI adapter not merged)"
+    return None
+
+
+def run_throughput_round(
+    round_number: int,
+    servers: Sequence[Server],
+    scenarios: Sequence[Scenario],
+    timing: Timing,
+    measurements: Measurements,
+    work_dir: Path,
+) -> None:
+    order = list(servers)
+    shift = round_number % len(order)
+    order = order[shift:] + order[:shift]  # alternate who goes first
+    if round_number % 2 == 1:
+        order.reverse()
+    in_round: dict[int, dict[str, float]] = {}
+    for server in order:
+        wanted = [scenario for scenario in scenarios if scenario.number in server.scenarios]
+        if not wanted or server.name in measurements.skipped:
+            continue
+        try:
+            with running(server, work_dir, f"round{round_number}") as process:
+                if not timing.warmup_each:
+                    run_wrk(process.port, SCENARIOS[1], 1.0, work_dir)  # one warm-up per start
+                for scenario in wanted:
+                    if timing.warmup_each:
+                        run_wrk(process.port, scenario, timing.warmup, work_dir)
+                    result = run_wrk(process.port, scenario, timing.duration, work_dir)
+                    measurements.throughput.setdefault(scenario.number, {}).setdefault(
+                        server.name, []
+                    ).append(result)
+                    in_round.setdefault(scenario.number, {})[server.name] = (
+                        result.requests_per_second
+                    )
+                    flags = ""
+                    if result.errors or result.non_2xx:
+                        flags = f"  errors {result.errors}, non-2xx {result.non_2xx}"
+                    log(
+                        f"  round {round_number + 1} {server.name:18} ({scenario.number}) "
+                        f"{scenario.name:22} {result.requests_per_second:>10.0f} req/s{flags}"
+                    )
+        except ServerFailed as failure:
+            measurements.skipped[server.name] = str(failure)
+            log(f"  skipped {server.name}: {failure}")
+    for number, by_server in in_round.items():
+        reference = by_server.get(REFERENCE)
+        if not reference:
+            continue
+        for name, value in by_server.items():
+            measurements.ratios.setdefault(number, {}).setdefault(name, []).append(
+                value / reference
+            )
+
+
+def peak_of(server: Server, measurements: Measurements, timing: Timing, work_dir: Path) -> float:
+    results = measurements.throughput.get(1, {}).get(server.name)
+    if results:
+        return statistics.median(result.requests_per_second for result in results)
+    with running(server, work_dir, "peak") as process:
+        run_wrk(process.port, SCENARIOS[1], timing.warmup, work_dir)
+        return run_wrk(process.port, SCENARIOS[1], timing.duration, work_dir).requests_per_second
+
+
+def run_idle(server: Server, timing: Timing, measurements: Measurements, work_dir: Path) -> None:
+    with running(server, work_dir, "idle") as process:
+        before = process.rss_kib()
+        sockets, answered = hold_idle_connections(process.port, timing.idle_connections)
+        try:
+            time.sleep(1.0)  # let the server settle (timers, freed buffers)
+            after = process.rss_kib()
+            still_served = http_get(process.port, "/plaintext", timeout=5.0)[0] == 200
+        finally:
+            for connection in sockets:
+                connection.close()
+    worker = max(after, key=lambda pid: after[pid] - before.get(pid, 0))
+    growth = after[worker] - before.get(worker, 0)
+    measurements.idle[server.name] = {
+        "connections": timing.idle_connections,
+        "answered": answered,
+        "worker_rss_before_kib": before.get(worker, 0),
+        "worker_rss_after_kib": after[worker],
+        "total_rss_after_kib": sum(after.values()),
+        "per_connection_kib": growth / max(answered, 1),
+        "serves_while_idle": still_served,
+    }
+    log(
+        f"  idle {server.name:18} {answered}/{timing.idle_connections} answered, worker RSS "
+        f"{before.get(worker, 0) / 1024:.1f} -> {after[worker] / 1024:.1f} MiB"
+    )
+
+
+def run_fixed_rate(
+    server: Server, timing: Timing, measurements: Measurements, work_dir: Path
+) -> None:
+    peak = peak_of(server, measurements, timing, work_dir)
+    rate = max(100.0, peak / 2)
+    with running(server, work_dir, "rate") as process:
+        result = run_rate(process.port, rate, timing)
+    result["peak"] = peak
+    measurements.rate[server.name] = result
+    log(
+        f"  rate {server.name:18} {rate:>8.0f} req/s: p50 {result['p50']:.2f} ms, "
+        f"p99 {result['p99']:.2f} ms, p99.9 {result['p999']:.2f} ms, errors {result['errors']}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Reporting
+
+
+def median_or_none(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def spread(values: Sequence[float]) -> float | None:
+    """(max - min) / median over rounds, as a fraction."""
+    if len(values) < 2 or not statistics.median(values):
+        return None
+    return (max(values) - min(values)) / statistics.median(values)
+
+
+def format_rate(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}"
+
+
+def throughput_table(
+    servers: Sequence[Server], scenarios: Sequence[Scenario], measurements: Measurements
+) -> list[str]:
+    numbers = [s.number for s in scenarios if s.kind == "throughput"]
+    if not numbers:
+        return []
+    header = "| server | " + " | ".join(f"({n}) {SCENARIOS[n].name}" for n in numbers) + " |"
+    lines = [header, "|---" * (len(numbers) + 1) + "|"]
+    for server in servers:
+        cells = []
+        for number in numbers:
+            results = measurements.throughput.get(number, {}).get(server.name, [])
+            value = median_or_none([result.requests_per_second for result in results])
+            ratio = median_or_none(measurements.ratios.get(number, {}).get(server.name, []))
+            cell = format_rate(value)
+            if value is not None and ratio is not None and server.name != REFERENCE:
+                cell += f" ({ratio:.2f}x)"
+            errors = sum(result.errors for result in results)
+            non_2xx = sum(result.non_2xx for result in results)
+            if errors or non_2xx:
+                cell += f" ⚠{errors}e/{non_2xx}n"
+            cells.append(cell)
+        if any(cell != "-" for cell in cells):
+            lines.append(f"| {server.name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def idle_table(servers: Sequence[Server], measurements: Measurements) -> list[str]:
+    if not measurements.idle:
+        return []
+    lines = [
+        "| server | answered | worker RSS before | worker RSS with idle connections "
+        "| KiB per connection | still serves |",
+        "|---|---|---|---|---|---|",
+    ]
+    for server in servers:
+        idle = measurements.idle.get(server.name)
+        if idle is None:
+            continue
+        lines.append(
+            f"| {server.name} | {idle['answered']:,}/{idle['connections']:,} "
+            f"| {idle['worker_rss_before_kib'] / 1024:.1f} MiB "
+            f"| {idle['worker_rss_after_kib'] / 1024:.1f} MiB "
+            f"| {idle['per_connection_kib']:.1f} | {'yes' if idle['serves_while_idle'] else 'NO'} |"
+        )
+    return lines
+
+
+def rate_table(servers: Sequence[Server], measurements: Measurements) -> list[str]:
+    if not measurements.rate:
+        return []
+    lines = [
+        "| server | rate (50% of peak) | achieved | p50 ms | p99 ms | p99.9 ms | max ms "
+        "| errors | unanswered |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for server in servers:
+        rate = measurements.rate.get(server.name)
+        if rate is None:
+            continue
+        lines.append(
+            f"| {server.name} | {rate['target_rate']:,.0f} | {rate['achieved_rate']:,.0f} "
+            f"| {rate['p50']:.2f} | {rate['p99']:.2f} | {rate['p999']:.2f} | {rate['max']:.2f} "
+            f"| {rate['errors'] + rate['non_2xx']} | {rate['unanswered']} |"
+        )
+    return lines
+
+
+def noise_note(measurements: Measurements) -> str:
+    spreads = [
+        value
+        for by_server in measurements.throughput.values()
+        for results in by_server.values()
+        if (value := spread([result.requests_per_second for result in results])) is not None
+    ]
+    loads = [load[0] for load in measurements.load_average]
+    parts = []
+    if loads:
+        parts.append(
+            f"1-minute load average during the run: {min(loads):.2f}-{max(loads):.2f} "
+            f"(2 CPUs; the benchmark itself keeps ~2 busy)"
+        )
+    if spreads:
+        parts.append(
+            f"round-to-round spread (max-min)/median: median {statistics.median(spreads):.0%}, "
+            f"worst {max(spreads):.0%}"
+        )
+    return "; ".join(parts)
+
+
+def chart_data(
+    servers: Sequence[Server], scenarios: Sequence[Scenario], measurements: Measurements
+) -> list[dict[str, Any]]:
+    """Per throughput scenario: its title and (server, median req/s) in table order."""
+    panels = []
+    for scenario in scenarios:
+        by_server = measurements.throughput.get(scenario.number)
+        if scenario.kind != "throughput" or not by_server:
+            continue
+        bars = [
+            [server.name, statistics.median(r.requests_per_second for r in by_server[server.name])]
+            for server in servers
+            if by_server.get(server.name)
+        ]
+        panels.append({"title": f"({scenario.number}) {scenario.name}", "bars": bars})
+    return panels
+
+
+def write_chart(path: Path, panels: list[dict[str, Any]]) -> bool:
+    """Draws the chart here when matplotlib imports, else with the peers' venv (where setup.sh
+    installs it). False when neither can."""
+    if not panels:
+        return False
+    try:
+        import matplotlib
+    except ImportError:
+        if not (PEERS / "python").exists():
+            return False
+        data = path.with_suffix(".json")
+        data.write_text(json.dumps(panels))
+        try:
+            drawn = subprocess.run(
+                [str(PEERS / "python"), __file__, "--chart", str(data), str(path)],
+                capture_output=True,
+                text=True,
+            )
+        finally:
+            data.unlink()
+        if drawn.returncode != 0:
+            log(f"chart not drawn: {drawn.stderr.strip()[-300:]}")
+        return drawn.returncode == 0
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = min(3, len(panels))
+    rows = (len(panels) + columns - 1) // columns
+    figure, axes_grid = plt.subplots(
+        rows, columns, figsize=(5.2 * columns, 3.6 * rows), squeeze=False
+    )
+    for index, panel in enumerate(panels):
+        axes = axes_grid[index // columns][index % columns]
+        names = [name for name, _ in panel["bars"]]
+        values = [value for _, value in panel["bars"]]
+        colors = [
+            "#d62728"
+            if name == REFERENCE
+            else "#ff9896"
+            if name.startswith("theframework")
+            else "#7f7f7f"
+            if name == "cpp-ceiling"
+            else "#1f77b4"
+            for name in names
+        ]
+        axes.barh(names[::-1], values[::-1], color=colors[::-1])
+        axes.set_title(panel["title"], fontsize=10)
+        axes.set_xlabel("requests/s (median)")
+        axes.tick_params(labelsize=8)
+    for index in range(len(panels), rows * columns):
+        axes_grid[index // columns][index % columns].axis("off")
+    figure.suptitle("1 worker, server on CPU 0, load generator on CPU 1", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return True
+
+
+def environment_line() -> str:
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    versions = []
+    if (PEERS / "python").exists():
+        listing = subprocess.run(
+            [str(PEERS / "python"), "-m", "pip", "list", "--format=json"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        with contextlib.suppress(json.JSONDecodeError):
+            wanted = {"granian", "gunicorn", "gevent", "uvicorn", "httptools", "bjoern", "fastwsgi"}
+            versions = [
+                f"{package['name']} {package['version']}"
+                for package in json.loads(listing)
+                if package["name"].lower() in wanted
+            ]
+    return (
+        f"{cpu}, {os.cpu_count()} CPUs, Linux {platform.release()}, Python "
+        f"{platform.python_version()}; {', '.join(versions)}"
+    )
+
+
+def write_results(
+    args: argparse.Namespace,
+    servers: Sequence[Server],
+    scenarios: Sequence[Scenario],
+    timing: Timing,
+    measurements: Measurements,
+) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    command = "make bench" if not args.quick else "python bench/run.py --quick"
+    if args.scenarios or args.servers:
+        command = "python bench/run.py" + (" --quick" if args.quick else "")
+        if args.scenarios:
+            command += f" --scenarios {args.scenarios}"
+        if args.servers:
+            command += f" --servers {args.servers}"
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    method = (
+        f"{timing.rounds} round(s) alternating the server order; per scenario "
+        f"{timing.warmup:g} s warm-up then {timing.duration:g} s measured with wrk (1 thread); "
+        f"medians over rounds; ratios to `{REFERENCE}` computed within each round, then their "
+        f"median. One worker per server; server pinned to CPU {SERVER_CPU}, load generator to "
+        f"CPU {CLIENT_CPU} (taskset)."
+    )
+    lines = [f"# Benchmark results ({when})", "", f"Reproduce: `{command}`", "", method, ""]
+    lines += [f"Machine: {environment_line()}", ""]
+    if note := noise_note(measurements):
+        lines += [f"Noise: {note}.", ""]
+    table = throughput_table(servers, scenarios, measurements)
+    if table:
+        lines += [
+            "## Throughput (requests/s, median; in brackets: ratio to theframework in the "
+            "same round)",
+            "",
+            *table,
+            "",
+            "⚠Ne/Mn: N socket errors (connect/read/write/timeout) and M non-2xx answers seen by "
+            "wrk over all rounds. Scenario 5's ceiling is 512 / 10 ms = 51,200 req/s.",
+            "",
+        ]
+    if idle := idle_table(servers, measurements):
+        lines += [
+            f"## ({7}) {timing.idle_connections:,} idle keep-alive connections",
+            "",
+            "Each connection sent one request and then stays open, idle. RSS of the process "
+            "that grew most (the worker).",
+            "",
+            *idle,
+            "",
+        ]
+    if rate := rate_table(servers, measurements):
+        lines += [
+            "## (8) Latency at a fixed rate of 50% of each server's plaintext peak",
+            "",
+            f"bench/rate_client (open loop, 64 connections, latency from the scheduled send "
+            f"time: no coordinated omission), {timing.rate_duration:g} s measured.",
+            "",
+            *rate,
+            "",
+        ]
+    if measurements.skipped:
+        lines += ["## Not measured", ""]
+        lines += [f"- {name}: {why}" for name, why in measurements.skipped.items()]
+        lines.append("")
+    charted = write_chart(RESULTS / "throughput.png", chart_data(servers, scenarios, measurements))
+    if charted:
+        lines += ["![throughput](throughput.png)", ""]
+    (RESULTS / "results.md").write_text("\n".join(lines))
+    raw = {
+        "command": command,
+        "when": when,
+        "timing": dataclasses.asdict(timing),
+        "throughput": {
+            number: {
+                name: [dataclasses.asdict(result) | {"detail": ""} for result in results]
+                for name, results in by_server.items()
+            }
+            for number, by_server in measurements.throughput.items()
+        },
+        "ratios": measurements.ratios,
+        "idle": measurements.idle,
+        "rate": measurements.rate,
+        "skipped": measurements.skipped,
+        "load_average": measurements.load_average,
+    }
+    (RESULTS / "results.json").write_text(json.dumps(raw, indent=2))
+    write_readme_section(
+        command, method, servers, scenarios, timing, measurements, table, idle, rate
+    )
+
+
+def write_readme_section(
+    command: str,
+    method: str,
+    servers: Sequence[Server],
+    scenarios: Sequence[Scenario],
+    timing: Timing,
+    measurements: Measurements,
+    table: list[str],
+    idle: list[str],
+    rate: list[str],
+) -> None:
+    def median_rate(number: int, name: str) -> float | None:
+        results = measurements.throughput.get(number, {}).get(name, [])
+        return median_or_none([result.requests_per_second for result in results])
+
+    summary = []
+    ours = median_rate(1, REFERENCE)
+    ceiling = median_rate(1, "cpp-ceiling")
+    if ours and ceiling:
+        summary.append(
+            f"On plaintext keep-alive, theframework serves {ours:,.0f} req/s on one core: "
+            f"{ours / ceiling:.0%} of the {ceiling:,.0f} req/s that the same C++ core answers "
+            f"with no Python at all (the ceiling)."
+        )
+    for peer in ("granian-rsgi", "granian-wsgi", "uvicorn", "gunicorn-gevent"):
+        ratios = measurements.ratios.get(1, {}).get(peer)
+        if ratios:
+            summary.append(f"{peer} reaches {statistics.median(ratios):.2f}x our plaintext figure.")
+    sleep_ours = median_rate(5, REFERENCE)
+    if sleep_ours:
+        summary.append(
+            f"With a handler that sleeps 10 ms at 512 connections theframework serves "
+            f"{sleep_ours:,.0f} req/s ({sleep_ours / 51_200:.0%} of the 51,200 ceiling)."
+        )
+    lines = [
+        "## Performance",
+        "",
+        *([" ".join(summary), ""] if summary else []),
+        f"Measured with `{command}` (see bench/README.md; `bench/setup.sh` installs the peers). "
+        + method,
+        "",
+        f"Machine: {environment_line()}.",
+        "",
+    ]
+    if note := noise_note(measurements):
+        lines += [
+            f"The machine was shared while this ran ({note}); treat differences under "
+            f"~15% as noise.",
+            "",
+        ]
+    if table:
+        lines += ["Requests/s (ratio to theframework):", "", *table, ""]
+    if idle:
+        lines += [f"{timing.idle_connections:,} idle keep-alive connections:", "", *idle, ""]
+    if rate:
+        lines += ["Latency at 50% of each server's peak (ms):", "", *rate, ""]
+    lines += ["![throughput](bench/results/throughput.png)", ""]
+    (RESULTS / "README-section.md").write_text("\n".join(lines))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="one short round (under 3 minutes)")
+    parser.add_argument(
+        "--scenarios", help="comma-separated scenario numbers (default all: 1-8)", default=""
+    )
+    parser.add_argument(
+        "--servers",
+        help="comma-separated server names (default all): "
+        + ", ".join(server.name for server in SERVERS),
+        default="",
+    )
+    parser.add_argument("--rounds", type=int, help="override the number of rounds")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["--chart"] and len(arguments) == 3:  # internal: draw with matplotlib
+        panels = json.loads(Path(arguments[1]).read_text())
+        return 0 if write_chart(Path(arguments[2]), panels) else 1
+    args = parse_arguments(arguments)
+    timing = QUICK if args.quick else FULL
+    if args.rounds:
+        timing = dataclasses.replace(timing, rounds=args.rounds)
+    try:
+        numbers = [int(n) for n in args.scenarios.split(",") if n] or list(SCENARIOS)
+        scenarios = [SCENARIOS[number] for number in numbers]
+    except (ValueError, KeyError):
+        print(f"run.py: --scenarios takes numbers among {list(SCENARIOS)}", file=sys.stderr)
+        return 2
+    names = [name for name in args.servers.split(",") if name]
+    unknown = set(names) - {server.name for server in SERVERS}
+    if unknown:
+        print(f"run.py: unknown servers {sorted(unknown)}", file=sys.stderr)
+        return 2
+    servers = [server for server in SERVERS if not names or server.name in names]
+    for tool in ("wrk", "taskset"):
+        if shutil.which(tool) is None:
+            print(f"run.py: {tool} is missing: run bench/setup.sh", file=sys.stderr)
+            return 1
+    if len(os.sched_getaffinity(0)) < 2 and (os.cpu_count() or 1) < 2:
+        print("run.py: needs 2 CPUs (server and load generator apart)", file=sys.stderr)
+        return 1
+    # This process and its children (the idle-connection client, wrk) stay off the server's CPU.
+    os.sched_setaffinity(0, {CLIENT_CPU})
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard < timing.idle_connections + 1000:
+        log(f"note: RLIMIT_NOFILE is {hard}; scenario 7 may not reach its connection count")
+
+    measurements = Measurements()
+    for server in servers:
+        if (why := available(server)) is not None:
+            measurements.skipped[server.name] = why
+    wants_wsgi = any(server.name == "theframework-wsgi" for server in servers)
+    if wants_wsgi and (why := probe_wsgi_interface()) is not None:
+        measurements.skipped["theframework-wsgi"] = why
+    for name, why in measurements.skipped.items():
+        log(f"skipping {name}: {why}")
+
+    throughput = [s for s in scenarios if s.kind == "throughput"]
+    with tempfile.TemporaryDirectory(prefix="tf-bench-") as temporary:
+        work_dir = Path(temporary)
+        started = time.monotonic()
+        if throughput:
+            for round_number in range(timing.rounds):
+                measurements.load_average.append(os.getloadavg())
+                log(f"round {round_number + 1}/{timing.rounds}")
+                run_throughput_round(
+                    round_number, servers, throughput, timing, measurements, work_dir
+                )
+        measurements.load_average.append(os.getloadavg())
+        for kind, runner in (("idle", run_idle), ("rate", run_fixed_rate)):
+            if not any(s.kind == kind for s in scenarios):
+                continue
+            for server in servers:
+                number = 7 if kind == "idle" else 8
+                if number not in server.scenarios or server.name in measurements.skipped:
+                    continue
+                try:
+                    runner(server, timing, measurements, work_dir)
+                except (ServerFailed, OSError, subprocess.SubprocessError) as failure:
+                    log(f"  {kind} {server.name}: failed: {failure}")
+                    measurements.skipped[f"{server.name} ({kind})"] = str(failure)
+        measurements.load_average.append(os.getloadavg())
+        logs = RESULTS / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for server_log in work_dir.glob("*.log"):
+            if server_log.stat().st_size:
+                shutil.copy(server_log, logs / server_log.name)
+        log(f"done in {time.monotonic() - started:.0f} s")
+    write_results(args, servers, scenarios, timing, measurements)
+    log(f"wrote {RESULTS / 'results.md'} and {RESULTS / 'README-section.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""The pure parts of the pre-fork supervisor: ProcessConfig and its environment variables and
+command-line options, IPC messages, env-file parsing, start-method choice, systemd notify."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from theframework import ipc
+from theframework.cli import build_parser, process_config_from_arguments
+from theframework.config import ProcessConfig, config_from_env
+from theframework.supervisor import SupervisorError, choose_start_method, notify_systemd
+from theframework.worker import exit_code_for_os_error, parse_env_file
+
+
+def test_process_config_defaults_and_validation() -> None:
+    config = ProcessConfig()
+    assert (config.workers, config.start_method, config.startup_timeout) == (1, "auto", 60.0)
+    assert (config.proc_name, config.env_files, config.pid_file, config.patch_all) == (
+        "theframework",
+        (),
+        None,
+        False,
+    )
+    assert not config.supervised and config.worker_count == 1
+    assert ProcessConfig(workers=0).worker_count == len(os.sched_getaffinity(0))
+    assert ProcessConfig(workers=0).supervised
+    for options, message in [
+        ({"workers": -1}, "workers must be >= 0"),
+        ({"start_method": "thread"}, "start_method must be one of auto, fork, spawn"),
+        ({"startup_timeout": 0}, "startup_timeout must be finite and > 0"),
+        ({"proc_name": ""}, "proc_name must be a non-empty string"),
+        ({"env_files": ["a"]}, "env_files must be a tuple of paths"),
+        ({"pid_file": ""}, "pid_file must be a non-empty path"),
+        ({"patch_all": 1}, "patch_all must be True or False"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            ProcessConfig(**options)
+
+
+def test_process_config_from_environment_and_command_line() -> None:
+    environ = {
+        "THEFRAMEWORK_WORKERS": "4",
+        "THEFRAMEWORK_START_METHOD": "Spawn",
+        "THEFRAMEWORK_STARTUP_TIMEOUT": "2.5",
+        "THEFRAMEWORK_PROC_NAME": "shop",
+        "THEFRAMEWORK_ENV_FILES": "a.env:b.env",
+        "THEFRAMEWORK_PID_FILE": "/run/shop.pid",
+        "THEFRAMEWORK_PATCH_ALL": "yes",
+    }
+    assert config_from_env(ProcessConfig(), environ) == ProcessConfig(
+        workers=4,
+        start_method="spawn",
+        startup_timeout=2.5,
+        proc_name="shop",
+        env_files=("a.env", "b.env"),
+        pid_file="/run/shop.pid",
+        patch_all=True,
+    )
+    with pytest.raises(ValueError, match="THEFRAMEWORK_PATCH_ALL='maybe' is not a boolean"):
+        config_from_env(ProcessConfig(), {"THEFRAMEWORK_PATCH_ALL": "maybe"})
+    arguments = build_parser().parse_args(
+        ["m:app", "--workers", "2", "--env-file", "x.env", "--env-file", "y.env", "--patch-all"]
+    )
+    config = process_config_from_arguments(arguments, {"THEFRAMEWORK_WORKERS": "8"})
+    assert (config.workers, config.env_files, config.patch_all) == (2, ("x.env", "y.env"), True)
+    unset = process_config_from_arguments(build_parser().parse_args(["m:app"]), {})
+    assert unset == ProcessConfig()
+
+
+def test_ipc_messages_round_trip_over_a_seqpacket_pair() -> None:
+    supervisor_end, worker_end = ipc.channel_pair()
+    with supervisor_end, worker_end:
+        supervisor_end.setblocking(False)
+        assert ipc.receive(supervisor_end) == []
+        ready = ipc.Ready(1, 123, "http://127.0.0.1:8000")
+        failure = ipc.Failure(2, 124, 42, "cannot listen", "Traceback ...")
+        ipc.send(worker_end, ready)
+        ipc.send(worker_end, failure)
+        worker_end.send(b"not json")  # dropped
+        assert ipc.receive(supervisor_end) == [ready, failure]
+        worker_end.close()
+        assert ipc.receive(supervisor_end) is None
+
+
+def test_ipc_rejects_foreign_data_and_cuts_long_tracebacks() -> None:
+    for data in (b"{}", b'{"kind": "nope"}', b'{"kind": "ready"}', b"\xff"):
+        with pytest.raises(ValueError, match="not a supervisor message"):
+            ipc.decode(data)
+    long = ipc.Failure(1, 1, 3, "x", "line\n" * 50000)
+    decoded = ipc.decode(ipc.encode(long))
+    assert isinstance(decoded, ipc.Failure)
+    assert decoded.traceback.startswith("...\n") and len(ipc.encode(long)) <= ipc.MAX_MESSAGE_SIZE
+
+
+def test_exit_codes_for_os_errors() -> None:
+    import errno
+
+    assert exit_code_for_os_error(OSError(errno.EADDRINUSE, "x")) == 42
+    assert exit_code_for_os_error(OSError(errno.EACCES, "x")) == 43
+    assert exit_code_for_os_error(OSError(errno.EPERM, "x")) == 43
+    assert exit_code_for_os_error(OSError(errno.EMFILE, "x")) == 44
+    assert exit_code_for_os_error(OSError(errno.ENFILE, "x")) == 44
+    assert exit_code_for_os_error(OSError(errno.EADDRNOTAVAIL, "x")) == 1
+
+
+def test_env_file_parsing(tmp_path: Path) -> None:
+    path = tmp_path / "app.env"
+    path.write_text("# c\n\nA=1\nexport B = 'two words'\nC=\"x=y\"\nD=\n")
+    assert parse_env_file(str(path)) == {"A": "1", "B": "two words", "C": "x=y", "D": ""}
+    with pytest.raises(OSError):
+        parse_env_file(str(tmp_path / "missing.env"))
+
+
+def test_start_method_choice() -> None:
+    assert choose_start_method("auto", "m:app") == (
+        "fork",
+        "the supervisor runs a single thread",
+    )
+    assert choose_start_method("spawn", "m:app") == ("spawn", "requested")
+    with pytest.raises(SupervisorError, match="must be an import string") as raised:
+        choose_start_method("forkserver", lambda request, response: None)
+    assert raised.value.exit_code == 2
+    assert choose_start_method("spawn", dataclasses.replace)[0] == "spawn"  # importable object
+
+
+def test_notify_systemd_path_and_abstract_sockets(tmp_path: Path) -> None:
+    assert notify_systemd("READY=1", {}) is False
+    path = str(tmp_path / "notify")
+    abstract = f"tf-unit-{os.getpid()}-{time.monotonic_ns()}"
+    for address, variable in ((path, path), ("\0" + abstract, "@" + abstract)):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
+            receiver.bind(address)
+            assert notify_systemd("READY=1", {"NOTIFY_SOCKET": variable}) is True
+            assert receiver.recv(100) == b"READY=1"

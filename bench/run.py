@@ -89,11 +89,12 @@ class Server:
 _OURS = f"{OURS_PYTHON} -m theframework"
 _OURS_OPTIONS = (
     "--host {host} --port {port} --backend io_uring --log-level warning --max-connections 20000 "
-    f"--backlog 4096 --keepalive-timeout {KEEPALIVE_SECONDS}"
+    f"--backlog 4096 --keepalive-timeout {KEEPALIVE_SECONDS} --graceful-timeout 2"
 )
 
-# Command lines ({host} and {port} are filled in). Every server gets one worker, a 4096 backlog,
-# no access log, and a keep-alive timeout long enough for scenario 7 where it has one.
+# Command lines ({host} and {port} are filled in). Every server gets one worker, no access log,
+# and a keep-alive timeout long enough for scenario 7 where it has one. Granian keeps its default
+# backlog: it sizes its WSGI thread pool from it.
 SERVERS: list[Server] = [
     Server(
         "cpp-ceiling",
@@ -118,14 +119,14 @@ SERVERS: list[Server] = [
         "granian-rsgi",
         "Granian RSGI, 1 worker",
         f"{PEERS / 'granian'} --interface rsgi --workers 1 --host {{host}} --port {{port}} "
-        "--backlog 4096 --log-level warning rsgi_app:app",
+        "--log-level warning rsgi_app:app",
         module="granian",
     ),
     Server(
         "granian-wsgi",
         "Granian WSGI, 1 worker",
         f"{PEERS / 'granian'} --interface wsgi --workers 1 --host {{host}} --port {{port}} "
-        "--backlog 4096 --log-level warning wsgi_app:app",
+        "--log-level warning wsgi_app:app",
         module="granian",
     ),
     Server(
@@ -133,21 +134,23 @@ SERVERS: list[Server] = [
         "uvicorn --http httptools (asyncio loop)",
         f"{PEERS / 'uvicorn'} asgi_app:app --http httptools --host {{host}} --port {{port}} "
         f"--no-access-log --log-level warning --backlog 4096 "
-        f"--timeout-keep-alive {KEEPALIVE_SECONDS}",
+        f"--timeout-keep-alive {KEEPALIVE_SECONDS} --timeout-graceful-shutdown 2",
         module="uvicorn",
     ),
     Server(
         "gunicorn-gevent",
         "gunicorn -k gevent, 1 worker",
         f"{PEERS / 'gunicorn'} -k gevent -w 1 -b {{host}}:{{port}} --worker-connections 20000 "
-        f"--backlog 4096 --keep-alive {KEEPALIVE_SECONDS} --log-level warning wsgi_app:app",
+        f"--backlog 4096 --keep-alive {KEEPALIVE_SECONDS} --graceful-timeout 2 --log-level warning "
+        "wsgi_app:app",
         module="gevent",
     ),
     Server(
         "gunicorn-sync",
         "gunicorn -k sync, 1 worker (no keep-alive by design)",
         f"{PEERS / 'gunicorn'} -k sync -w 1 -b {{host}}:{{port}} --backlog 4096 "
-        "--log-level warning wsgi_app:app",
+        "--graceful-timeout 2 --log-level warning wsgi_app:app",
+        scenarios=frozenset(SCENARIOS) - {7},  # closes every connection: nothing stays idle
         module="gunicorn",
     ),
     Server(
@@ -261,6 +264,15 @@ class ServerProcess:
                 pids.append(int(entry.name))
         return pids
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by the processes of the tree."""
+        ticks = 0
+        for pid in self.tree():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def rss_kib(self) -> dict[int, int]:
         """Resident set size of each process of the tree, KiB."""
         sizes = {}
@@ -313,6 +325,7 @@ class LoadResult:
     requests_per_second: float = 0.0
     errors: int = 0  # socket errors (connect, read, write, timeout)
     non_2xx: int = 0
+    server_cpu: float = 0.0  # CPU seconds the server's processes used per second measured
     detail: str = ""
 
 
@@ -501,6 +514,9 @@ def run_throughput_round(
     in_round: dict[int, dict[str, float]] = {}
     for server in order:
         wanted = [scenario for scenario in scenarios if scenario.number in server.scenarios]
+        # The sleep scenario goes last: a blocking server still works through its queue after
+        # wrk stops, which would starve the next scenario.
+        wanted.sort(key=lambda scenario: scenario.number == 5)
         if not wanted or server.name in measurements.skipped:
             continue
         try:
@@ -510,16 +526,20 @@ def run_throughput_round(
                 for scenario in wanted:
                     if timing.warmup_each:
                         run_wrk(process.port, scenario, timing.warmup, work_dir)
+                    cpu_before = process.cpu_seconds()
                     result = run_wrk(process.port, scenario, timing.duration, work_dir)
+                    result.server_cpu = (process.cpu_seconds() - cpu_before) / max(
+                        1.0, round(timing.duration)
+                    )
                     measurements.throughput.setdefault(scenario.number, {}).setdefault(
                         server.name, []
                     ).append(result)
                     in_round.setdefault(scenario.number, {})[server.name] = (
                         result.requests_per_second
                     )
-                    flags = ""
+                    flags = f"  server CPU {result.server_cpu:.0%}"
                     if result.errors or result.non_2xx:
-                        flags = f"  errors {result.errors}, non-2xx {result.non_2xx}"
+                        flags += f"  errors {result.errors}, non-2xx {result.non_2xx}"
                     log(
                         f"  round {round_number + 1} {server.name:18} ({scenario.number}) "
                         f"{scenario.name:22} {result.requests_per_second:>10.0f} req/s{flags}"
@@ -553,7 +573,10 @@ def run_idle(server: Server, timing: Timing, measurements: Measurements, work_di
         try:
             time.sleep(1.0)  # let the server settle (timers, freed buffers)
             after = process.rss_kib()
-            still_served = http_get(process.port, "/plaintext", timeout=5.0)[0] == 200
+            try:
+                still_served = http_get(process.port, "/plaintext", timeout=5.0)[0] == 200
+            except OSError:
+                still_served = False
         finally:
             for connection in sockets:
                 connection.close()
@@ -1043,7 +1066,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     measurements.skipped[f"{server.name} ({kind})"] = str(failure)
         measurements.load_average.append(os.getloadavg())
         logs = RESULTS / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(logs, ignore_errors=True)
+        logs.mkdir(parents=True)
         for server_log in work_dir.glob("*.log"):
             if server_log.stat().st_size:
                 shutil.copy(server_log, logs / server_log.name)

@@ -9,7 +9,7 @@ import logging
 from . import _core
 from ._core import Hub, Request, Response
 from .app import Framework
-from .config import ServerConfig
+from .config import ProcessConfig, ServerConfig
 from .datastructures import Headers, QueryParams
 from .errors import HTTPError
 from .offload import offload
@@ -23,6 +23,7 @@ __all__ = [
     "HTTPError",
     "Headers",
     "Hub",
+    "ProcessConfig",
     "QueryParams",
     "Request",
     "Response",

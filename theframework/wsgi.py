@@ -32,7 +32,6 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import IO, Any, Protocol
-from urllib.parse import unquote_to_bytes
 
 from ._core import Request, Response
 
@@ -71,8 +70,6 @@ BUFFER_LIMIT = 256 * 1024
 _READ_BLOCK = 8192
 # Shared zeros written (by reference, never copied) to give a HEAD response its Content-Length.
 _ZEROS = bytes(65536)
-# Header-name cache bound: names are attacker-chosen, so the cache must not grow without limit.
-_HEADER_CACHE_LIMIT = 512
 
 
 # --------------------------------------------------------------------------------------------
@@ -372,13 +369,6 @@ class _Exchange:
 # The adapter
 
 
-def _latin1_path(raw_path: str) -> str:
-    """PATH_INFO from the path as sent: %-escapes decoded to bytes, bytes as latin-1 str."""
-    if "%" not in raw_path:
-        return raw_path
-    return unquote_to_bytes(raw_path.encode("latin-1")).decode("latin-1")
-
-
 class WSGIAdapter:
     """A ``handler(request, response)`` serving the WSGI application ``app``.
 
@@ -406,8 +396,6 @@ class WSGIAdapter:
         self.root_path = root_path
         self.url_scheme = url_scheme
         self._default_port = "443" if url_scheme == "https" else "80"
-        self._header_keys: dict[str, str] = {}
-        self._hosts: dict[str, tuple[str, str]] = {}
         self._base: Environ = {
             "SCRIPT_NAME": root_path,
             "SERVER_NAME": "localhost",
@@ -430,78 +418,14 @@ class WSGIAdapter:
             self._base["SERVER_NAME"] = str(address[0])
             self._base["SERVER_PORT"] = str(address[1])
 
-    def _header_key(self, name: str) -> str:
-        """The environ key of a request header; "" for names containing "_", which would be
-        indistinguishable from their "-" spelling (header spoofing behind proxies)."""
-        key = self._header_keys.get(name)
-        if key is not None:
-            return key
-        upper = name.upper()
-        if "_" in name:
-            key = ""
-        elif upper in ("CONTENT-TYPE", "CONTENT-LENGTH"):
-            key = upper.replace("-", "_")
-        else:
-            key = "HTTP_" + upper.replace("-", "_")
-        if len(self._header_keys) < _HEADER_CACHE_LIMIT:
-            self._header_keys[name] = key
-        return key
-
-    def _server_from_host(self, host: str) -> tuple[str, str]:
-        cached = self._hosts.get(host)
-        if cached is not None:
-            return cached
-        name, port = host, self._default_port
-        if host.startswith("["):  # [IPv6]:port
-            end = host.find("]")
-            if end > 0:
-                name = host[1:end]
-                if host[end + 1 : end + 2] == ":" and host[end + 2 :].isdigit():
-                    port = host[end + 2 :]
-        elif host.count(":") == 1:
-            name, _, maybe_port = host.partition(":")
-            if maybe_port.isdigit():
-                port = maybe_port
-        result = (name.lower(), port)
-        if len(self._hosts) < _HEADER_CACHE_LIMIT:
-            self._hosts[host] = result
-        return result
-
     def build_environ(self, request: Request) -> Environ:
         """The environ of ``request`` (a new dict)."""
-        environ = self._base.copy()
-        path_info = _latin1_path(request.raw_path)
-        root_path = self.root_path
-        if root_path and path_info.startswith(root_path):
-            rest = path_info[len(root_path) :]
-            if not rest or rest[0] == "/":
-                path_info = rest
-        environ["REQUEST_METHOD"] = request.method
-        environ["PATH_INFO"] = path_info
-        environ["QUERY_STRING"] = request.query_string
-        environ["SERVER_PROTOCOL"] = request.version
+        # The CGI variables are filled in C++ (Request._wsgi_environ): REQUEST_METHOD, PATH_INFO
+        # (decoded bytes as latin-1, root path stripped), QUERY_STRING, SERVER_PROTOCOL, HTTP_*
+        # (names with "_" dropped, duplicates joined; Cookie with "; "), CONTENT_TYPE/LENGTH,
+        # REMOTE_ADDR/PORT and SERVER_NAME/PORT from Host.
+        environ = request._wsgi_environ(self._base)
         environ["wsgi.input"] = WSGIInput(request)
-        client = request.client
-        if type(client) is tuple:
-            environ["REMOTE_ADDR"] = client[0]
-            environ["REMOTE_PORT"] = str(client[1])
-        keys = self._header_keys
-        for name, value in request.headers.items():
-            key = keys.get(name)
-            if key is None:
-                key = self._header_key(name)
-            if not key:
-                continue
-            previous = environ.get(key)
-            if previous is None:
-                environ[key] = value
-            elif key == "HTTP_COOKIE":
-                environ[key] = previous + "; " + value
-            elif key != "CONTENT_LENGTH":  # duplicates are equal (the parser refuses others)
-                environ[key] = previous + ", " + value
-        host = environ.get("HTTP_HOST")
-        if host:
-            environ["SERVER_NAME"], environ["SERVER_PORT"] = self._server_from_host(host)
         return environ
 
     def __call__(self, request: Request, response: Response) -> None:

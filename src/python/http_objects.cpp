@@ -7,6 +7,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 #include <string>
@@ -176,7 +177,7 @@ void parse_stored_head(const RequestObject* request, std::vector<http::Header>& 
   generous.max_header_size = SIZE_MAX;
   generous.max_headers = 4096;
   generous.max_body_size = UINT64_MAX;
-  storage.resize(generous.max_headers + 1);
+  storage.resize(request->head.header_count + 1);
   http::parse_request(request->head_bytes, generous, head, storage);
 }
 
@@ -270,30 +271,40 @@ PyObject* request_wsgi_environ(PyObject* self, PyObject* base) {
   std::vector<http::Header> storage;
   http::RequestHead parsed;
   parse_stored_head(request, storage, parsed);
+  // Keys this request set (a key already in base is replaced, not joined).
+  std::vector<std::string> set_keys;
+  auto seen = [&set_keys](const std::string& name) {
+    return std::find(set_keys.begin(), set_keys.end(), name) != set_keys.end();
+  };
+  auto mark_seen = [&set_keys](const std::string& name) { set_keys.push_back(name); };
   std::string key;
   std::string_view host_header;
   for (size_t i = 0; i < parsed.header_count; ++i) {
     const http::Header& header = storage[i];
+    // A name with "_" would be indistinguishable from its "-" spelling (spoofing behind proxies).
+    if (header.name.find('_') != std::string_view::npos) continue;
+    const bool is_length = http::iequals(header.name, "content-length");
     if (http::iequals(header.name, "content-type")) {
       key = "CONTENT_TYPE";
-    } else if (http::iequals(header.name, "content-length")) {
+    } else if (is_length) {
       key = "CONTENT_LENGTH";
     } else {
       key = "HTTP_";
       for (char c : header.name) {
         key += c == '-' ? '_' : static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c);
       }
-      if (key == "HTTP_HOST") host_header = header.value;
+      if (key == "HTTP_HOST" && host_header.empty()) host_header = header.value;
     }
-    PyObject* existing = PyDict_GetItemString(dict, key.c_str());
     PyRef value(latin1(header.value));
     if (!value) return nullptr;
-    if (existing != nullptr && i > 0 && key.starts_with("HTTP_") &&
-        PyDict_GetItemString(base, key.c_str()) == nullptr) {
-      PyRef joined(PyUnicode_FromFormat("%U,%U", existing, value.get()));
+    PyObject* previous = seen(key) ? PyDict_GetItemString(dict, key.c_str()) : nullptr;
+    if (previous == nullptr) {
+      if (PyDict_SetItemString(dict, key.c_str(), value.get()) < 0) return nullptr;
+      mark_seen(key);
+    } else if (!is_length) {  // equal duplicates of Content-Length (the parser refuses others)
+      PyRef joined(PyUnicode_FromFormat(key == "HTTP_COOKIE" ? "%U; %U" : "%U, %U", previous,
+                                        value.get()));
       if (!joined || PyDict_SetItemString(dict, key.c_str(), joined.get()) < 0) return nullptr;
-    } else if (PyDict_SetItemString(dict, key.c_str(), value.get()) < 0) {
-      return nullptr;
     }
   }
   Connection* connection = request->connection;
@@ -305,28 +316,38 @@ PyObject* request_wsgi_environ(PyObject* self, PyObject* base) {
         return nullptr;
       }
     }
-    if (!host_header.empty()) {
-      std::string_view name = host_header;
-      std::string_view port;
-      size_t colon = name.rfind(':');
-      if (colon != std::string_view::npos && name.find(']', colon) == std::string_view::npos) {
-        port = name.substr(colon + 1);
-        name = name.substr(0, colon);
+  }
+  if (!host_header.empty()) {
+    // SERVER_NAME/SERVER_PORT from Host: "[v6]:port", "name:port" or "name" (the scheme's
+    // default port); the name lower-cased. Without Host, base's (the listening socket's) stay.
+    std::string_view name = host_header;
+    std::string_view port;
+    if (name.starts_with('[')) {
+      size_t end = name.find(']');
+      if (end != std::string_view::npos) {
+        std::string_view rest = name.substr(end + 1);
+        name = name.substr(1, end - 1);
+        if (rest.size() > 1 && rest[0] == ':') port = rest.substr(1);
       }
-      if (!set_item(dict, "SERVER_NAME", latin1(name))) return nullptr;
-      if (!port.empty() && !set_item(dict, "SERVER_PORT", latin1(port))) return nullptr;
+    } else if (std::count(name.begin(), name.end(), ':') == 1) {
+      size_t colon = name.find(':');
+      port = name.substr(colon + 1);
+      name = name.substr(0, colon);
     }
-    const Endpoint& local = connection->local();
-    if (local.valid && !local.is_unix) {
-      if (host_header.empty() &&
-          !set_item(dict, "SERVER_NAME", PyUnicode_FromString(local.host.c_str()))) {
-        return nullptr;
-      }
-      if (PyDict_GetItemString(dict, "SERVER_PORT") == nullptr &&
-          !set_item(dict, "SERVER_PORT", PyUnicode_FromFormat("%d", local.port))) {
-        return nullptr;
-      }
+    if (!std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      port = {};
     }
+    std::string lowered(name);
+    for (char& c : lowered) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
+    if (port.empty()) {
+      // No port in Host: the scheme's default one.
+      PyObject* scheme = PyDict_GetItemString(dict, "wsgi.url_scheme");
+      const bool https = scheme != nullptr && PyUnicode_Check(scheme) &&
+                         PyUnicode_CompareWithASCIIString(scheme, "https") == 0;
+      port = https ? "443" : "80";
+    }
+    if (!set_item(dict, "SERVER_NAME", latin1(lowered))) return nullptr;
+    if (!set_item(dict, "SERVER_PORT", latin1(port))) return nullptr;
   }
   return environ.release();
 }

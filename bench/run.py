@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import datetime
 import errno
+import importlib
 import json
 import os
 import platform
@@ -424,29 +425,29 @@ def hold_idle_connections(port: int, count: int) -> tuple[list[socket.socket], i
         deadline = time.monotonic() + 10
         while selector.get_map() and time.monotonic() < deadline:
             for key, events in selector.select(timeout=0.5):
-                connection = key.fileobj
-                assert isinstance(connection, socket.socket)
+                ready = key.fileobj
+                assert isinstance(ready, socket.socket)
                 if events & selectors.EVENT_WRITE:
                     try:
-                        connection.send(request)
+                        ready.send(request)
                     except OSError:
-                        selector.unregister(connection)
+                        selector.unregister(ready)
                         continue
-                    selector.modify(connection, selectors.EVENT_READ, b"")
+                    selector.modify(ready, selectors.EVENT_READ, b"")
                     continue
                 try:
-                    chunk = connection.recv(4096)
+                    chunk = ready.recv(4096)
                 except OSError:
-                    selector.unregister(connection)
+                    selector.unregister(ready)
                     continue
                 data = key.data + chunk
                 if data.endswith(b"Hello, World!"):
                     answered += 1
-                    selector.unregister(connection)
+                    selector.unregister(ready)
                 elif not chunk:
-                    selector.unregister(connection)  # closed before answering
+                    selector.unregister(ready)  # closed before answering
                 else:
-                    selector.modify(connection, selectors.EVENT_READ, data)
+                    selector.modify(ready, selectors.EVENT_READ, data)
         selector.close()
         sockets.extend(batch)
     return sockets, answered
@@ -660,6 +661,48 @@ def throughput_table(
     return lines
 
 
+def cpu_per_request(result: LoadResult) -> float | None:
+    """Microseconds of server CPU per answered request in one measurement."""
+    if result.requests_per_second <= 0 or result.server_cpu <= 0:
+        return None
+    return result.server_cpu / result.requests_per_second * 1e6
+
+
+def median_cpu_per_request(results: Sequence[LoadResult]) -> float | None:
+    return median_or_none(
+        [value for result in results if (value := cpu_per_request(result)) is not None]
+    )
+
+
+def cpu_table(
+    servers: Sequence[Server], scenarios: Sequence[Scenario], measurements: Measurements
+) -> list[str]:
+    numbers = [s.number for s in scenarios if s.kind == "throughput" and s.number != 5]
+    if not numbers:
+        return []
+    header = "| server | " + " | ".join(f"({n}) {SCENARIOS[n].name}" for n in numbers) + " |"
+    lines = [header, "|---" * (len(numbers) + 1) + "|"]
+    for server in servers:
+        cells = []
+        for number in numbers:
+            results = measurements.throughput.get(number, {}).get(server.name, [])
+            value = median_cpu_per_request(results)
+            cpu = median_or_none([result.server_cpu for result in results])
+            cells.append("-" if value is None or cpu is None else f"{value:.1f} µs ({cpu:.0%})")
+        if any(cell != "-" for cell in cells):
+            lines.append(f"| {server.name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+CPU_NOTE = (
+    "CPU time of the server's processes during the measurement divided by the requests answered. "
+    "When the server's CPU use is well under 100%, the load generator (one core) was the "
+    "bottleneck and req/s understates the difference between servers; this figure does not. "
+    "Kernel work for loopback TCP is partly charged to the client's core, so it is a lower bound. "
+    "Scenario 5 is left out (its cost is waiting)."
+)
+
+
 def idle_table(servers: Sequence[Server], measurements: Measurements) -> list[str]:
     if not measurements.idle:
         return []
@@ -747,7 +790,7 @@ def write_chart(path: Path, panels: list[dict[str, Any]]) -> bool:
     if not panels:
         return False
     try:
-        import matplotlib
+        matplotlib: Any = importlib.import_module("matplotlib")
     except ImportError:
         if not (PEERS / "python").exists():
             return False
@@ -765,7 +808,7 @@ def write_chart(path: Path, panels: list[dict[str, Any]]) -> bool:
             log(f"chart not drawn: {drawn.stderr.strip()[-300:]}")
         return drawn.returncode == 0
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt: Any = importlib.import_module("matplotlib.pyplot")
 
     columns = min(3, len(panels))
     rows = (len(panels) + columns - 1) // columns
@@ -826,25 +869,36 @@ def environment_line() -> str:
     )
 
 
+def reproducing_command(args: argparse.Namespace) -> str:
+    if not (args.quick or args.scenarios or args.servers or args.rounds):
+        return "make bench"
+    command = ".venv/bin/python bench/run.py" + (" --quick" if args.quick else "")
+    if args.scenarios:
+        command += f" --scenarios {args.scenarios}"
+    if args.servers:
+        command += f" --servers {args.servers}"
+    if args.rounds:
+        command += f" --rounds {args.rounds}"
+    return command
+
+
 def write_results(
-    args: argparse.Namespace,
+    command: str,
+    when: str,
     servers: Sequence[Server],
     scenarios: Sequence[Scenario],
     timing: Timing,
     measurements: Measurements,
 ) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    command = "make bench" if not args.quick else "python bench/run.py --quick"
-    if args.scenarios or args.servers:
-        command = "python bench/run.py" + (" --quick" if args.quick else "")
-        if args.scenarios:
-            command += f" --scenarios {args.scenarios}"
-        if args.servers:
-            command += f" --servers {args.servers}"
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    warmup = (
+        f"{timing.warmup:g} s warm-up then"
+        if timing.warmup_each
+        else "one warm-up per server start;"
+    )
     method = (
         f"{timing.rounds} round(s) alternating the server order; per scenario "
-        f"{timing.warmup:g} s warm-up then {timing.duration:g} s measured with wrk (1 thread); "
+        f"{warmup} {timing.duration:g} s measured with wrk (1 thread); "
         f"medians over rounds; ratios to `{REFERENCE}` computed within each round, then their "
         f"median. One worker per server; server pinned to CPU {SERVER_CPU}, load generator to "
         f"CPU {CLIENT_CPU} (taskset)."
@@ -863,6 +917,15 @@ def write_results(
             "",
             "⚠Ne/Mn: N socket errors (connect/read/write/timeout) and M non-2xx answers seen by "
             "wrk over all rounds. Scenario 5's ceiling is 512 / 10 ms = 51,200 req/s.",
+            "",
+        ]
+    if cpu := cpu_table(servers, scenarios, measurements):
+        lines += [
+            "## Server CPU per request (µs, median; in brackets: the server's CPU use)",
+            "",
+            CPU_NOTE,
+            "",
+            *cpu,
             "",
         ]
     if idle := idle_table(servers, measurements):
@@ -911,19 +974,17 @@ def write_results(
         "load_average": measurements.load_average,
     }
     (RESULTS / "results.json").write_text(json.dumps(raw, indent=2))
-    write_readme_section(
-        command, method, servers, scenarios, timing, measurements, table, idle, rate
-    )
+    write_readme_section(command, method, servers, timing, measurements, table, cpu, idle, rate)
 
 
 def write_readme_section(
     command: str,
     method: str,
     servers: Sequence[Server],
-    scenarios: Sequence[Scenario],
     timing: Timing,
     measurements: Measurements,
     table: list[str],
+    cpu: list[str],
     idle: list[str],
     rate: list[str],
 ) -> None:
@@ -931,24 +992,41 @@ def write_readme_section(
         results = measurements.throughput.get(number, {}).get(name, [])
         return median_or_none([result.requests_per_second for result in results])
 
+    def median_cost(number: int, name: str) -> float | None:
+        return median_cpu_per_request(measurements.throughput.get(number, {}).get(name, []))
+
     summary = []
     ours = median_rate(1, REFERENCE)
     ceiling = median_rate(1, "cpp-ceiling")
+    ours_cost = median_cost(1, REFERENCE)
+    ceiling_cost = median_cost(1, "cpp-ceiling")
     if ours and ceiling:
         summary.append(
-            f"On plaintext keep-alive, theframework serves {ours:,.0f} req/s on one core: "
-            f"{ours / ceiling:.0%} of the {ceiling:,.0f} req/s that the same C++ core answers "
-            f"with no Python at all (the ceiling)."
+            f"On plaintext keep-alive, theframework serves {ours:,.0f} req/s on one core, "
+            f"{ours / ceiling:.2f}x the {ceiling:,.0f} req/s of a pure C++ responder on the same "
+            f"core with no Python (with the load generator on the other core as the limit)."
         )
-    for peer in ("granian-rsgi", "granian-wsgi", "uvicorn", "gunicorn-gevent"):
+    if ours_cost and ceiling_cost:
+        summary.append(
+            f"Per request, theframework spends {ours_cost:.1f} µs of server CPU against "
+            f"{ceiling_cost:.1f} µs for the C++ responder: Python and greenlets cost "
+            f"{ours_cost - ceiling_cost:.1f} µs ({ours_cost / ceiling_cost:.1f}x the ceiling)."
+        )
+    for peer in ("granian-rsgi", "granian-wsgi", "uvicorn", "gunicorn-gevent", "bjoern"):
         ratios = measurements.ratios.get(1, {}).get(peer)
         if ratios:
-            summary.append(f"{peer} reaches {statistics.median(ratios):.2f}x our plaintext figure.")
+            summary.append(f"{peer}: {statistics.median(ratios):.2f}x our plaintext req/s.")
     sleep_ours = median_rate(5, REFERENCE)
     if sleep_ours:
         summary.append(
             f"With a handler that sleeps 10 ms at 512 connections theframework serves "
             f"{sleep_ours:,.0f} req/s ({sleep_ours / 51_200:.0%} of the 51,200 ceiling)."
+        )
+    idle_ours = measurements.idle.get(REFERENCE)
+    if idle_ours:
+        summary.append(
+            f"{idle_ours['connections']:,} idle keep-alive connections cost it "
+            f"{idle_ours['per_connection_kib']:.1f} KiB each."
         )
     lines = [
         "## Performance",
@@ -962,12 +1040,14 @@ def write_readme_section(
     ]
     if note := noise_note(measurements):
         lines += [
-            f"The machine was shared while this ran ({note}); treat differences under "
-            f"~15% as noise.",
+            f"The machine was shared while this ran ({note}); differences within that spread "
+            "are noise.",
             "",
         ]
     if table:
-        lines += ["Requests/s (ratio to theframework):", "", *table, ""]
+        lines += ["Requests/s (ratio to theframework in the same round):", "", *table, ""]
+    if cpu:
+        lines += ["Server CPU per request:", "", CPU_NOTE, "", *cpu, ""]
     if idle:
         lines += [f"{timing.idle_connections:,} idle keep-alive connections:", "", *idle, ""]
     if rate:
@@ -977,6 +1057,34 @@ def write_readme_section(
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+def rewrite_from_json(path: Path) -> int:
+    """Rebuilds the reports of an earlier run from its results.json."""
+    raw = json.loads(path.read_text())
+    measurements = Measurements(
+        throughput={
+            int(number): {
+                name: [LoadResult(**result) for result in results]
+                for name, results in by_server.items()
+            }
+            for number, by_server in raw["throughput"].items()
+        },
+        ratios={int(number): by_server for number, by_server in raw["ratios"].items()},
+        idle=raw["idle"],
+        rate=raw["rate"],
+        skipped=raw["skipped"],
+        load_average=[tuple(load) for load in raw["load_average"]],
+    )
+    numbers = set(measurements.throughput)
+    numbers |= {7} if measurements.idle else set()
+    numbers |= {8} if measurements.rate else set()
+    scenarios = [SCENARIOS[number] for number in sorted(numbers)]
+    write_results(
+        raw["command"], raw["when"], SERVERS, scenarios, Timing(**raw["timing"]), measurements
+    )
+    log(f"rewrote the reports in {RESULTS} from {path}")
+    return 0
 
 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -992,6 +1100,11 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         default="",
     )
     parser.add_argument("--rounds", type=int, help="override the number of rounds")
+    parser.add_argument(
+        "--from-json",
+        metavar="PATH",
+        help="measure nothing: rewrite the tables, chart and README section from a results.json",
+    )
     return parser.parse_args(argv)
 
 
@@ -1001,6 +1114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         panels = json.loads(Path(arguments[1]).read_text())
         return 0 if write_chart(Path(arguments[2]), panels) else 1
     args = parse_arguments(arguments)
+    if args.from_json:
+        return rewrite_from_json(Path(args.from_json))
     timing = QUICK if args.quick else FULL
     if args.rounds:
         timing = dataclasses.replace(timing, rounds=args.rounds)
@@ -1072,7 +1187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if server_log.stat().st_size:
                 shutil.copy(server_log, logs / server_log.name)
         log(f"done in {time.monotonic() - started:.0f} s")
-    write_results(args, servers, scenarios, timing, measurements)
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    write_results(reproducing_command(args), when, servers, scenarios, timing, measurements)
     log(f"wrote {RESULTS / 'results.md'} and {RESULTS / 'README-section.md'}")
     return 0
 

@@ -24,7 +24,7 @@ if ((${#versions[@]} == 0)); then
 fi
 mapfile -t versions < <(printf '%s\n' "${versions[@]}" | sort -V)
 
-tests=(tests/test_prefork_serving.py tests/test_prefork_failures.py)
+tests=(tests/test_prefork_*.py)
 failed=()
 for version in "${versions[@]}"; do
   python="${chosen[$version]}"

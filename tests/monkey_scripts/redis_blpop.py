@@ -17,7 +17,9 @@ HANDLERS = 200
 
 
 def main() -> dict[str, Any]:
-    client = redis.Redis(host="127.0.0.1", port=int(sys.argv[2]), socket_timeout=30, max_connections=1000)
+    client = redis.Redis(
+        host="127.0.0.1", port=int(sys.argv[2]), socket_timeout=30, max_connections=1000
+    )
     client.flushall()
 
     def blpop(request: Any, response: Any) -> None:
@@ -45,8 +47,7 @@ def main() -> dict[str, Any]:
     hello = probe.stop()
     server.stop()
     client.close()
-    return {"most_blocked": most_blocked, "wrong": wrong[:5], "elapsed": elapsed,
-            "hello": hello}
+    return {"most_blocked": most_blocked, "wrong": wrong[:5], "elapsed": elapsed, "hello": hello}
 
 
 if __name__ == "__main__":

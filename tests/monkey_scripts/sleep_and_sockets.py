@@ -68,7 +68,7 @@ def check_recv_timeout() -> dict[str, Any]:
         try:
             silent.recv_into(bytearray(4))
             message = ""
-        except socket.timeout as error:
+        except TimeoutError as error:
             message = str(error)
     return {"outcome": outcome, "elapsed": elapsed, "message": message, "ticks": ticker.stop()}
 
@@ -128,8 +128,13 @@ def check_connect_timeout() -> dict[str, Any]:
                 filler.close()
     with socket.socket() as sock:
         refused = sock.connect_ex(("127.0.0.1", 1))
-    return {"outcome": outcome, "elapsed": elapsed, "connect_ex": code, "refused": refused,
-            "expected": [errno.EAGAIN, errno.ECONNREFUSED]}
+    return {
+        "outcome": outcome,
+        "elapsed": elapsed,
+        "connect_ex": code,
+        "refused": refused,
+        "expected": [errno.EAGAIN, errno.ECONNREFUSED],
+    }
 
 
 def check_non_blocking() -> dict[str, Any]:
@@ -210,11 +215,15 @@ def check_subprocess() -> dict[str, Any]:
     started = time.monotonic()
     greenlets, results = spawn_all(
         5,
-        lambda index: subprocess.run(
-            [sys.executable, "-c", f"import time; time.sleep(0.4); print({index})"],
-            capture_output=True,
-            check=True,
-        ).stdout.decode().strip(),
+        lambda index: (
+            subprocess.run(
+                [sys.executable, "-c", f"import time; time.sleep(0.4); print({index})"],
+                capture_output=True,
+                check=True,
+            )
+            .stdout.decode()
+            .strip()
+        ),
     )
     join(greenlets)
     elapsed = time.monotonic() - started
@@ -223,8 +232,14 @@ def check_subprocess() -> dict[str, Any]:
     outcome, waited = timed(lambda: process.wait(timeout=0.2))
     process.kill()
     code = process.wait()
-    return {"results": results, "elapsed": elapsed, "echo": echo.decode(),
-            "timeout": [outcome, waited], "killed": code, "ticks": ticker.stop()}
+    return {
+        "results": results,
+        "elapsed": elapsed,
+        "echo": echo.decode(),
+        "timeout": [outcome, waited],
+        "killed": code,
+        "ticks": ticker.stop(),
+    }
 
 
 def check_dns() -> dict[str, Any]:
@@ -272,8 +287,9 @@ def check_no_hub_thread() -> dict[str, Any]:
 
 def main() -> dict[str, Any]:
     return {
-        "patched": [is_patched(name) for name in ("socket", "dns", "time", "select", "ssl",
-                                                   "subprocess")],
+        "patched": [
+            is_patched(name) for name in ("socket", "dns", "time", "select", "ssl", "subprocess")
+        ],
         "sleep": check_sleep(),
         "recv_timeout": check_recv_timeout(),
         "accept": check_default_timeout_and_accept(),

@@ -67,9 +67,11 @@ def main() -> dict[str, Any]:
     server = _core.spawn(serve, listener, server_context)
 
     def client(index: int) -> str:
-        with socket.create_connection(("localhost", port), timeout=10) as raw:
-            with client_context.wrap_socket(raw, server_hostname="localhost") as tls:
-                return exchange(tls, f"hello {index}\n".encode()).decode()
+        with (
+            socket.create_connection(("localhost", port), timeout=10) as raw,
+            client_context.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            return exchange(tls, f"hello {index}\n".encode()).decode()
 
     started = time.monotonic()
     greenlets, results = spawn_all(CLIENTS, client)
@@ -85,24 +87,28 @@ def main() -> dict[str, Any]:
             with ssl.wrap_socket(raw, cert_reqs=ssl.CERT_NONE) as tls:  # type: ignore[attr-defined]
                 legacy = exchange(tls, b"legacy\n").decode()
 
-    with socket.create_connection(("localhost", port)) as raw:
-        with client_context.wrap_socket(raw, server_hostname="localhost") as tls:
-            tls.settimeout(0.2)
-            kind = type(tls).__name__
-            tls.sendall(b"silent\n")
-            started_wait = time.monotonic()
-            try:
-                tls.recv(10)
-                timeout = ["no timeout", 0.0, ""]
-            except TimeoutError as error:
-                timeout = ["TimeoutError", time.monotonic() - started_wait, str(error)]
+    with (
+        socket.create_connection(("localhost", port)) as raw,
+        client_context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        tls.settimeout(0.2)
+        kind = type(tls).__name__
+        tls.sendall(b"silent\n")
+        started_wait = time.monotonic()
+        try:
+            tls.recv(10)
+            timeout = ["no timeout", 0.0, ""]
+        except TimeoutError as error:
+            timeout = ["TimeoutError", time.monotonic() - started_wait, str(error)]
 
     from_thread: list[str] = []
 
     def thread_client() -> None:
-        with socket.create_connection(("localhost", port), timeout=10) as raw:
-            with client_context.wrap_socket(raw, server_hostname="localhost") as tls:
-                from_thread.append(exchange(tls, b"thread\n").decode())
+        with (
+            socket.create_connection(("localhost", port), timeout=10) as raw,
+            client_context.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            from_thread.append(exchange(tls, b"thread\n").decode())
 
     thread = threading.Thread(target=thread_client)
     thread.start()
@@ -111,8 +117,14 @@ def main() -> dict[str, Any]:
 
     listener.close()
     join([server], timeout=5)
-    return {"elapsed": elapsed, "wrong": wrong[:5], "legacy": legacy, "kind": kind,
-            "timeout": timeout, "thread": from_thread}
+    return {
+        "elapsed": elapsed,
+        "wrong": wrong[:5],
+        "legacy": legacy,
+        "kind": kind,
+        "timeout": timeout,
+        "thread": from_thread,
+    }
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ T = TypeVar("T")
 
 _RawSocket = _socket.socket
 _CONNECT_PENDING = (errno.EINPROGRESS, errno.EALREADY)
+_DONT_WAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
 
 class GreenSocket(socket.socket):
@@ -42,7 +43,8 @@ class GreenSocket(socket.socket):
         self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None
     ) -> None:
         super().__init__(family, type, proto, fileno)
-        self._green_timeout: float | None = _socket.getdefaulttimeout()
+        # What the original would have: the default timeout, or 0.0 for a SOCK_NONBLOCK type.
+        self._green_timeout: float | None = _RawSocket.gettimeout(self)
         _RawSocket.settimeout(self, 0.0)
 
     # -- timeout state ------------------------------------------------------------------------
@@ -68,13 +70,14 @@ class GreenSocket(socket.socket):
 
     # -- the retry loop -----------------------------------------------------------------------
 
-    def _retry(self, call: Callable[[], T], *, write: bool) -> T:
+    def _retry(self, call: Callable[[], T], *, write: bool, flags: int = 0) -> T:
         """``call()`` (one non-blocking system call), retried after each EAGAIN once the fd is
-        ready, until the socket's timeout. Non-blocking sockets see the EAGAIN."""
+        ready, until the socket's timeout. Non-blocking sockets, and calls given MSG_DONTWAIT,
+        see the EAGAIN."""
         try:
             return call()
         except BlockingIOError:
-            if self._green_timeout == 0.0:
+            if self._green_timeout == 0.0 or flags & _DONT_WAIT:
                 raise
         deadline = deadline_after(self._green_timeout)
         fd = self.fileno()
@@ -88,37 +91,43 @@ class GreenSocket(socket.socket):
     # -- receiving ----------------------------------------------------------------------------
 
     def recv(self, bufsize: int, flags: int = 0, /) -> bytes:
-        return self._retry(lambda: _RawSocket.recv(self, bufsize, flags), write=False)
+        return self._retry(lambda: _RawSocket.recv(self, bufsize, flags), write=False, flags=flags)
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        return self._retry(lambda: _RawSocket.recv_into(self, buffer, nbytes, flags), write=False)
+        return self._retry(
+            lambda: _RawSocket.recv_into(self, buffer, nbytes, flags), write=False, flags=flags
+        )
 
     def recvfrom(self, bufsize: int, flags: int = 0, /) -> tuple[bytes, Any]:
-        return self._retry(lambda: _RawSocket.recvfrom(self, bufsize, flags), write=False)
+        return self._retry(
+            lambda: _RawSocket.recvfrom(self, bufsize, flags), write=False, flags=flags
+        )
 
     def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple[int, Any]:
         return self._retry(
-            lambda: _RawSocket.recvfrom_into(self, buffer, nbytes, flags), write=False
+            lambda: _RawSocket.recvfrom_into(self, buffer, nbytes, flags), write=False, flags=flags
         )
 
     def recvmsg(
         self, bufsize: int, ancbufsize: int = 0, flags: int = 0, /
     ) -> tuple[bytes, list[tuple[int, int, bytes]], int, Any]:
         return self._retry(
-            lambda: _RawSocket.recvmsg(self, bufsize, ancbufsize, flags), write=False
+            lambda: _RawSocket.recvmsg(self, bufsize, ancbufsize, flags), write=False, flags=flags
         )
 
     def recvmsg_into(
         self, buffers: Any, ancbufsize: int = 0, flags: int = 0, /
     ) -> tuple[int, list[tuple[int, int, bytes]], int, Any]:
         return self._retry(
-            lambda: _RawSocket.recvmsg_into(self, buffers, ancbufsize, flags), write=False
+            lambda: _RawSocket.recvmsg_into(self, buffers, ancbufsize, flags),
+            write=False,
+            flags=flags,
         )
 
     # -- sending ------------------------------------------------------------------------------
 
     def send(self, data: Any, flags: int = 0, /) -> int:
-        return self._retry(lambda: _RawSocket.send(self, data, flags), write=True)
+        return self._retry(lambda: _RawSocket.send(self, data, flags), write=True, flags=flags)
 
     def sendall(self, data: Any, flags: int = 0, /) -> None:
         """Sends everything; the timeout bounds the whole call (as in CPython >= 3.5)."""
@@ -131,17 +140,24 @@ class GreenSocket(socket.socket):
                 sent += _RawSocket.send(self, view[sent:], flags)
                 continue
             except BlockingIOError:
-                if self._green_timeout == 0.0:
+                if self._green_timeout == 0.0 or flags & _DONT_WAIT:
                     raise
             wait_fd(fd, write=True, deadline=deadline)
 
-    def sendto(self, data: Any, flags_or_address: Any, address: Any = None, /) -> int:
-        if address is None:
-            target = self._resolved(flags_or_address)
+    def sendto(self, data: Any, *flags_and_address: Any) -> int:
+        # sendto(data, address) or sendto(data, flags, address); other arities get the
+        # original's TypeError.
+        if len(flags_and_address) == 1:
+            target = self._resolved(flags_and_address[0])
             return self._retry(lambda: _RawSocket.sendto(self, data, target), write=True)
+        if len(flags_and_address) != 2:
+            return int(_RawSocket.sendto(self, data, *flags_and_address))
+        flags, address = flags_and_address
         target = self._resolved(address)
         return self._retry(
-            lambda: _RawSocket.sendto(self, data, flags_or_address, target), write=True
+            lambda: _RawSocket.sendto(self, data, flags, target),
+            write=True,
+            flags=flags if isinstance(flags, int) else 0,
         )
 
     def sendmsg(
@@ -149,17 +165,20 @@ class GreenSocket(socket.socket):
     ) -> int:
         if address is None:
             return self._retry(
-                lambda: _RawSocket.sendmsg(self, buffers, ancdata, flags), write=True
+                lambda: _RawSocket.sendmsg(self, buffers, ancdata, flags), write=True, flags=flags
             )
         target = self._resolved(address)
         return self._retry(
-            lambda: _RawSocket.sendmsg(self, buffers, ancdata, flags, target), write=True
+            lambda: _RawSocket.sendmsg(self, buffers, ancdata, flags, target),
+            write=True,
+            flags=flags,
         )
 
     # -- connections --------------------------------------------------------------------------
 
     def accept(self) -> tuple[GreenSocket, Any]:
-        fd, address = self._retry(lambda: _RawSocket._accept(self), write=False)  # type: ignore[attr-defined]
+        accept_once: Callable[[], tuple[int, Any]] = _RawSocket._accept.__get__(self)  # type: ignore[attr-defined]
+        fd, address = self._retry(accept_once, write=False)
         sock = GreenSocket(self.family, self.type, self.proto, fileno=fd)
         # Same rule as socket.socket.accept: a listener with a timeout hands out blocking
         # sockets when there is no default timeout.

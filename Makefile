@@ -8,7 +8,7 @@ CMAKE = $(VENV)/bin/cmake
 NATIVE_SOURCES := $(shell find src -name '*.cpp' -o -name '*.hpp') CMakeLists.txt pyproject.toml
 PYTEST_ARGS ?=
 
-.PHONY: all build run test cpp-test pytest asan lint format fuzz bench clean
+.PHONY: all build run test cpp-test pytest test-pythons asan lint format fuzz bench clean
 
 all: build
 
@@ -26,7 +26,7 @@ build: $(VENV)/.built
 run: build
 	$(PY) -m theframework examples.hello:app --host 127.0.0.1 --port 8000
 
-test: cpp-test pytest
+test: cpp-test pytest test-pythons
 
 cpp-test: $(VENV)/.deps
 	$(CMAKE) -S . -B build/cpp -G Ninja -DCMAKE_MAKE_PROGRAM=$(CURDIR)/$(VENV)/bin/ninja \
@@ -36,6 +36,10 @@ cpp-test: $(VENV)/.deps
 
 pytest: build
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The pre-fork supervisor tests on every CPython >= 3.10 the machine has (one venv each).
+test-pythons: $(VENV)/.deps
+	scripts/test_all_pythons.sh -q
 
 # The pytest suite against a build of the extension with AddressSanitizer and UBSan. Python itself
 # is not instrumented, so libasan is preloaded; leak detection is off (CPython keeps objects alive
@@ -79,4 +83,4 @@ bench: build
 	$(PY) bench/run.py
 
 clean:
-	rm -rf build $(VENV) $(ASAN_VENV)
+	rm -rf build $(VENV) $(ASAN_VENV) .venv-py3.*

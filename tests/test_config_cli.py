@@ -58,6 +58,8 @@ def test_only_implemented_options_exist() -> None:
         "max_connections",
         "graceful_timeout",
         "log_level",
+        "interface",
+        "root_path",
     ]
 
 
@@ -331,10 +333,10 @@ def test_cli_attribute_problems_exit_2(
     assert str(app_directory) in sys.path  # the current directory was put on sys.path
 
 
-def test_cli_missing_module_exits_1_without_traceback(
+def test_cli_missing_module_exits_3_without_traceback(
     app_directory: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["tf_no_such_module:app"]) == 1
+    assert main(["tf_no_such_module:app"]) == 3
     error = capsys.readouterr().err
     assert error == (
         "theframework: error: cannot import 'tf_no_such_module': "
@@ -349,10 +351,10 @@ def test_cli_missing_module_exits_1_without_traceback(
         ("tf_bad_dependency_app:app", "No module named 'tf_missing_dependency'"),
     ],
 )
-def test_cli_import_failure_exits_1_with_one_traceback(
+def test_cli_import_failure_exits_3_with_one_traceback(
     reference: str, detail: str, app_directory: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main([reference]) == 1
+    assert main([reference]) == 3
     error = capsys.readouterr().err
     assert error.count("Traceback (most recent call last)") == 1
     assert detail in error

@@ -14,8 +14,9 @@ import pytest
 from theframework import ipc
 from theframework.cli import build_parser, process_config_from_arguments
 from theframework.config import ProcessConfig, config_from_env
+from theframework.ipc import exit_code_for_os_error
 from theframework.supervisor import SupervisorError, choose_start_method, notify_systemd
-from theframework.worker import exit_code_for_os_error, parse_env_file
+from theframework.worker import parse_env_file
 
 
 def test_process_config_defaults_and_validation() -> None:

@@ -236,10 +236,6 @@ def test_two_workers(backend: str, app: str) -> None:
             assert requests.get(server.url("/hello"), timeout=10).text == "hello falcon"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker.py must call load_app(..., multiprocess=True) (reported to the lead)",
-)
 def test_two_workers_set_wsgi_multiprocess(backend: str) -> None:
     with ServerProcess(FLASK, backend, "--workers", "2") as server:
         server.wait_for_stderr("ready: http://")

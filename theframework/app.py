@@ -240,13 +240,12 @@ class Framework:
             raise first_error
 
     def run(self, host: str = "127.0.0.1", port: int = 8000, **options: Any) -> None:
-        """Serves this application in the current process until SIGINT or SIGTERM; ``options``
-        are ServerConfig fields (``uds=``, ``backend=``, ``max_body_size=``, ...)."""
-        from .server import configure_logging, make_config, serve  # server imports this module
+        """Serves this application until SIGINT or SIGTERM; ``options`` are ServerConfig or
+        ProcessConfig fields (``uds=``, ``backend=``, ``max_body_size=``, ``workers=``, ...)."""
+        from .server import configure_logging, serve  # server imports this module
 
-        config = make_config(None, {"host": host, "port": port, **options})
-        configure_logging(config.log_level)
-        serve(self, config)
+        configure_logging(str(options.get("log_level", "info")))
+        serve(self, host=host, port=port, **options)
 
     # -- dispatch -------------------------------------------------------------------------------
 

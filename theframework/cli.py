@@ -29,6 +29,7 @@ from .config import (
     config_from_env,
     env_name,
 )
+from .ipc import ExitCode, exit_code_for_os_error
 from .proctitle import set_process_title
 from .server import AppLoadError, configure_logging, import_from_string, load_app, serve
 
@@ -235,16 +236,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not _is_missing_module(error, module_name):
             traceback.print_exc()
         print(f"{PROGRAM}: error: cannot import {module_name!r}: {error}", file=sys.stderr)
-        return 1
+        return ExitCode.APP_FAILED
     except Exception as error:
         traceback.print_exc()
         print(f"{PROGRAM}: error: cannot import {module_name!r}: {error}", file=sys.stderr)
-        return 1
+        return ExitCode.APP_FAILED
     try:
         serve(handler, config)
     except OSError as error:
+        # The same codes as a supervised worker: 42 address in use, 43 permission, 44 no fds.
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)
-        return 1
+        return exit_code_for_os_error(error)
     except KeyboardInterrupt:
         return 130
     except Exception:

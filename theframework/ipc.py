@@ -9,6 +9,7 @@ supervisor learns that a worker died from its process sentinel, never from this 
 from __future__ import annotations
 
 import enum
+import errno
 import json
 import socket
 from dataclasses import asdict, dataclass
@@ -52,6 +53,17 @@ class ExitCode(enum.IntEnum):
     HUB_MEMORY_ERROR = 50
     HUB_OS_ERROR = 51
     HUB_EXCEPTION = 52
+
+
+def exit_code_for_os_error(error: OSError) -> ExitCode:
+    """The exit code of a server or worker that failed to start with ``error`` (binding)."""
+    if error.errno == errno.EADDRINUSE:
+        return ExitCode.ADDRESS_IN_USE
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return ExitCode.PERMISSION_DENIED
+    if error.errno in (errno.EMFILE, errno.ENFILE):
+        return ExitCode.TOO_MANY_FILES
+    return ExitCode.GENERIC
 
 
 @dataclass(frozen=True, slots=True)

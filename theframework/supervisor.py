@@ -251,7 +251,7 @@ class Supervisor:
             elif self.server.port == 0:
                 self.port_reservation = self._reserve_port()
         except OSError as error:
-            code = worker.exit_code_for_os_error(error)
+            code = ipc.exit_code_for_os_error(error)
             self._log_cannot_start(code, error.strerror or str(error), error.errno)
             return code
         return None

@@ -26,7 +26,7 @@ from typing import Any
 
 from . import ipc
 from .config import ProcessConfig, ServerConfig
-from .ipc import ExitCode
+from .ipc import ExitCode, exit_code_for_os_error
 from .proctitle import set_process_title
 from .server import (
     AppLoadError,
@@ -38,7 +38,7 @@ from .server import (
     serve_listeners,
 )
 
-__all__ = ["WorkerSpec", "exit_code_for_os_error", "load_env_files", "parse_env_file", "run"]
+__all__ = ["WorkerSpec", "load_env_files", "parse_env_file", "run"]
 
 logger = logging.getLogger("theframework.worker")
 
@@ -70,17 +70,6 @@ class _WorkerIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.worker_id = self.worker_id
         return True
-
-
-def exit_code_for_os_error(error: OSError) -> ExitCode:
-    """The exit code of a worker that failed to start with ``error``."""
-    if error.errno == errno.EADDRINUSE:
-        return ExitCode.ADDRESS_IN_USE
-    if error.errno in (errno.EACCES, errno.EPERM):
-        return ExitCode.PERMISSION_DENIED
-    if error.errno in (errno.EMFILE, errno.ENFILE):
-        return ExitCode.TOO_MANY_FILES
-    return ExitCode.GENERIC
 
 
 def parse_env_file(path: str) -> dict[str, str]:
@@ -198,7 +187,7 @@ def _boot_and_serve(spec: WorkerSpec) -> int:
 
     try:
         target = import_from_string(spec.app) if isinstance(spec.app, str) else spec.app
-        handler = load_app(target, spec.server)
+        handler = load_app(target, spec.server, multiprocess=spec.process.supervised)
     except AppLoadError as error:
         return _report(spec, ExitCode.USAGE, str(error))
     except OSError as error:

@@ -22,6 +22,7 @@ from helpers import (
     listening_socket,
     open_fds,
     socket_pair,
+    wait_for,
 )
 
 from theframework import _core
@@ -719,3 +720,118 @@ def test_greenlet_exit_is_not_swallowed_by_io(
 
     hub.run(main)
     assert len(caught) == 1 and type(caught[0]) is greenlet.GreenletExit
+
+
+# --------------------------------------------------------------------------------------------
+# More than one waiter, reuse of fd numbers, argument errors
+
+
+def test_sendall_timeout_bounds_the_whole_call(
+    hub: _core.Hub, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    # The reader keeps making room, so every single write progresses; the timeout still ends
+    # the call as a whole.
+    left, right = pair
+    left.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+
+    def slow_reader() -> None:
+        while True:
+            _core.sleep(0.02)
+            if not _core.recv(right.fileno(), 4096):
+                return
+
+    def main() -> None:
+        reading = _core.spawn(slow_reader)
+        expect_timeout(lambda: _core.sendall(left.fileno(), b"s" * (8 << 20), timeout=TIMEOUT))
+        _core.kill(reading)
+        join(reading)
+
+    hub.run(main)
+
+
+def test_wait_fds_same_fd_in_both_sets(
+    hub: _core.Hub, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    left, right = pair
+
+    def main() -> None:
+        left.send(b"x")
+        fd = right.fileno()
+        assert _core.wait_fds([fd], [fd], timeout=5) == ([fd], [fd])
+
+    hub.run(main)
+
+
+def test_two_readers_on_one_socket_get_the_data_once(
+    hub: _core.Hub, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    # One byte is sent: one reader gets it, the other keeps waiting (no spurious error or
+    # empty result), then gets the next byte.
+    left, right = pair
+    received: list[bytes] = []
+
+    def reader() -> None:
+        received.append(_core.recv(right.fileno(), 1))
+
+    def main() -> None:
+        first = _core.spawn(reader)
+        second = _core.spawn(reader)
+        let_hub_run()
+        left.send(b"a")
+        wait_for(lambda: len(received) == 1)
+        let_hub_run()
+        assert len(received) == 1 and not (first.dead and second.dead)
+        left.send(b"b")
+        join(first, second)
+
+    hub.run(main)
+    assert sorted(received) == [b"a", b"b"]
+
+
+def test_closed_fd_number_reused_by_a_new_socket(hub: _core.Hub) -> None:
+    # The cancelled wait of the closed fd must not complete a wait on the new socket that got
+    # the same number.
+    left, right = socket_pair()
+    fd = right.detach()
+    errors: list[BaseException] = []
+
+    def waiter() -> None:
+        try:
+            _core.recv(fd, 10)
+        except OSError as error:
+            errors.append(error)
+
+    def main() -> None:
+        waiting = _core.spawn(waiter)
+        let_hub_run()
+        _core.close(fd)
+        new_left, new_right = socket_pair()
+        with new_left, new_right:
+            reader = _core.spawn(lambda: received.append(_core.recv(new_right.fileno(), 10)))
+            let_hub_run()
+            join(waiting)
+            assert not reader.dead
+            new_left.send(b"new")
+            join(reader)
+
+    received: list[bytes] = []
+    with left:
+        hub.run(main)
+    assert [error.errno for error in errors if isinstance(error, OSError)] == [errno.EBADF]
+    assert received == [b"new"]
+
+
+def test_negative_timeout_raises_value_error(
+    hub: _core.Hub, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    _, right = pair
+
+    def main() -> None:
+        with pytest.raises(ValueError):
+            _core.recv(right.fileno(), 10, timeout=-1)
+        with pytest.raises(ValueError):
+            _core.wait_readable(right.fileno(), timeout=-0.5)
+        with pytest.raises(ValueError):
+            _core.sleep(-1)
+
+    hub.run(main)

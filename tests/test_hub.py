@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -390,7 +391,9 @@ def test_schedule_resumes_greenlet_with_value(hub: _core.Hub) -> None:
 
     def parked() -> None:
         # Suspends without any operation; only schedule() brings it back.
-        received.append(greenlet.getcurrent().parent.switch())
+        hub_greenlet = greenlet.getcurrent().parent
+        assert hub_greenlet is not None
+        received.append(hub_greenlet.switch())
 
     def main() -> None:
         target = _core.spawn(parked)
@@ -483,3 +486,97 @@ def test_main_returning_ends_run_and_kills_the_others(hub: _core.Hub) -> None:
     assert hub.run(main) == 7
     assert time.monotonic() - started < 5
     assert sorted(exits) == ["x", "y"]
+
+
+# --------------------------------------------------------------------------------------------
+# Misuse and threads
+
+
+def test_run_inside_a_running_hub_raises_hub_error(hub: _core.Hub, backend: str) -> None:
+    def main() -> None:
+        with pytest.raises(_core.HubError):
+            hub.run(lambda: None)
+        other = _core.Hub(backend)
+        with pytest.raises(_core.HubError):
+            other.run(lambda: None)
+        assert not other.running
+
+    hub.run(main)
+
+
+def test_spawn_without_a_hub_raises_no_hub_error() -> None:
+    with pytest.raises(_core.NoHubError):
+        _core.spawn(lambda: None)
+
+
+def test_kill_and_schedule_need_a_greenlet(hub: _core.Hub) -> None:
+    def main() -> None:
+        with pytest.raises(TypeError):
+            _core.kill("not a greenlet")  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            _core.schedule(42)  # type: ignore[arg-type]
+        target = _core.spawn(_core.sleep, 30)
+        with pytest.raises(TypeError):
+            _core.kill(target, 42)  # type: ignore[arg-type]
+        _core.kill(target)
+        wait_for(lambda: target.dead)
+
+    hub.run(main)
+
+
+def test_exception_from_a_signal_handler_ends_run(hub: _core.Hub, sigalrm_restored: None) -> None:
+    def handler(signum: int, frame: object) -> None:
+        raise Boom("from the signal handler")
+
+    exits: list[str] = []
+
+    def waiting() -> None:
+        try:
+            _core.sleep(30)
+        except greenlet.GreenletExit:
+            exits.append("waiting")
+            raise
+
+    def main() -> None:
+        _core.spawn(waiting)
+        signal.signal(signal.SIGALRM, handler)
+        signal.setitimer(signal.ITIMER_REAL, 0.02)
+        _core.sleep(30)
+
+    started = time.monotonic()
+    with pytest.raises(Boom):
+        hub.run(main)
+    assert time.monotonic() - started < 5
+    assert exits == ["waiting"]
+
+
+def test_hubs_in_two_threads_at_once(backend: str) -> None:
+    # One hub per thread: each thread runs its own at the same time, and sees only its own.
+    results: dict[str, object] = {}
+    both_running = threading.Barrier(2, timeout=10)
+
+    def work(name: str) -> None:
+        own = _core.Hub(backend)
+
+        def main() -> tuple[bool, bytes]:
+            left, right = socket.socketpair()
+            with left, right:
+                received: list[bytes] = []
+                reader = _core.spawn(lambda: received.append(_core.recv(right.fileno(), 100)))
+                let_hub_run()
+                both_running.wait()  # blocks this hub briefly, while the other one runs
+                _core.sendall(left.fileno(), name.encode())
+                wait_for(lambda: reader.dead)
+                return _core.get_hub() is own, received[0]
+
+        try:
+            results[name] = own.run(main)
+        except BaseException as error:
+            results[name] = error
+
+    threads = [threading.Thread(target=work, args=(name,)) for name in ("one", "two")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert results == {"one": (True, b"one"), "two": (True, b"two")}

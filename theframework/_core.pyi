@@ -53,6 +53,10 @@ class Hub:
         its exception. Greenlets still waiting at the end receive GreenletExit."""
     def stop(self) -> None:
         """Makes ``run`` return soon. Safe from a signal handler and from another thread."""
+    def set_heartbeat(self, buffer: Any, interval: float = 1.0) -> None:
+        """Every loop iteration writes (iteration count, CLOCK_MONOTONIC ns) as two native uint64
+        into ``buffer`` (writable, 8-byte aligned, >= 16 bytes; e.g. shared memory a supervisor
+        reads), and the loop wakes at least every ``interval`` seconds. None turns it off."""
     @property
     def running(self) -> bool: ...
     @property
@@ -219,7 +223,10 @@ class HttpServer:
         keepalive_timeout: float = 5.0,
         write_timeout: float = 30.0,
         max_connections: int = 1024,
-    ) -> None: ...
+        access_log: Callable[[Request, int, int, float], object] | None = None,
+    ) -> None:
+        """``access_log(request, status, bytes_sent, seconds)`` is called after each handled
+        request (not for protocol errors answered by the server itself); None costs nothing."""
     def serve(self) -> None:
         """Runs in a hub greenlet: accepts and serves until shutdown(), then returns once every
         connection is closed."""
@@ -227,6 +234,11 @@ class HttpServer:
         """Stops accepting, closes idle connections, lets in-flight requests finish (answered
         with Connection: close) and closes what is still open after ``graceful_timeout``.
         Does not block; safe from a Python signal handler."""
+    def stats(self) -> dict[str, Any]:
+        """Counters since start: connections_accepted, accept_pauses (max_connections reached),
+        connections_active, requests, requests_in_flight, responses ({"1xx".."5xx": n}),
+        bytes_in, bytes_out, duration_buckets ([(upper bound s, cumulative count)], last +Inf),
+        duration_sum (seconds)."""
     @property
     def connections(self) -> int: ...
     @property

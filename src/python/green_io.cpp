@@ -629,6 +629,18 @@ PyObject* hub_stop(PyObject* self, PyObject*) {
   Py_RETURN_NONE;
 }
 
+PyObject* hub_set_heartbeat(PyObject* self, PyObject* args, PyObject* kwargs) {
+  static const char* keywords[] = {"buffer", "interval", nullptr};
+  PyObject* buffer = nullptr;
+  double interval = 1.0;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|d", const_cast<char**>(keywords), &buffer,
+                                   &interval)) {
+    return nullptr;
+  }
+  if (reinterpret_cast<HubObject*>(self)->hub->set_heartbeat(buffer, interval) < 0) return nullptr;
+  Py_RETURN_NONE;
+}
+
 PyObject* hub_get_backend(PyObject* self, void*) {
   return PyUnicode_FromString(
       core::backend_name(reinterpret_cast<HubObject*>(self)->hub->backend().kind()));
@@ -652,6 +664,9 @@ PyMethodDef hub_methods[] = {
     {"run", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&hub_run)),
      METH_VARARGS | METH_KEYWORDS, "Runs the loop (see _core.pyi)."},
     {"stop", &hub_stop, METH_NOARGS, "Makes run() return soon; signal- and thread-safe."},
+    {"set_heartbeat",
+     reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&hub_set_heartbeat)),
+     METH_VARARGS | METH_KEYWORDS, "Writes (count, monotonic ns) into buffer every iteration."},
     {nullptr, nullptr, 0, nullptr},
 };
 

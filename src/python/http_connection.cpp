@@ -141,6 +141,7 @@ void Connection::on_completion(const core::Completion& completion) {
 void Connection::on_receive(const core::Completion& completion) {
   core::Backend& backend = server_.hub().backend();
   if (completion.result > 0 && completion.buffer >= 0) {
+    server_.stats().bytes_in += static_cast<uint64_t>(completion.result);
     auto data = backend.buffer_data(completion.buffer);
     if (phase_ != Phase::lingering && phase_ != Phase::closed) {
       if (input_start_ == input_.size()) {
@@ -271,6 +272,8 @@ bool Connection::parse_buffered(bool spawn, PyObject** request, PyObject** respo
     return false;
   }
   phase_ = Phase::handling;
+  request_started_ns_ = core::monotonic_ns();
+  response_bytes_ = 0;
   server_.request_started();
   if (!spawn) {
     *request = request_object;
@@ -418,6 +421,8 @@ int Connection::send_views(std::vector<Py_buffer>& views) {
     }
     done += static_cast<size_t>(sent);
   }
+  server_.stats().bytes_out += done;
+  response_bytes_ += done;
   for (Py_buffer& view : views) PyBuffer_Release(&view);
   views.clear();
   release();
@@ -443,6 +448,8 @@ int Connection::send_file(int file_fd, uint64_t offset, uint64_t count) {
     ssize_t sent = ::sendfile(fd_, file_fd, &position, std::min<uint64_t>(left, 1u << 30));
     if (sent > 0) {
       left -= static_cast<uint64_t>(sent);
+      server_.stats().bytes_out += static_cast<uint64_t>(sent);
+      response_bytes_ += static_cast<uint64_t>(sent);
       continue;
     }
     if (sent == 0) {
@@ -513,6 +520,7 @@ void Connection::send_error(int status, const char* reason) {
   http::append_decimal(error_output_, body.size());
   error_output_ += "\r\nConnection: close\r\n\r\n";
   error_output_ += body;
+  server_.stats().record_response(status, -1);
   error_iov_ = {error_output_.data(), error_output_.size()};
   error_message_ = msghdr{};
   error_message_.msg_iov = &error_iov_;
@@ -526,6 +534,7 @@ void Connection::send_error(int status, const char* reason) {
 
 void Connection::on_send(const core::Completion& completion) {
   send_token_ = 0;
+  if (completion.result > 0) server_.stats().bytes_out += static_cast<uint64_t>(completion.result);
   if (completion.result > 0 && static_cast<size_t>(completion.result) < error_iov_.iov_len &&
       phase_ == Phase::error_response) {
     error_iov_.iov_base = static_cast<char*>(error_iov_.iov_base) + completion.result;
@@ -610,8 +619,12 @@ class HttpServer::ServerTimer final : public CompletionHandler {
   void (HttpServer::*action_)();
 };
 
-HttpServer::HttpServer(PyObject* handler, std::vector<int> listen_fds, const HttpOptions& options)
-    : handler_(PyRef::borrow(handler)), listen_fds_(std::move(listen_fds)), options_(options) {
+HttpServer::HttpServer(PyObject* handler, std::vector<int> listen_fds, const HttpOptions& options,
+                       PyObject* access_log)
+    : handler_(PyRef::borrow(handler)),
+      access_log_(PyRef::borrow(access_log)),
+      listen_fds_(std::move(listen_fds)),
+      options_(options) {
   for (size_t i = 0; i < listen_fds_.size(); ++i) {
     int domain = 0;
     socklen_t length = sizeof(domain);
@@ -697,8 +710,12 @@ void HttpServer::on_accept(const core::Completion& completion, size_t listener) 
       }
       auto* connection = new Connection(*this, fd);
       connections_.push_back(connection);
+      ++stats_.connections_accepted;
       connection->start();
-      if (connections_.size() >= options_.max_connections) pause_accept();
+      if (connections_.size() >= options_.max_connections) {
+        ++stats_.accept_pauses;
+        pause_accept();
+      }
     }
   }
   if (completion.more || !accepting_ || draining_ || !serving_) return;
@@ -723,6 +740,16 @@ void HttpServer::connection_closed(Connection* connection) noexcept {
     arm_accept();
   }
   check_drained();
+}
+
+void HttpStats::record_response(int status, double seconds) noexcept {
+  int status_class = status / 100;
+  if (status_class >= 1 && status_class <= 5) ++responses_by_class[status_class];
+  if (seconds < 0) return;
+  size_t bucket = 0;
+  while (bucket < std::size(kDurationBounds) && seconds > kDurationBounds[bucket]) ++bucket;
+  ++duration_buckets[bucket];
+  duration_sum += seconds;
 }
 
 void HttpServer::request_finished() noexcept {

@@ -302,8 +302,8 @@ PyObject* request_wsgi_environ(PyObject* self, PyObject* base) {
       if (PyDict_SetItemString(dict, key.c_str(), value.get()) < 0) return nullptr;
       mark_seen(key);
     } else if (!is_length) {  // equal duplicates of Content-Length (the parser refuses others)
-      PyRef joined(PyUnicode_FromFormat(key == "HTTP_COOKIE" ? "%U; %U" : "%U, %U", previous,
-                                        value.get()));
+      PyRef joined(
+          PyUnicode_FromFormat(key == "HTTP_COOKIE" ? "%U; %U" : "%U, %U", previous, value.get()));
       if (!joined || PyDict_SetItemString(dict, key.c_str(), joined.get()) < 0) return nullptr;
     }
   }
@@ -1036,6 +1036,14 @@ PyObject* run_request(PyObject*, PyObject* args) {
       Py_DECREF(result);
     }
     if (complete) complete = finish_response(response);
+    const double seconds = (core::monotonic_ns() - connection->request_started_ns()) / 1e9;
+    connection->server().stats().record_response(response->status, seconds);
+    if (PyObject* access_log = connection->server().access_log()) {
+      PyRef logged(PyObject_CallFunction(
+          access_log, "OiKd", request_ref.get(), response->status,
+          static_cast<unsigned long long>(connection->response_bytes()), seconds));
+      if (!logged) PyErr_Clear();
+    }
     detach(request, response);
     PyObject* next_request = nullptr;
     PyObject* next_response = nullptr;
@@ -1123,18 +1131,24 @@ PyObject* http_server_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) 
   static const char* keywords[] = {"handler",        "listen_fds",       "max_header_size",
                                    "max_headers",    "max_request_line", "max_body_size",
                                    "header_timeout", "body_timeout",     "keepalive_timeout",
-                                   "write_timeout",  "max_connections",  nullptr};
+                                   "write_timeout",  "max_connections",  "access_log",
+                                   nullptr};
   PyObject* handler = nullptr;
   PyObject* fds_object = nullptr;
   HttpOptions options;
   Py_ssize_t max_header_size = 32768, max_headers = 100, max_request_line = 8192;
   unsigned long long max_body_size = 1 << 20;
   Py_ssize_t max_connections = 1024;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|$nnnKddddn", const_cast<char**>(keywords),
+  PyObject* access_log = Py_None;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|$nnnKddddnO", const_cast<char**>(keywords),
                                    &handler, &fds_object, &max_header_size, &max_headers,
                                    &max_request_line, &max_body_size, &options.header_timeout,
                                    &options.body_timeout, &options.keepalive_timeout,
-                                   &options.write_timeout, &max_connections)) {
+                                   &options.write_timeout, &max_connections, &access_log)) {
+    return nullptr;
+  }
+  if (access_log != Py_None && !PyCallable_Check(access_log)) {
+    PyErr_SetString(PyExc_TypeError, "access_log must be callable or None");
     return nullptr;
   }
   if (!PyCallable_Check(handler)) {
@@ -1171,8 +1185,8 @@ PyObject* http_server_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) 
   }
   PyRef self(type->tp_alloc(type, 0));
   if (!self) return nullptr;
-  reinterpret_cast<HttpServerObject*>(self.get())->server =
-      new HttpServer(handler, std::move(fds), options);
+  reinterpret_cast<HttpServerObject*>(self.get())->server = new HttpServer(
+      handler, std::move(fds), options, access_log == Py_None ? nullptr : access_log);
   return self.release();
 }
 
@@ -1200,6 +1214,33 @@ PyObject* http_server_shutdown(PyObject* self, PyObject* const* args, Py_ssize_t
   Py_RETURN_NONE;
 }
 
+// stats() -> dict of counters (see HttpStats); histogram buckets are cumulative, Prometheus style.
+PyObject* http_server_stats(PyObject* self, PyObject*) {
+  HttpServer* server = reinterpret_cast<HttpServerObject*>(self)->server;
+  const HttpStats& stats = server->stats();
+  PyRef responses(Py_BuildValue("{sKsKsKsKsK}", "1xx", stats.responses_by_class[1], "2xx",
+                                stats.responses_by_class[2], "3xx", stats.responses_by_class[3],
+                                "4xx", stats.responses_by_class[4], "5xx",
+                                stats.responses_by_class[5]));
+  PyRef buckets(PyList_New(0));
+  if (!responses || !buckets) return nullptr;
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < HttpStats::kBuckets; ++i) {
+    cumulative += stats.duration_buckets[i];
+    double bound =
+        i < std::size(HttpStats::kDurationBounds) ? HttpStats::kDurationBounds[i] : Py_HUGE_VAL;
+    PyRef pair(Py_BuildValue("(dK)", bound, cumulative));
+    if (!pair || PyList_Append(buckets.get(), pair.get()) < 0) return nullptr;
+  }
+  return Py_BuildValue("{sKsKsnsKsnsOsKsKsOsd}", "connections_accepted", stats.connections_accepted,
+                       "accept_pauses", stats.accept_pauses, "connections_active",
+                       static_cast<Py_ssize_t>(server->connection_count()), "requests",
+                       stats.requests, "requests_in_flight",
+                       static_cast<Py_ssize_t>(server->requests_in_flight()), "responses",
+                       responses.get(), "bytes_in", stats.bytes_in, "bytes_out", stats.bytes_out,
+                       "duration_buckets", buckets.get(), "duration_sum", stats.duration_sum);
+}
+
 PyObject* http_server_get_connections(PyObject* self, void*) {
   return PyLong_FromSize_t(reinterpret_cast<HttpServerObject*>(self)->server->connection_count());
 }
@@ -1210,6 +1251,7 @@ PyObject* http_server_get_in_flight(PyObject* self, void*) {
 
 PyMethodDef http_server_methods[] = {
     {"serve", http_server_serve, METH_NOARGS, "Serves until shutdown() completes."},
+    {"stats", http_server_stats, METH_NOARGS, "Counters: connections, requests, bytes, durations."},
     {"shutdown", TF_METHOD_CAST(http_server_shutdown), METH_FASTCALL,
      "Stops accepting and drains (graceful_timeout)."},
     {nullptr, nullptr, 0, nullptr},

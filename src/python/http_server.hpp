@@ -17,6 +17,7 @@
 
 #include <Python.h>
 
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -91,6 +92,10 @@ class Connection final : public CompletionHandler {
   const Endpoint& local();
   bool closing() const noexcept { return draining_ || phase_ == Phase::closed; }
   const http::RequestHead& head() const noexcept { return head_; }
+  // CLOCK_MONOTONIC ns at which the current request's head was complete.
+  int64_t request_started_ns() const noexcept { return request_started_ns_; }
+  // Bytes written for the current response (head and body).
+  uint64_t response_bytes() const noexcept { return response_bytes_; }
   bool expect_continue_pending = false;
 
  private:
@@ -135,6 +140,8 @@ class Connection final : public CompletionHandler {
   // The request being handled.
   http::RequestHead head_{};
   uint64_t body_remaining_ = 0;  // content-length bytes not yet consumed
+  int64_t request_started_ns_ = 0;
+  uint64_t response_bytes_ = 0;
   std::unique_ptr<http::ChunkedDecoder> chunked_;
   std::string decoded_pending_;  // chunked payload decoded but not yet read by the handler
   bool body_done_ = true;
@@ -144,9 +151,28 @@ class Connection final : public CompletionHandler {
   msghdr error_message_{};
 };
 
+// Counters of one server, read by HttpServer.stats() (Prometheus metrics are built from them).
+struct HttpStats {
+  // Upper bounds (seconds) of the request-duration histogram buckets; the last bucket is +Inf.
+  static constexpr double kDurationBounds[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                               0.25,  0.5,   1.0,  2.5,   5.0,  10.0};
+  static constexpr size_t kBuckets = std::size(kDurationBounds) + 1;
+  uint64_t connections_accepted = 0;
+  uint64_t accept_pauses = 0;  // times max_connections stopped accepting (backpressure)
+  uint64_t requests = 0;
+  uint64_t responses_by_class[6] = {};  // index status / 100 (0 unused)
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  uint64_t duration_buckets[kBuckets] = {};  // non-cumulative counts
+  double duration_sum = 0;
+  // Counts one response (status) that took `seconds` (< 0: not a timed handler response).
+  void record_response(int status, double seconds) noexcept;
+};
+
 class HttpServer {
  public:
-  HttpServer(PyObject* handler, std::vector<int> listen_fds, const HttpOptions& options);
+  HttpServer(PyObject* handler, std::vector<int> listen_fds, const HttpOptions& options,
+             PyObject* access_log);
   ~HttpServer();
 
   // Runs in a hub greenlet until shutdown completes. New reference (None) or null.
@@ -155,6 +181,8 @@ class HttpServer {
 
   const HttpOptions& options() const noexcept { return options_; }
   PyObject* handler() const noexcept { return handler_.get(); }
+  // callable(request, status, bytes_sent, seconds) after each handled request, or null.
+  PyObject* access_log() const noexcept { return access_log_.get(); }
   Hub& hub() noexcept { return *hub_; }
   http::DateCache& dates() noexcept { return dates_; }
   size_t connection_count() const noexcept { return connections_.size(); }
@@ -162,7 +190,11 @@ class HttpServer {
 
   // Called by connections.
   void connection_closed(Connection* connection) noexcept;
-  void request_started() noexcept { ++requests_in_flight_; }
+  void request_started() noexcept {
+    ++requests_in_flight_;
+    ++stats_.requests;
+  }
+  HttpStats& stats() noexcept { return stats_; }
   void request_finished() noexcept;
   bool draining() const noexcept { return draining_; }
   // Hands (request, response) to a parked request greenlet, or spawns one. 0 or -1 with exception.
@@ -180,6 +212,7 @@ class HttpServer {
   void retry_accept();
 
   PyRef handler_;
+  PyRef access_log_;
   std::vector<int> listen_fds_;
   std::vector<bool> listener_is_tcp_;
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
@@ -188,6 +221,7 @@ class HttpServer {
   http::DateCache dates_;
   std::vector<Connection*> connections_;
   size_t requests_in_flight_ = 0;
+  HttpStats stats_;
   bool serving_ = false;
   bool draining_ = false;
   bool accepting_ = false;

@@ -54,6 +54,7 @@ Hub::Hub(core::BackendChoice choice, unsigned entries) {
 }
 
 Hub::~Hub() {
+  if (heartbeat_enabled_) PyBuffer_Release(&heartbeat_view_);
   // The kernel must be done with every buffer before the slots release them.
   backend_.reset();
   for (uint32_t index = 0; index < blocks_.size() * kBlockSize; ++index) {
@@ -651,6 +652,35 @@ size_t Hub::pending() const noexcept {
   return slots_in_use_ - (signal_token_ != 0 ? 1 : 0);
 }
 
+int Hub::set_heartbeat(PyObject* buffer, double interval) {
+  if (heartbeat_enabled_) {
+    PyBuffer_Release(&heartbeat_view_);
+    heartbeat_enabled_ = false;
+  }
+  if (buffer == nullptr || buffer == Py_None) return 0;
+  if (!(interval > 0) || interval > 3600) {
+    PyErr_SetString(PyExc_ValueError, "heartbeat interval must be in (0, 3600] seconds");
+    return -1;
+  }
+  if (PyObject_GetBuffer(buffer, &heartbeat_view_, PyBUF_WRITABLE) < 0) return -1;
+  if (heartbeat_view_.len < 16 ||
+      reinterpret_cast<uintptr_t>(heartbeat_view_.buf) % alignof(uint64_t) != 0) {
+    PyBuffer_Release(&heartbeat_view_);
+    PyErr_SetString(PyExc_ValueError, "heartbeat buffer must be 8-byte aligned, 16 bytes or more");
+    return -1;
+  }
+  heartbeat_enabled_ = true;
+  heartbeat_interval_ns_ = static_cast<int64_t>(interval * 1e9);
+  beat();
+  return 0;
+}
+
+void Hub::beat() noexcept {
+  auto* words = static_cast<uint64_t*>(heartbeat_view_.buf);
+  __atomic_store_n(&words[0], ++heartbeat_count_, __ATOMIC_RELAXED);
+  __atomic_store_n(&words[1], static_cast<uint64_t>(core::monotonic_ns()), __ATOMIC_RELEASE);
+}
+
 void Hub::store_exception() {
   PyObject* type;
   PyObject* value;
@@ -690,6 +720,11 @@ PyObject* Hub::loop() {
       timeout_ns = 0;
     } else if (auto deadline = timers_.next_deadline()) {
       timeout_ns = std::max<int64_t>(0, *deadline - core::monotonic_ns());
+    }
+    if (heartbeat_enabled_) {
+      beat();
+      if (timeout_ns < 0 || timeout_ns > heartbeat_interval_ns_)
+        timeout_ns = heartbeat_interval_ns_;
     }
     completions_.clear();
     bool failed = false;

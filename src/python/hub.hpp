@@ -98,13 +98,20 @@ class Hub {
   // The Python Hub object wrapping this hub (borrowed; it outlives the hub).
   PyObject* python_object = nullptr;
   bool running() const noexcept { return hub_greenlet_ != nullptr; }
-  // Slots in use (waiting or orphaned) plus greenlets queued to start.
+  // Slots in use (waiting or orphaned), excluding the hub's own signal wakeup.
   size_t pending() const noexcept;
 
   // Runs the loop (see Hub.run in _core.pyi). Returns a new reference or null with an exception.
   PyObject* run(PyObject* main, PyObject* args, PyObject* kwargs);
   // Thread- and async-signal-safe.
   void request_stop() noexcept;
+
+  // Heartbeat for a supervisor: every loop iteration stores, into the first 16 bytes of
+  // `buffer` (writable, e.g. shared memory), the iteration count and the CLOCK_MONOTONIC time in
+  // nanoseconds (two native-endian uint64). The loop then wakes at least every `interval`
+  // seconds, so only a loop that is stuck (a handler that never yields) stops the clock.
+  // A null buffer turns it off. 0 or -1 with an exception set.
+  int set_heartbeat(PyObject* buffer, double interval);
 
   // --- Scheduling (hub thread only) ------------------------------------------------------------
   // New greenlet (parent: the hub) that runs fn(*args, **kwargs) soon. New reference or null.
@@ -239,6 +246,11 @@ class Hub {
   char signal_drain_[64];
   class SignalHandler;
   std::unique_ptr<SignalHandler> signal_handler_;
+  Py_buffer heartbeat_view_{};
+  bool heartbeat_enabled_ = false;
+  int64_t heartbeat_interval_ns_ = 1'000'000'000;
+  uint64_t heartbeat_count_ = 0;
+  void beat() noexcept;
 };
 
 // Module-level registration of the Hub type, exceptions and green I/O functions.

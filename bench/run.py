@@ -85,6 +85,7 @@ class Server:
     scenarios: frozenset[int] = frozenset(SCENARIOS)
     needs: tuple[Path, ...] = ()
     module: str | None = None  # a module the peers' venv must import
+    idle_options: str = ""  # added for scenario 7 only (a connection cap to lift)
 
 
 _OURS = f"{OURS_PYTHON} -m theframework"
@@ -92,6 +93,9 @@ _OURS_OPTIONS = (
     "--host {host} --port {port} --backend io_uring --log-level warning --max-connections 20000 "
     f"--backlog 4096 --keepalive-timeout {KEEPALIVE_SECONDS} --graceful-timeout 2"
 )
+
+# Granian serves at most --backpressure (default backlog / workers = 1024) connections at once.
+GRANIAN_IDLE = "--backpressure 16384"
 
 # Command lines ({host} and {port} are filled in). Every server gets one worker, no access log,
 # and a keep-alive timeout long enough for scenario 7 where it has one. Granian keeps its default
@@ -122,6 +126,7 @@ SERVERS: list[Server] = [
         f"{PEERS / 'granian'} --interface rsgi --workers 1 --host {{host}} --port {{port}} "
         "--log-level warning rsgi_app:app",
         module="granian",
+        idle_options=GRANIAN_IDLE,
     ),
     Server(
         "granian-wsgi",
@@ -129,6 +134,7 @@ SERVERS: list[Server] = [
         f"{PEERS / 'granian'} --interface wsgi --workers 1 --host {{host}} --port {{port}} "
         "--log-level warning wsgi_app:app",
         module="granian",
+        idle_options=GRANIAN_IDLE,
     ),
     Server(
         "uvicorn",
@@ -218,11 +224,14 @@ class ServerProcess:
     """A server started on CPU 0 in its own session, so that its whole process tree (gunicorn's
     and granian's workers) can be measured and stopped."""
 
-    def __init__(self, server: Server, port: int, log_path: Path) -> None:
+    def __init__(self, server: Server, port: int, log_path: Path, extra: str = "") -> None:
         self.server = server
         self.port = port
         self.log_path = log_path
         command = shlex.split(server.command.format(host=HOST, port=port))
+        if extra:  # options go before the app, which comes last where there is one
+            words = shlex.split(extra)
+            command = [*command[:-1], *words, command[-1]]
         environment = dict(os.environ, PYTHONPATH=str(APPS), PYTHONUNBUFFERED="1")
         self.log = log_path.open("wb")
         self.process = subprocess.Popen(
@@ -301,9 +310,9 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def running(server: Server, log_dir: Path, label: str) -> Iterator[ServerProcess]:
+def running(server: Server, log_dir: Path, label: str, extra: str = "") -> Iterator[ServerProcess]:
     port = free_port()
-    process = ServerProcess(server, port, log_dir / f"{server.name}-{label}.log")
+    process = ServerProcess(server, port, log_dir / f"{server.name}-{label}.log", extra)
     try:
         problem = process.wait_ready()
         if problem is not None:
@@ -405,7 +414,8 @@ def run_rate(port: int, rate: float, timing: Timing) -> dict[str, Any]:
 
 def hold_idle_connections(port: int, count: int) -> tuple[list[socket.socket], int]:
     """Opens ``count`` connections, sends one keep-alive request on each and reads its answer, in
-    batches; returns the sockets (left open and idle) and how many were answered."""
+    batches; returns the sockets (left open and idle) and how many were answered. Stops early
+    when a batch is mostly left unanswered (the server stopped accepting or answering)."""
     sockets: list[socket.socket] = []
     answered = 0
     request = f"GET /plaintext HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
@@ -422,7 +432,8 @@ def hold_idle_connections(port: int, count: int) -> tuple[list[socket.socket], i
                 continue
             selector.register(connection, selectors.EVENT_WRITE, b"")
             batch.append(connection)
-        deadline = time.monotonic() + 10
+        answered_before = answered
+        deadline = time.monotonic() + 3
         while selector.get_map() and time.monotonic() < deadline:
             for key, events in selector.select(timeout=0.5):
                 ready = key.fileobj
@@ -450,6 +461,9 @@ def hold_idle_connections(port: int, count: int) -> tuple[list[socket.socket], i
                     selector.modify(ready, selectors.EVENT_READ, data)
         selector.close()
         sockets.extend(batch)
+        if answered - answered_before < len(batch) // 2:
+            log(f"  idle: only {answered - answered_before}/{len(batch)} answered in 3 s; stopping")
+            break
     return sockets, answered
 
 
@@ -467,10 +481,22 @@ class Measurements:
     rate: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     skipped: dict[str, str] = dataclasses.field(default_factory=dict)
     load_average: list[tuple[float, float, float]] = dataclasses.field(default_factory=list)
+    notes: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def code_fingerprint() -> list[tuple[str, float]]:
+    """Modification times of theframework's Python files and installed native module."""
+    files = sorted((ROOT / "theframework").rglob("*.py"))
+    files += sorted((ROOT / ".venv" / "lib").glob("python*/site-packages/theframework/_core*.so"))
+    stamps = []
+    for path in files:
+        with contextlib.suppress(OSError):
+            stamps.append((str(path), path.stat().st_mtime))
+    return stamps
 
 
 def available(server: Server) -> str | None:
@@ -568,7 +594,7 @@ def peak_of(server: Server, measurements: Measurements, timing: Timing, work_dir
 
 
 def run_idle(server: Server, timing: Timing, measurements: Measurements, work_dir: Path) -> None:
-    with running(server, work_dir, "idle") as process:
+    with running(server, work_dir, "idle", server.idle_options) as process:
         before = process.rss_kib()
         sockets, answered = hold_idle_connections(process.port, timing.idle_connections)
         try:
@@ -907,6 +933,7 @@ def write_results(
     lines += [f"Machine: {environment_line()}", ""]
     if note := noise_note(measurements):
         lines += [f"Noise: {note}.", ""]
+    lines += [f"**Note:** {text}.\n" for text in measurements.notes.values()]
     table = throughput_table(servers, scenarios, measurements)
     if table:
         lines += [
@@ -962,7 +989,7 @@ def write_results(
         "timing": dataclasses.asdict(timing),
         "throughput": {
             number: {
-                name: [dataclasses.asdict(result) | {"detail": ""} for result in results]
+                name: [dataclasses.asdict(result) for result in results]
                 for name, results in by_server.items()
             }
             for number, by_server in measurements.throughput.items()
@@ -972,6 +999,7 @@ def write_results(
         "rate": measurements.rate,
         "skipped": measurements.skipped,
         "load_average": measurements.load_average,
+        "notes": measurements.notes,
     }
     (RESULTS / "results.json").write_text(json.dumps(raw, indent=2))
     write_readme_section(command, method, servers, timing, measurements, table, cpu, idle, rate)
@@ -1075,6 +1103,7 @@ def rewrite_from_json(path: Path) -> int:
         rate=raw["rate"],
         skipped=raw["skipped"],
         load_average=[tuple(load) for load in raw["load_average"]],
+        notes=raw.get("notes", {}),
     )
     numbers = set(measurements.throughput)
     numbers |= {7} if measurements.idle else set()
@@ -1156,6 +1185,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"skipping {name}: {why}")
 
     throughput = [s for s in scenarios if s.kind == "throughput"]
+    command = reproducing_command(args)
+    code_before = code_fingerprint()
+
+    def save(final: bool = False) -> None:
+        """Writes the reports so far (a run that is interrupted still leaves its figures)."""
+        if code_fingerprint() != code_before:
+            measurements.notes["code"] = (
+                "theframework's code or native module changed while this ran (the tree is "
+                "shared): its figures in different rounds may come from different builds"
+            )
+        when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        if not final:
+            when += " (partial)"
+        write_results(command, when, servers, scenarios, timing, measurements)
+
     with tempfile.TemporaryDirectory(prefix="tf-bench-") as temporary:
         work_dir = Path(temporary)
         started = time.monotonic()
@@ -1166,6 +1210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run_throughput_round(
                     round_number, servers, throughput, timing, measurements, work_dir
                 )
+                save()
         measurements.load_average.append(os.getloadavg())
         for kind, runner in (("idle", run_idle), ("rate", run_fixed_rate)):
             if not any(s.kind == kind for s in scenarios):
@@ -1179,6 +1224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 except (ServerFailed, OSError, subprocess.SubprocessError) as failure:
                     log(f"  {kind} {server.name}: failed: {failure}")
                     measurements.skipped[f"{server.name} ({kind})"] = str(failure)
+            save()
         measurements.load_average.append(os.getloadavg())
         logs = RESULTS / "logs"
         shutil.rmtree(logs, ignore_errors=True)
@@ -1187,8 +1233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if server_log.stat().st_size:
                 shutil.copy(server_log, logs / server_log.name)
         log(f"done in {time.monotonic() - started:.0f} s")
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    write_results(reproducing_command(args), when, servers, scenarios, timing, measurements)
+    save(final=True)
     log(f"wrote {RESULTS / 'results.md'} and {RESULTS / 'README-section.md'}")
     return 0
 

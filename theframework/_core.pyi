@@ -224,12 +224,19 @@ class HttpServer:
         write_timeout: float = 30.0,
         max_connections: int = 1024,
         access_log: Callable[[Request, int, int, float], object] | None = None,
+        rebalance_every: int = 0,
     ) -> None:
         """``access_log(request, status, bytes_sent, seconds)`` is called after each handled
-        request (not for protocol errors answered by the server itself); None costs nothing."""
+        request (not for protocol errors answered by the server itself); None costs nothing.
+        ``rebalance_every``: every Nth response closes its keep-alive connection, so clients
+        spread again over SO_REUSEPORT workers (0: never)."""
     def serve(self) -> None:
         """Runs in a hub greenlet: accepts and serves until shutdown(), then returns once every
         connection is closed."""
+    def retire(self) -> None:
+        """Stops accepting for good; every connection closes after its next response (idle ones
+        at their client's next request or the keep-alive timeout); serve() returns when none is
+        left. A rolling replacement: no client sees its connection closed under a request."""
     def shutdown(self, graceful_timeout: float = 30.0, /) -> None:
         """Stops accepting, closes idle connections, lets in-flight requests finish (answered
         with Connection: close) and closes what is still open after ``graceful_timeout``.

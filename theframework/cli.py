@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from . import __version__
+from .accesslog import check_format
 from .config import (
     BACKENDS,
     INTERFACES,
@@ -31,7 +32,14 @@ from .config import (
 )
 from .ipc import ExitCode, exit_code_for_os_error
 from .proctitle import set_process_title
-from .server import AppLoadError, configure_logging, import_from_string, load_app, serve
+from .server import (
+    AppLoadError,
+    apply_log_config,
+    configure_logging,
+    import_from_string,
+    load_app,
+    serve,
+)
 
 __all__ = ["build_parser", "config_from_arguments", "main", "process_config_from_arguments"]
 
@@ -61,14 +69,31 @@ _OPTIONS: list[tuple[str, type[Any], str | None, str]] = [
     ("root_path", str, "PATH", "URL prefix the WSGI app is mounted under (SCRIPT_NAME)"),
 ]
 
-# The same for ProcessConfig (env_files and patch_all are added by hand: repeatable, a flag).
+# The same for ProcessConfig (env_files, patch_all and access_log are added by hand: repeatable,
+# flags).
 _PROCESS_OPTIONS: list[tuple[str, type[Any], str | None, str]] = [
     ("workers", int, "N", "worker processes; 1 serves in this process, 0 one per CPU"),
     ("start_method", str, None, "how workers start; auto forks a single-threaded supervisor"),
     ("startup_timeout", float, "SECONDS", "time a worker gets to report ready"),
     ("proc_name", str, "NAME", "process titles '<NAME> master' / '<NAME> worker-<id>'"),
-    ("pid_file", str, "PATH", "write the supervisor's pid here once ready"),
-]
+    ("pid_file", str, "PATH", "write the server's pid here once ready (refused when it names a "
+     "live process; removed at exit if it still holds our pid)"),
+    ("worker_timeout", float, "SECONDS", "kill and respawn a worker whose hub loop stalls this "
+     "long, after logging its tracebacks (0: off)"),
+    ("max_requests", int, "N", "recycle a worker after N requests (0: never)"),
+    ("max_requests_jitter", int, "N", "add a random 0..N to --max-requests per worker"),
+    ("worker_lifetime", float, "SECONDS", "recycle a worker after this long (0: never)"),
+    ("worker_lifetime_jitter", float, "SECONDS", "add a random 0..SECONDS to --worker-lifetime"),
+    ("worker_max_rss", int, "MIB", "recycle a worker whose resident memory exceeds this MiB "
+     "(0: never)"),
+    ("rss_interval", float, "SECONDS", "how often --worker-max-rss samples the memory"),
+    ("rss_samples", int, "K", "consecutive samples above --worker-max-rss before recycling"),
+    ("metrics_address", str, "HOST", "address of the Prometheus endpoint"),
+    ("metrics_port", int, "PORT", "serve Prometheus metrics on this port (0: any free port)"),
+    ("access_log_format", str, "FORMAT", "access log line, %%-style over named fields "
+     "(docs/operations.md)"),
+    ("log_config", str, "PATH", "a logging dictConfig JSON file applied after the default set-up"),
+]  # fmt: skip
 
 
 class _Parser(argparse.ArgumentParser):
@@ -108,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
             )
     processes = parser.add_argument_group("processes")
     for option, value_type, metavar, text in _PROCESS_OPTIONS:
-        default = getattr(_PROCESS_DEFAULTS, option)
+        default = str(getattr(_PROCESS_DEFAULTS, option)).replace("%", "%%")
         flag = "--" + option.replace("_", "-")
         help_text = f"{text} (default: {default}; env {env_name(option)})"
         if option == "start_method":
@@ -128,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="load KEY=VALUE lines into each worker before the application is imported; "
         "repeatable, later files win, the environment wins over files (env "
         f"{env_name('env_files')}, paths separated by {os.pathsep!r})",
+    )
+    processes.add_argument(
+        "--access-log",
+        action="store_const",
+        const=True,
+        default=None,
+        help="log every request to the 'theframework.access' logger "
+        f"(env {env_name('access_log')}=1)",
     )
     processes.add_argument(
         "--patch-all",
@@ -219,8 +252,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .supervisor import run_supervisor  # supervisor imports server, which imports cli's
 
         configure_logging(config.log_level, "master")
+        if process.log_config is not None:
+            try:
+                apply_log_config(process.log_config)
+            except ValueError as error:
+                print(f"{PROGRAM}: error: {error}", file=sys.stderr)
+                return 2
+        if process.access_log:
+            try:
+                check_format(process.access_log_format)
+            except ValueError as error:
+                print(f"{PROGRAM}: error: --access-log-format: {error}", file=sys.stderr)
+                return 2
         return run_supervisor(config.app, config, process)
+    ignored = process.supervisor_only_options_set()
+    if ignored:
+        flags = ", ".join("--" + name.replace("_", "-") for name in ignored)
+        print(
+            f"{PROGRAM}: error: {flags}: only a supervisor uses these; use --workers 0 or "
+            "--workers 2 or more",
+            file=sys.stderr,
+        )
+        return 2
     configure_logging(config.log_level)
+    if process.log_config is not None:
+        try:
+            apply_log_config(process.log_config)
+        except ValueError as error:
+            print(f"{PROGRAM}: error: {error}", file=sys.stderr)
+            return 2
+    if process.access_log:
+        try:
+            check_format(process.access_log_format)
+        except ValueError as error:
+            print(f"{PROGRAM}: error: --access-log-format: {error}", file=sys.stderr)
+            return 2
     set_process_title(process.proc_name)
     problem = _prepare_process(process)
     if problem is not None:
@@ -242,7 +308,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROGRAM}: error: cannot import {module_name!r}: {error}", file=sys.stderr)
         return ExitCode.APP_FAILED
     try:
-        serve(handler, config)
+        serve(
+            handler,
+            config,
+            process=dataclasses.replace(process, env_files=(), patch_all=False, log_config=None),
+        )
     except OSError as error:
         # The same codes as a supervised worker: 42 address in use, 43 permission, 44 no fds.
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)

@@ -12,10 +12,12 @@ from typing import Any, TypeVar
 
 __all__ = [
     "BACKENDS",
+    "DEFAULT_ACCESS_LOG_FORMAT",
     "ENV_PREFIX",
     "INTERFACES",
     "LOG_LEVELS",
     "START_METHODS",
+    "SUPERVISOR_ONLY_OPTIONS",
     "ProcessConfig",
     "ServerConfig",
     "config_from_env",
@@ -27,6 +29,23 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 INTERFACES = ("auto", "framework", "wsgi")
 START_METHODS = ("auto", "fork", "spawn", "forkserver")
 ENV_PREFIX = "THEFRAMEWORK_"
+# The access log line (see theframework.accesslog for the fields): a common-log-like default.
+DEFAULT_ACCESS_LOG_FORMAT = (
+    '%(client)s "%(method)s %(path)s %(version)s" %(status)s %(bytes)s %(duration_ms).2fms'
+)
+# ProcessConfig options that only a supervisor uses (refused with --workers 1 when set).
+SUPERVISOR_ONLY_OPTIONS = (
+    "worker_timeout",
+    "max_requests",
+    "max_requests_jitter",
+    "worker_lifetime",
+    "worker_lifetime_jitter",
+    "worker_max_rss",
+    "rss_interval",
+    "rss_samples",
+    "metrics_address",
+    "metrics_port",
+)
 
 
 def _check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> None:
@@ -148,6 +167,27 @@ class ProcessConfig:
     pid_file: str | None = None
     # Call theframework.monkey.patch_all() in each worker before the application is imported.
     patch_all: bool = False
+    # Seconds a worker's hub may go without a heartbeat before it is dumped and killed (0: off).
+    worker_timeout: float = 30.0
+    # Recycle a worker after this many requests (0: never), plus a random 0..jitter more.
+    max_requests: int = 0
+    max_requests_jitter: int = 0
+    # Recycle a worker after this many seconds (0: never), plus a random 0..jitter more.
+    worker_lifetime: float = 0.0
+    worker_lifetime_jitter: float = 0.0
+    # Recycle a worker whose resident memory exceeds this many MiB (0: never) in rss_samples
+    # consecutive samples taken every rss_interval seconds.
+    worker_max_rss: int = 0
+    rss_interval: float = 5.0
+    rss_samples: int = 3
+    # Prometheus text on http://metrics_address:metrics_port/metrics (None: off; 0: any port).
+    metrics_address: str = "127.0.0.1"
+    metrics_port: int | None = None
+    # Log every handled request to the "theframework.access" logger, in access_log_format.
+    access_log: bool = False
+    access_log_format: str = DEFAULT_ACCESS_LOG_FORMAT
+    # A logging.config.dictConfig JSON file applied after the default logging set-up.
+    log_config: str | None = None
 
     def __post_init__(self) -> None:
         _check_int("workers", self.workers, 0)
@@ -165,6 +205,28 @@ class ProcessConfig:
             raise ValueError(f"pid_file must be a non-empty path, got {self.pid_file!r}")
         if not isinstance(self.patch_all, bool):
             raise ValueError(f"patch_all must be True or False, got {self.patch_all!r}")
+        _check_seconds("worker_timeout", self.worker_timeout, allow_zero=True)
+        _check_int("max_requests", self.max_requests, 0)
+        _check_int("max_requests_jitter", self.max_requests_jitter, 0)
+        _check_seconds("worker_lifetime", self.worker_lifetime, allow_zero=True)
+        _check_seconds("worker_lifetime_jitter", self.worker_lifetime_jitter, allow_zero=True)
+        _check_int("worker_max_rss", self.worker_max_rss, 0)
+        _check_seconds("rss_interval", self.rss_interval)
+        _check_int("rss_samples", self.rss_samples, 1)
+        if not isinstance(self.metrics_address, str) or not self.metrics_address:
+            raise ValueError(f"metrics_address must be a host, got {self.metrics_address!r}")
+        if self.metrics_port is not None:
+            _check_int("metrics_port", self.metrics_port, 0, 65535)
+        if not isinstance(self.access_log, bool):
+            raise ValueError(f"access_log must be True or False, got {self.access_log!r}")
+        if not isinstance(self.access_log_format, str) or not self.access_log_format:
+            raise ValueError(
+                f"access_log_format must be a non-empty string, got {self.access_log_format!r}"
+            )
+        if self.log_config is not None and (
+            not isinstance(self.log_config, str) or not self.log_config
+        ):
+            raise ValueError(f"log_config must be a non-empty path, got {self.log_config!r}")
 
     @property
     def worker_count(self) -> int:
@@ -172,6 +234,16 @@ class ProcessConfig:
         if self.workers:
             return self.workers
         return max(1, len(os.sched_getaffinity(0)))
+
+    def supervisor_only_options_set(self) -> list[str]:
+        """The supervisor-only options (SUPERVISOR_ONLY_OPTIONS) whose value is not the
+        default: meaningless with ``workers`` 1."""
+        defaults = ProcessConfig()
+        return [
+            name
+            for name in SUPERVISOR_ONLY_OPTIONS
+            if getattr(self, name) != getattr(defaults, name)
+        ]
 
     @property
     def supervised(self) -> bool:
@@ -188,6 +260,10 @@ def _parse_seconds(text: str) -> float:
     if not math.isfinite(value):
         raise ValueError(text)
     return value
+
+
+def _parse_optional_int(text: str) -> int | None:
+    return _parse_int(text) if text.strip() else None
 
 
 def _parse_optional_text(text: str) -> str | None:
@@ -245,6 +321,19 @@ _PARSERS: dict[str, tuple[Callable[[str], Any], str]] = {
     "env_files": (_parse_paths, f"a list of paths separated by {os.pathsep!r}"),
     "pid_file": (_parse_optional_text, "a path"),
     "patch_all": (_parse_bool, "a boolean (1/0, true/false, yes/no, on/off)"),
+    "worker_timeout": (_parse_seconds, "a number of seconds"),
+    "max_requests": (_parse_int, "an integer"),
+    "max_requests_jitter": (_parse_int, "an integer"),
+    "worker_lifetime": (_parse_seconds, "a number of seconds"),
+    "worker_lifetime_jitter": (_parse_seconds, "a number of seconds"),
+    "worker_max_rss": (_parse_int, "an integer (MiB)"),
+    "rss_interval": (_parse_seconds, "a number of seconds"),
+    "rss_samples": (_parse_int, "an integer"),
+    "metrics_address": (_parse_text, "a host"),
+    "metrics_port": (_parse_optional_int, "an integer"),
+    "access_log": (_parse_bool, "a boolean (1/0, true/false, yes/no, on/off)"),
+    "access_log_format": (_parse_text, "a format"),
+    "log_config": (_parse_optional_text, "a path"),
 }
 
 _ConfigT = TypeVar("_ConfigT", ServerConfig, ProcessConfig)

@@ -1,9 +1,12 @@
 """Messages between a worker and its supervisor, and the exit codes that say why a worker ended.
 
 Transport: one ``socketpair(AF_UNIX, SOCK_SEQPACKET)`` per worker; every datagram is one message,
-a small JSON object whose "kind" names its type. The worker sends, the supervisor receives (the
-supervisor's end is non-blocking and read from its selector loop). Messages are advisory: the
-supervisor learns that a worker died from its process sentinel, never from this channel.
+a small JSON object whose "kind" names its type. The worker sends Ready, Failure, Stats (every
+second), Recycle (asking for a rolling replacement) and Dumped (its tracebacks are logged); the
+supervisor sends Drain (leave the listener group, close connections after their next response,
+then shut down). The supervisor's end is non-blocking and read from its selector loop; the
+worker's is read by a greenlet. Messages are advisory: the supervisor learns that a worker died
+from its process sentinel, never from this channel.
 """
 
 from __future__ import annotations
@@ -17,10 +20,14 @@ from typing import Any, ClassVar
 
 __all__ = [
     "MAX_MESSAGE_SIZE",
+    "Drain",
+    "Dumped",
     "ExitCode",
     "Failure",
     "Message",
     "Ready",
+    "Recycle",
+    "Stats",
     "channel_pair",
     "decode",
     "encode",
@@ -91,8 +98,53 @@ class Failure:
     traceback: str = ""
 
 
-Message = Ready | Failure
-_TYPES: dict[str, type[Ready] | type[Failure]] = {Ready.kind: Ready, Failure.kind: Failure}
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """A worker's counters (``HttpServer.stats()``), resident memory and hub loop lag."""
+
+    kind: ClassVar[str] = "stats"
+    worker_id: int
+    pid: int
+    stats: dict[str, Any]
+    rss_bytes: int
+    # How late the worker's 1-second timer fired last (seconds): the hub loop's lag.
+    loop_lag: float
+
+
+@dataclass(frozen=True, slots=True)
+class Recycle:
+    """The worker asks to be replaced (rolling): ``reason`` is "max-requests", "lifetime" or
+    "max-rss"; ``detail`` is for the log. Sent again while the condition holds."""
+
+    kind: ClassVar[str] = "recycle"
+    worker_id: int
+    pid: int
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Dumped:
+    """The worker has logged every greenlet's traceback (after SIGUSR1)."""
+
+    kind: ClassVar[str] = "dumped"
+    worker_id: int
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Drain:
+    """Supervisor to worker: its replacement is ready; stop taking connections and drain."""
+
+    kind: ClassVar[str] = "drain"
+    graceful_timeout: float
+
+
+Message = Ready | Failure | Stats | Recycle | Dumped | Drain
+_TYPES: dict[str, Any] = {
+    message_type.kind: message_type
+    for message_type in (Ready, Failure, Stats, Recycle, Dumped, Drain)
+}
 
 
 def channel_pair() -> tuple[socket.socket, socket.socket]:
@@ -118,7 +170,8 @@ def decode(data: bytes) -> Message:
     try:
         fields = json.loads(data)
         message_type = _TYPES[fields.pop("kind")]
-        return message_type(**fields)
+        message: Message = message_type(**fields)
+        return message
     except (KeyError, TypeError, AttributeError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"not a supervisor message: {data[:80]!r} ({error})") from None
 

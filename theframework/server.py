@@ -29,14 +29,18 @@ from .wsgi import WSGIAdapter, detect_interface
 
 __all__ = [
     "AppLoadError",
+    "apply_log_config",
     "bind_socket",
+    "check_pid_file",
     "configure_logging",
     "import_from_string",
     "listener_url",
     "load_app",
     "make_config",
+    "remove_pid_file",
     "serve",
     "serve_listeners",
+    "write_pid_file",
 ]
 
 logger = logging.getLogger("theframework")
@@ -72,6 +76,72 @@ def configure_logging(level: str, process_label: str | None = None) -> None:
             force=True,
         )
     logger.setLevel(level.upper())
+
+
+def apply_log_config(path: str) -> None:
+    """Applies the ``logging.config.dictConfig`` JSON file at ``path`` (``--log-config``) over
+    the default set-up. ValueError naming the file when it cannot be read or applied."""
+    import json
+    import logging.config
+
+    try:
+        with open(path, encoding="utf-8") as stream:
+            configuration = json.load(stream)
+        if not isinstance(configuration, dict):
+            raise ValueError("expected a JSON object")
+        configuration.setdefault("version", 1)
+        # Keep the loggers created so far (the supervisor's, the server's) working.
+        configuration.setdefault("disable_existing_loggers", False)
+        logging.config.dictConfig(configuration)
+    except (OSError, ValueError, TypeError, AttributeError, ImportError) as error:
+        raise ValueError(f"--log-config {path}: {error}") from None
+
+
+def check_pid_file(path: str) -> None:
+    """Refuses (OSError EEXIST) a pid file naming a live process other than this one; a stale
+    file (dead pid, or not a pid) is left to be overwritten."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as stream:
+            text = stream.read(64).strip()
+    except FileNotFoundError:
+        return
+    try:
+        pid = int(text)
+    except ValueError:
+        return
+    if pid <= 0 or pid == os.getpid():
+        return
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return
+    except PermissionError:
+        pass  # alive, owned by another user
+    raise FileExistsError(
+        errno.EEXIST,
+        f"the pid file {path} names a live process (pid {pid}): is the server already running? "
+        "stop it, or remove the file if that process is not a server",
+    )
+
+
+def write_pid_file(path: str) -> None:
+    """Writes this pid to ``path`` atomically (temporary file, then rename)."""
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w", encoding="ascii") as stream:
+        stream.write(f"{os.getpid()}\n")
+    os.replace(temporary, path)
+
+
+def remove_pid_file(path: str) -> bool:
+    """Removes ``path`` only when it still holds this pid; True when removed."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as stream:
+            if stream.read(64).strip() != str(os.getpid()):
+                return False
+        os.unlink(path)
+    except OSError:
+        return False
+    return True
 
 
 class AppLoadError(ValueError):
@@ -240,9 +310,17 @@ def serve_listeners(
     *,
     ready: Callable[[], None] | None = None,
     hub_started: Callable[[], None] | None = None,
+    access_log: Callable[[Any, int, int, float], object] | None = None,
+    rebalance_every: int = 0,
+    created: Callable[[_core.Hub, _core.HttpServer], None] | None = None,
 ) -> None:
     """Serves ``app`` on sockets that already listen, in this process, until SIGINT/SIGTERM
     (or ``http_server.shutdown``) and the drain finish. Does not close the sockets.
+
+    ``access_log`` goes to the native server (see theframework.accesslog); every
+    ``rebalance_every``-th response closes its connection (workers: clients spread again over the
+    SO_REUSEPORT group); ``created(hub, http_server)`` is
+    called once both exist, before the hub runs (a worker sets its heartbeat there).
 
     In the hub: ``hub_started()``, the app's startup hooks, then ``ready()``, then serving; the
     shutdown hooks run after the drain (also when serving fails), but only when the startup hooks
@@ -256,7 +334,15 @@ def serve_listeners(
     hub = _core.Hub(config.backend)
     urls = ", ".join(listener_url(listener) for listener in listeners)
     limits: dict[str, Any] = {name: getattr(config, name) for name in _SERVER_LIMITS}
-    http_server = _core.HttpServer(handler, [listener.fileno() for listener in listeners], **limits)
+    http_server = _core.HttpServer(
+        handler,
+        [listener.fileno() for listener in listeners],
+        access_log=access_log,
+        rebalance_every=rebalance_every,
+        **limits,
+    )
+    if created is not None:
+        created(hub, http_server)
 
     def main() -> None:
         if hub_started is not None:
@@ -329,12 +415,39 @@ def serve(
         load_env_files(process.env_files)
         if process.patch_all:
             patch_all()
+    ignored = process.supervisor_only_options_set()
+    if ignored:
+        raise ValueError(
+            f"{', '.join(ignored)}: only a supervisor uses these; set workers to 0 or 2 or more"
+        )
+    if process.log_config is not None:
+        apply_log_config(process.log_config)
+    access_log = None
+    if process.access_log:
+        from .accesslog import access_logger
+
+        access_log = access_logger(process.access_log_format)
     handler = load_app(app)
+    pid_file = process.pid_file
+    if pid_file is not None:
+        check_pid_file(pid_file)
     listener = bind_socket(config)
     socket_inode = os.stat(config.uds).st_ino if config.uds is not None else None
+
+    def on_ready() -> None:
+        if pid_file is not None:
+            try:
+                write_pid_file(pid_file)
+            except OSError as error:
+                logger.error("cannot write the pid file: %s", error)
+        if ready is not None:
+            ready()
+
     try:
-        serve_listeners(handler, [listener], config, ready=ready)
+        serve_listeners(handler, [listener], config, ready=on_ready, access_log=access_log)
     finally:
+        if pid_file is not None:
+            remove_pid_file(pid_file)
         listener.close()
         if config.uds is not None:
             try:

@@ -7,8 +7,15 @@ deadline) becomes the selector's timeout, so nothing ever sleeps.
 
 Slots: worker ``i`` always runs in slot ``i``; a crashed worker is respawned in its slot after a
 backoff of 0.1 s doubling up to 5 s, and a slot whose worker crashed 5 times within 60 s is
-stopped. What an exit code makes the supervisor do is in ``_on_worker_exit`` (and the table in
+stopped. What an exit code makes the supervisor do is in ``_after_exit`` (and the table in
 docs/processes.md).
+
+Operations (docs/operations.md): each worker's hub writes a heartbeat into shared memory (a memfd
+mapped here); a worker whose heartbeat stalls for --worker-timeout is made to log its tracebacks
+(SIGUSR1, then SIGUSR2 for faulthandler) and is killed and respawned. Rolling replacements
+(a worker's Recycle request, SIGHUP reload) run one at a time: the successor starts in the same
+slot, and only once it is ready is the old worker told to Drain. SIGTTIN / SIGTTOU add / remove
+a slot. Workers' Stats feed ``metrics.Metrics``, served on --metrics-port.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import mmap
 import multiprocessing
 import multiprocessing.process
 import multiprocessing.util
@@ -24,6 +32,7 @@ import pickle
 import selectors
 import signal
 import socket
+import struct
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -34,8 +43,9 @@ from typing import Any
 from . import ipc, worker
 from .config import ProcessConfig, ServerConfig
 from .ipc import ExitCode
+from .metrics import Metrics, MetricsServer
 from .proctitle import set_process_title
-from .server import bind_socket, listener_url
+from .server import bind_socket, check_pid_file, listener_url, remove_pid_file, write_pid_file
 
 __all__ = [
     "CRASH_LIMIT",
@@ -57,6 +67,12 @@ FIRST_BACKOFF = 0.1
 MAX_BACKOFF = 5.0
 # Time workers get after graceful_timeout (their drain) to run the shutdown hooks and exit.
 SHUTDOWN_HOOKS_GRACE = 5.0
+# Heartbeat cells (16 bytes each) in the shared memory: workers alive at once, successors included.
+HEARTBEAT_CELLS = 1024
+# A hung worker gets this long to log its tracebacks (SIGUSR1) before the faulthandler dump
+# (SIGUSR2), and then FAULTHANDLER_WAIT before SIGKILL.
+HANG_DUMP_WAIT = 3.0
+FAULTHANDLER_WAIT = 0.5
 
 # What to tell the operator when no worker can ever start, by exit code.
 _ADVICE = {
@@ -160,6 +176,20 @@ class _Slot:
     timed_out: bool = False
     # The last Failure message of the current process, if it sent one.
     failure: ipc.Failure | None = None
+    pid: int | None = None
+    # Heartbeat cell of the current process in the shared memory (None: no hang detection).
+    cell: int | None = None
+    # Why the next process of this slot starts (metrics: worker spawns by reason).
+    spawn_reason: str = "start"
+    # Hang handling: when the heartbeat stalled, and when the next step (SIGUSR2, SIGKILL) is due.
+    hung: bool = False
+    hang_step_at: float | None = None
+    hang_dumped: bool = False
+    # A successor being started for a rolling replacement: the slot it replaces and why.
+    replacing: _Slot | None = None
+    # Draining after its successor became ready (or after SIGTTOU); killed at retire_deadline.
+    retiring: bool = False
+    retire_deadline: float | None = None
 
 
 class Supervisor:
@@ -195,6 +225,19 @@ class Supervisor:
         self.pid_file_written = False
         # The error that stopped the server, as logged (None after a clean shutdown).
         self.error_message: str | None = None
+        # Rolling replacements: the successor starting now, the queue (worker id, reason), and
+        # the old workers draining.
+        self.replacement: _Slot | None = None
+        self.replace_queue: deque[tuple[int, str]] = deque()
+        self.retiring: list[_Slot] = []
+        self.reloading = False
+        # Shared heartbeat memory (a memfd) and its free cells.
+        self.heartbeat_fd: int | None = None
+        self.heartbeat_memory: mmap.mmap | None = None
+        self.free_cells: list[int] = []
+        self.next_heartbeat_check: float | None = None
+        self.metrics = Metrics()
+        self.metrics_server: MetricsServer | None = None
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -214,6 +257,12 @@ class Supervisor:
             # Preloading __main__ would import the command line's (or the embedding script's)
             # main module in the fork server.
             self.context.set_forkserver_preload([])
+        if self.process.pid_file is not None:
+            try:
+                check_pid_file(self.process.pid_file)
+            except OSError as error:
+                self._error("%s", error.strerror or error)
+                return ExitCode.GENERIC
         set_process_title(f"{self.process.proc_name} master")
         code = self._open_listener()
         if code is not None:
@@ -231,9 +280,30 @@ class Supervisor:
             assert self.wakeup is not None
             self.selector.register(self.wakeup[0], selectors.EVENT_READ, None)
             multiprocessing.util.register_after_fork(self, Supervisor._close_in_worker)
+            self._open_heartbeat_memory()
+            if self.process.metrics_port is not None:
+                try:
+                    self.metrics_server = MetricsServer(
+                        self.selector,
+                        self.process.metrics_address,
+                        self.process.metrics_port,
+                        self.metrics,
+                        lambda: sum(1 for slot in self._all_slots() if slot.process is not None),
+                    )
+                except OSError as error:
+                    self._error(
+                        "cannot serve metrics on %s:%s: %s",
+                        self.process.metrics_address,
+                        self.process.metrics_port,
+                        error,
+                    )
+                    return ExitCode.GENERIC
+                logger.info("metrics: %s", self.metrics_server.url)
             for slot in self.slots:
                 if not self.stopping:
                     self._start(slot)
+            if self.process.worker_timeout > 0 and self.heartbeat_memory is not None:
+                self.next_heartbeat_check = time.monotonic() + self._heartbeat_period()
             self._loop()
         finally:
             self._restore_signal_handlers(previous_handlers)
@@ -255,6 +325,27 @@ class Supervisor:
             self._log_cannot_start(code, error.strerror or str(error), error.errno)
             return code
         return None
+
+    def _open_heartbeat_memory(self) -> None:
+        """A memfd of HEARTBEAT_CELLS cells mapped shared here; workers map it through
+        /proc/<this pid>/fd/<fd> (under every start method). Without it, no hang detection."""
+        if self.process.worker_timeout <= 0:
+            return
+        descriptor = -1
+        try:
+            descriptor = os.memfd_create("theframework-heartbeats", os.MFD_CLOEXEC)
+            os.ftruncate(descriptor, HEARTBEAT_CELLS * 16)
+            self.heartbeat_memory = mmap.mmap(descriptor, HEARTBEAT_CELLS * 16)
+        except (OSError, AttributeError) as error:
+            if descriptor >= 0:
+                os.close(descriptor)
+            logger.warning("no shared heartbeat memory (hang detection off): %s", error)
+            return
+        self.heartbeat_fd = descriptor
+        self.free_cells = list(range(HEARTBEAT_CELLS - 1, -1, -1))
+
+    def _heartbeat_period(self) -> float:
+        return max(0.05, min(1.0, self.process.worker_timeout / 4))
 
     def _reserve_port(self) -> socket.socket:
         """A bound, never listening SO_REUSEPORT socket on a kernel-chosen port: the workers bind
@@ -287,6 +378,9 @@ class Supervisor:
                 if key.data is None:
                     continue
                 kind, slot = key.data
+                if kind == "metrics":
+                    slot.handle(key, _)
+                    continue
                 # An earlier event of this batch may have closed the object (a reaped worker).
                 if kind == "channel" and slot.channel is key.fileobj:
                     self._read_channel(slot)
@@ -294,18 +388,33 @@ class Supervisor:
                     self._reap(slot)
             self._handle_timers()
 
+    def _all_slots(self) -> list[_Slot]:
+        """The slots, the successor being started and the old workers draining."""
+        extra = [self.replacement] if self.replacement is not None else []
+        return [*self.slots, *extra, *self.retiring]
+
     def _has_live_workers(self) -> bool:
-        return any(slot.process is not None for slot in self.slots)
+        return any(slot.process is not None for slot in self._all_slots())
 
     def _next_timeout(self) -> float | None:
         deadlines: list[float] = []
-        for slot in self.slots:
+        for slot in self._all_slots():
             if slot.respawn_at is not None:
                 deadlines.append(slot.respawn_at)
             if slot.process is not None and not slot.ready and not slot.timed_out:
                 deadlines.append(slot.started_at + self.process.startup_timeout)
+            if slot.hang_step_at is not None:
+                deadlines.append(slot.hang_step_at)
+            if slot.retire_deadline is not None:
+                deadlines.append(slot.retire_deadline)
         if self.kill_deadline is not None:
             deadlines.append(self.kill_deadline)
+        if self.next_heartbeat_check is not None:
+            deadlines.append(self.next_heartbeat_check)
+        if self.metrics_server is not None:
+            metrics_deadline = self.metrics_server.next_deadline()
+            if metrics_deadline is not None:
+                deadlines.append(metrics_deadline)
         if not deadlines:
             return None
         return max(0.0, min(deadlines) - time.monotonic())
@@ -318,6 +427,17 @@ class Supervisor:
         slot.ready = False
         slot.timed_out = False
         slot.failure = None
+        slot.hung = False
+        slot.hang_step_at = None
+        slot.hang_dumped = False
+        slot.pid = None
+        heartbeat = None
+        if self.heartbeat_memory is not None and self.heartbeat_fd is not None:
+            if slot.cell is None and self.free_cells:
+                slot.cell = self.free_cells.pop()
+            if slot.cell is not None:
+                struct.pack_into("QQ", self.heartbeat_memory, slot.cell * 16, 0, 0)
+                heartbeat = (os.getpid(), self.heartbeat_fd, slot.cell)
         try:
             supervisor_end, worker_end = ipc.channel_pair()
         except OSError as error:
@@ -331,6 +451,7 @@ class Supervisor:
             process=self.process,
             channel=worker_end,
             listener=self.listener,
+            heartbeat=heartbeat,
         )
         process = self.context.Process(
             target=worker.main,
@@ -347,7 +468,9 @@ class Supervisor:
         finally:
             worker_end.close()
         slot.process = process
+        slot.pid = process.pid
         slot.started_at = time.monotonic()
+        self.metrics.spawned(slot.spawn_reason)
         supervisor_end.setblocking(False)
         self.selector.register(supervisor_end, selectors.EVENT_READ, ("channel", slot))
         self.selector.register(process.sentinel, selectors.EVENT_READ, ("sentinel", slot))
@@ -374,14 +497,26 @@ class Supervisor:
         for message in messages:
             if isinstance(message, ipc.Ready):
                 self._on_ready(slot, message)
-            else:
+            elif isinstance(message, ipc.Failure):
                 slot.failure = message
+            elif isinstance(message, ipc.Stats):
+                self.metrics.update(
+                    slot.worker_id, message.pid, message.stats, message.rss_bytes, message.loop_lag
+                )
+            elif isinstance(message, ipc.Recycle):
+                self._on_recycle(slot, message)
+            elif isinstance(message, ipc.Dumped) and slot.hung:
+                slot.hang_dumped = True
+                slot.hang_step_at = time.monotonic()
 
     def _on_ready(self, slot: _Slot, message: ipc.Ready) -> None:
         slot.ready = True
         logger.info("worker %d ready (pid %d)", slot.worker_id, message.pid)
         if message.address.startswith("http"):
             self.address = message.address
+        if slot is self.replacement:
+            self._replacement_ready(slot)
+            return
         if self.announced or self.stopping:
             return
         running = [slot for slot in self.slots if slot.stopped_with is None]
@@ -395,7 +530,7 @@ class Supervisor:
         logger.info("ready: %s (%d workers, pid %d)", self.address, running, os.getpid())
         if self.process.pid_file is not None:
             try:
-                _write_pid_file(self.process.pid_file)
+                write_pid_file(self.process.pid_file)
                 self.pid_file_written = True
             except OSError as error:
                 logger.error("cannot write the pid file: %s", error)
@@ -429,7 +564,26 @@ class Supervisor:
     def _after_exit(self, slot: _Slot, code: int) -> None:
         """Decides what a worker's exit means: nothing while stopping; else halt, stop the slot
         or respawn it (see docs/processes.md)."""
+        self.metrics.exited(slot.pid)
         description = _describe_exit(code, slot)
+        if slot.retiring:
+            self._release_cell(slot)
+            if slot in self.retiring:
+                self.retiring.remove(slot)
+            if code == 0:
+                logger.info("worker %d (pid %s) retired", slot.worker_id, slot.pid)
+            else:
+                logger.warning(
+                    "worker %d (pid %s) ended while draining: %s", slot.worker_id, slot.pid,
+                    description,
+                )  # fmt: skip
+            return
+        if slot is self.replacement:
+            self._release_cell(slot)
+            self.replacement = None
+            if not self.stopping:
+                self._replacement_failed(slot, code, description)
+            return
         if self.stopping:
             if code != 0:
                 logger.warning("worker %d ended during shutdown: %s", slot.worker_id, description)
@@ -477,6 +631,7 @@ class Supervisor:
             return
         delay = min(FIRST_BACKOFF * 2 ** (len(slot.crashes) - 1), MAX_BACKOFF)
         logger.warning("worker %d: %s; restarting it in %.1f s", slot.worker_id, description, delay)
+        slot.spawn_reason = "hang" if slot.hung else "crash"
         slot.respawn_at = now + delay
 
     def _stop_slot(self, slot: _Slot, code: int, *, quiet: bool = False) -> None:
@@ -525,7 +680,24 @@ class Supervisor:
         if self.kill_deadline is not None and now >= self.kill_deadline:
             self.kill_deadline = None
             self._kill_all("did not stop within the graceful timeout")
-        for slot in self.slots:
+        if self.metrics_server is not None:
+            self.metrics_server.expire(now)
+        if self.next_heartbeat_check is not None and now >= self.next_heartbeat_check:
+            self.next_heartbeat_check = now + self._heartbeat_period()
+            self._check_heartbeats()
+        for slot in self._all_slots():
+            if slot.hang_step_at is not None and now >= slot.hang_step_at:
+                self._hang_step(slot)
+            if slot.retire_deadline is not None and now >= slot.retire_deadline:
+                slot.retire_deadline = None
+                if slot.process is not None:
+                    logger.warning(
+                        "worker %d (pid %s) did not finish draining in time; killing it",
+                        slot.worker_id,
+                        slot.pid,
+                    )
+                    _signal_process(slot.process, signal.SIGKILL)
+        for slot in self._all_slots():
             if slot.respawn_at is not None and now >= slot.respawn_at and not self.stopping:
                 self._start(slot)
             process = slot.process
@@ -543,13 +715,222 @@ class Supervisor:
                 )
                 _signal_process(process, signal.SIGKILL)
 
+    # -- hang detection ----------------------------------------------------------------------
+
+    def _check_heartbeats(self) -> None:
+        """Reads every ready worker's heartbeat; a stalled one is dumped, then killed."""
+        memory = self.heartbeat_memory
+        if memory is None:
+            return
+        now_ns = time.monotonic_ns()
+        timeout = self.process.worker_timeout
+        for slot in self._all_slots():
+            if slot.process is None or not slot.ready or slot.cell is None or slot.hung:
+                continue
+            _iterations, beat_ns = struct.unpack_from("QQ", memory, slot.cell * 16)
+            if beat_ns == 0:
+                continue
+            age = max(0.0, (now_ns - beat_ns) / 1e9)
+            if slot.pid is not None:
+                self.metrics.heartbeat_age[slot.pid] = age
+            if age < timeout:
+                continue
+            slot.hung = True
+            logger.error(
+                "worker %d (pid %s) is hung: its hub loop has not run for %.1f s "
+                "(--worker-timeout %g); logging its tracebacks, then killing it",
+                slot.worker_id,
+                slot.pid,
+                age,
+                timeout,
+            )
+            _signal_process(slot.process, signal.SIGUSR1)
+            slot.hang_step_at = time.monotonic() + HANG_DUMP_WAIT
+
+    def _hang_step(self, slot: _Slot) -> None:
+        """After the traceback dump (or its timeout): SIGUSR2 (faulthandler) when the Python
+        dump did not come, then SIGKILL."""
+        slot.hang_step_at = None
+        if slot.process is None:
+            return
+        if not slot.hang_dumped:
+            logger.warning(
+                "worker %d (pid %s) did not log its tracebacks; asking faulthandler",
+                slot.worker_id,
+                slot.pid,
+            )
+            slot.hang_dumped = True
+            _signal_process(slot.process, signal.SIGUSR2)
+            slot.hang_step_at = time.monotonic() + FAULTHANDLER_WAIT
+            return
+        logger.warning("worker %d (pid %s) hung: killing it", slot.worker_id, slot.pid)
+        _signal_process(slot.process, signal.SIGKILL)
+
+    # -- rolling replacement, reload, scaling ------------------------------------------------
+
+    def _release_cell(self, slot: _Slot) -> None:
+        if slot.cell is not None:
+            self.free_cells.append(slot.cell)
+            slot.cell = None
+
+    def _on_recycle(self, slot: _Slot, message: ipc.Recycle) -> None:
+        if slot not in self.slots or self.stopping or slot.retiring:
+            return
+        if any(worker_id == slot.worker_id for worker_id, _ in self.replace_queue):
+            return
+        if self.replacement is not None and self.replacement.replacing is slot:
+            return
+        logger.info(
+            "worker %d (pid %s) asks to be recycled (%s: %s)",
+            slot.worker_id,
+            slot.pid,
+            message.reason,
+            message.detail,
+        )
+        self.replace_queue.append((slot.worker_id, "recycle"))
+        self._advance_replacements()
+
+    def _advance_replacements(self) -> None:
+        """Starts the next queued replacement, unless one is starting (one at a time)."""
+        if self.stopping or self.replacement is not None:
+            return
+        while self.replace_queue:
+            worker_id, reason = self.replace_queue.popleft()
+            old = next((slot for slot in self.slots if slot.worker_id == worker_id), None)
+            if old is None or old.process is None or not old.ready or old.hung:
+                continue
+            successor = _Slot(worker_id, spawn_reason=reason, replacing=old)
+            self.replacement = successor
+            logger.info(
+                "replacing worker %d (pid %s) for %s: starting its successor",
+                worker_id,
+                old.pid,
+                reason,
+            )
+            self._start(successor)
+            return
+        if self.reloading:
+            self.reloading = False
+            logger.info("reload complete: %d workers", len(self.slots))
+
+    def _replacement_ready(self, successor: _Slot) -> None:
+        """The successor is ready: it takes the slot, and the old worker drains."""
+        self.replacement = None
+        old = successor.replacing
+        successor.replacing = None
+        if old is not None and old in self.slots:
+            successor.crashes = old.crashes
+            self.slots[self.slots.index(old)] = successor
+            logger.info(
+                "worker %d: pid %s replaces pid %s (%s); draining the old one",
+                successor.worker_id,
+                successor.pid,
+                old.pid,
+                successor.spawn_reason,
+            )
+            if old.process is not None:
+                self._retire(old)
+            else:
+                self._release_cell(old)
+        else:
+            # The slot went away meanwhile (SIGTTOU): the successor is not needed.
+            self._retire(successor)
+        self._advance_replacements()
+
+    def _replacement_failed(self, successor: _Slot, code: int, description: str) -> None:
+        old = successor.replacing
+        successor.replacing = None
+        if successor.spawn_reason == "reload":
+            trace = successor.failure.traceback.rstrip() if successor.failure else ""
+            logger.error(
+                "reload failed: the new worker %d did not start (%s); keeping the old workers%s",
+                successor.worker_id,
+                description,
+                "\n" + trace if trace else "",
+            )
+            self.replace_queue = deque(item for item in self.replace_queue if item[1] != "reload")
+            self.reloading = False
+        else:
+            logger.warning(
+                "the successor of worker %d (pid %s) did not start (%s); keeping the old one",
+                successor.worker_id,
+                old.pid if old is not None else None,
+                description,
+            )
+        self._advance_replacements()
+
+    def _retire(self, slot: _Slot) -> None:
+        """Tells ``slot``'s worker to drain (Drain message; SIGTERM when that fails) and kills it
+        if it is still there after the graceful timeout plus SHUTDOWN_HOOKS_GRACE."""
+        slot.retiring = True
+        self.retiring.append(slot)
+        slot.respawn_at = None
+        slot.retire_deadline = (
+            time.monotonic()
+            + self.server.graceful_timeout
+            + self.server.keepalive_timeout
+            + SHUTDOWN_HOOKS_GRACE
+        )
+        sent = False
+        if slot.channel is not None and slot.ready:
+            try:
+                slot.channel.send(ipc.encode(ipc.Drain(self.server.graceful_timeout)))
+                sent = True
+            except OSError:
+                pass
+        if not sent and slot.process is not None:
+            _signal_process(slot.process, signal.SIGTERM)
+
+    def _reload(self) -> None:
+        """SIGHUP: replaces every worker, one at a time (new workers import the application
+        and read the env files again); a new worker that cannot start stops the reload."""
+        for path in self.process.env_files:
+            if not os.access(path, os.R_OK):
+                logger.error("reload refused: cannot read the environment file %r", path)
+                return
+        if not isinstance(self.app, str):
+            logger.warning(
+                "reload: the application is an object, which new workers reuse as it is; "
+                "give it as 'module:attribute' to have it imported again"
+            )
+        running = [slot for slot in self.slots if slot.stopped_with is None]
+        logger.info("SIGHUP received: reloading, replacing %d workers one at a time", len(running))
+        self.reloading = True
+        self.replace_queue = deque(item for item in self.replace_queue if item[1] != "reload")
+        self.replace_queue.extend((slot.worker_id, "reload") for slot in running)
+        self._advance_replacements()
+
+    def _add_worker(self) -> None:
+        """SIGTTIN: one more slot."""
+        worker_id = max((slot.worker_id for slot in self.slots), default=0) + 1
+        slot = _Slot(worker_id, spawn_reason="scale")
+        self.slots.append(slot)
+        logger.info("SIGTTIN received: adding worker %d (%d workers)", worker_id, len(self.slots))
+        self._start(slot)
+
+    def _remove_worker(self) -> None:
+        """SIGTTOU: one slot fewer (never below one): its worker drains and is not replaced."""
+        if len(self.slots) <= 1:
+            logger.info("SIGTTOU received: already at one worker; ignored")
+            return
+        slot = self.slots.pop()
+        self.replace_queue = deque(item for item in self.replace_queue if item[0] != slot.worker_id)
+        logger.info(
+            "SIGTTOU received: removing worker %d (%d workers)", slot.worker_id, len(self.slots)
+        )
+        if slot.process is not None:
+            self._retire(slot)
+        else:
+            slot.respawn_at = None
+            self._release_cell(slot)
+
     # -- signals and shutdown ----------------------------------------------------------------
 
     def _install_signal_handlers(self) -> dict[int, Any]:
         read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.wakeup = (read_end, write_end)
         previous: dict[int, Any] = {-1: signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)}
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in _HANDLED_SIGNALS:
             previous[signum] = signal.getsignal(signum)
             signal.signal(signum, self._record_signal)
         return previous
@@ -574,6 +955,16 @@ class Supervisor:
         while self.received_signals:
             signum = self.received_signals.pop(0)
             name = signal.Signals(signum).name
+            if signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+                if self.stopping:
+                    logger.info("%s ignored: stopping", name)
+                elif signum == signal.SIGHUP:
+                    self._reload()
+                elif signum == signal.SIGTTIN:
+                    self._add_worker()
+                else:
+                    self._remove_worker()
+                continue
             if not self.stopping:
                 logger.info("%s received: stopping the workers gracefully", name)
                 self._begin_shutdown(0)
@@ -587,7 +978,8 @@ class Supervisor:
             return
         self.stopping = True
         self.exit_code = code
-        for slot in self.slots:
+        self.replace_queue.clear()
+        for slot in self._all_slots():
             slot.respawn_at = None
             if slot.process is not None:
                 _signal_process(slot.process, signal.SIGTERM)
@@ -596,7 +988,7 @@ class Supervisor:
             notify_systemd("STOPPING=1")
 
     def _kill_all(self, why: str) -> None:
-        for slot in self.slots:
+        for slot in self._all_slots():
             if slot.process is not None:
                 logger.warning("worker %d %s: killing it", slot.worker_id, why)
                 _signal_process(slot.process, signal.SIGKILL)
@@ -612,20 +1004,35 @@ class Supervisor:
                 os.close(descriptor)
         if self.port_reservation is not None:
             self.port_reservation.close()
-        for slot in self.slots:
+        for slot in self._all_slots():
             if slot.channel is not None:
                 slot.channel.close()
+        if self.metrics_server is not None:
+            self.metrics_server.close_in_child()
+        if self.heartbeat_memory is not None:
+            self.heartbeat_memory.close()
+        if self.heartbeat_fd is not None:
+            os.close(self.heartbeat_fd)
 
     def _cleanup(self) -> None:
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+            self.metrics_server = None
         if self.selector is not None:
             self.selector.close()
         if self.wakeup is not None:
             for descriptor in self.wakeup:
                 os.close(descriptor)
             self.wakeup = None
-        for slot in self.slots:
+        for slot in self._all_slots():
             if slot.channel is not None:
                 slot.channel.close()
+        if self.heartbeat_memory is not None:
+            self.heartbeat_memory.close()
+            self.heartbeat_memory = None
+        if self.heartbeat_fd is not None:
+            os.close(self.heartbeat_fd)
+            self.heartbeat_fd = None
         if self.port_reservation is not None:
             self.port_reservation.close()
         if self.listener is not None:
@@ -635,10 +1042,17 @@ class Supervisor:
                 if os.stat(self.server.uds).st_ino == self.listener_inode:
                     os.unlink(self.server.uds)
         if self.pid_file_written and self.process.pid_file is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(self.process.pid_file)
+            remove_pid_file(self.process.pid_file)
         logger.info("stopped (exit code %d)", self.exit_code)
 
+
+_HANDLED_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+)
 
 _ERRNO_OF: dict[int, str] = {
     ExitCode.ADDRESS_IN_USE: "EADDRINUSE",
@@ -672,14 +1086,6 @@ def _signal_process(process: multiprocessing.process.BaseProcess, signum: int) -
     if process.pid is not None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, signum)
-
-
-def _write_pid_file(path: str) -> None:
-    """Writes this pid to ``path`` atomically (temporary file, then rename)."""
-    temporary = f"{path}.{os.getpid()}.tmp"
-    with open(temporary, "w", encoding="ascii") as stream:
-        stream.write(f"{os.getpid()}\n")
-    os.replace(temporary, path)
 
 
 def run_supervisor(

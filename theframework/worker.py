@@ -1,11 +1,18 @@
 """Worker bootstrap: what a supervised child process does, the same under fork, spawn and
 forkserver (under spawn and forkserver ``WorkerSpec`` is pickled, sockets included).
 
-Order: signals reset -> process title -> logging -> env files -> monkey.patch_all() -> import
-the application -> bind (TCP, SO_REUSEPORT) or take the supervisor's UNIX listener -> serve
+Order: signals reset -> process title -> logging (and ``--log-config``) -> env files ->
+monkey.patch_all() -> import the application -> bind (TCP, SO_REUSEPORT) or take the
+supervisor's UNIX listener -> serve
 (``serve_listeners``), reporting Ready over IPC once listening with the hub running and the
 startup hooks done. Every failure ends the process with an ``ExitCode`` (see ipc.py), after a
 one-line Failure message to the supervisor.
+
+While serving (``_Runtime``): the hub writes a heartbeat into memory shared with the supervisor;
+a monitor greenlet sends Stats every second and asks for a rolling replacement (Recycle) when
+--max-requests, --worker-lifetime or --worker-max-rss says so; a reader greenlet waits for the
+supervisor's Drain; SIGUSR1 logs every greenlet's traceback (a hung worker, before it is killed)
+and SIGUSR2 makes faulthandler dump the C-level stacks.
 """
 
 from __future__ import annotations
@@ -14,22 +21,29 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import faulthandler
+import gc
 import logging
+import mmap
 import os
+import random
 import signal
 import socket
 import sys
+import time
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
-from . import ipc
+from . import _core, ipc
 from .config import ProcessConfig, ServerConfig
 from .ipc import ExitCode, exit_code_for_os_error
 from .proctitle import set_process_title
 from .server import (
     AppLoadError,
+    apply_log_config,
     bind_socket,
     configure_logging,
     import_from_string,
@@ -58,6 +72,8 @@ class WorkerSpec:
     channel: socket.socket
     # The supervisor's listening UNIX socket; None for TCP (the worker binds its own).
     listener: socket.socket | None
+    # (supervisor pid, fd of the shared heartbeat memory in the supervisor, cell index), or None.
+    heartbeat: tuple[int, int, int] | None = None
 
 
 class _WorkerIdFilter(logging.Filter):
@@ -141,6 +157,10 @@ def _reset_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    # The supervisor's reload and scaling signals mean nothing to a worker (a terminal hang-up
+    # reaches the supervisor, which stops the workers itself).
+    for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def _stop_with_parent() -> None:
@@ -159,6 +179,11 @@ def run(spec: WorkerSpec) -> int:
     worker_label = f"worker-{spec.worker_id}"
     set_process_title(f"{spec.process.proc_name} {worker_label}")
     configure_logging(spec.server.log_level, worker_label)
+    if spec.process.log_config is not None:
+        try:
+            apply_log_config(spec.process.log_config)
+        except ValueError as error:
+            return _report(spec, ExitCode.USAGE, str(error))
     id_filter = _WorkerIdFilter(spec.worker_id)
     for handler in logging.getLogger().handlers:
         handler.addFilter(id_filter)
@@ -201,6 +226,16 @@ def _boot_and_serve(spec: WorkerSpec) -> int:
             spec, ExitCode.APP_FAILED, f"cannot import {spec.app!r}: {error}", with_traceback=True
         )
 
+    access_log = None
+    if spec.process.access_log:
+        from .accesslog import access_logger
+
+        try:
+            access_log = access_logger(spec.process.access_log_format)
+        except ValueError as error:
+            return _report(spec, ExitCode.USAGE, f"--access-log-format: {error}")
+
+    own_listener = spec.listener is None
     if spec.listener is not None:
         listener = spec.listener
     else:
@@ -216,13 +251,26 @@ def _boot_and_serve(spec: WorkerSpec) -> int:
         nonlocal phase
         phase = "run the startup hooks"
 
+    runtime = _Runtime(spec, listener if own_listener else None)
+
     def ready() -> None:
         nonlocal phase
         phase = "serve"
         ipc.send(spec.channel, ipc.Ready(spec.worker_id, os.getpid(), address))
+        if spec.process.supervised:
+            runtime.start()
 
     try:
-        serve_listeners(handler, [listener], spec.server, ready=ready, hub_started=hub_started)
+        serve_listeners(
+            handler,
+            [listener],
+            spec.server,
+            ready=ready,
+            hub_started=hub_started,
+            access_log=access_log,
+            rebalance_every=REBALANCE_EVERY if spec.process.supervised else 0,
+            created=runtime.created,
+        )
     except Exception as error:
         if phase == "create the hub" and isinstance(error, OSError):
             if error.errno in (errno.EMFILE, errno.ENFILE):
@@ -243,7 +291,206 @@ def _boot_and_serve(spec: WorkerSpec) -> int:
         return _report(spec, code, f"the hub failed while serving: {error!r}")
     finally:
         listener.close()
+    runtime.send_final_stats()
     return ExitCode.OK
+
+
+_MIB = 1024 * 1024
+# One response in this many closes its keep-alive connection, so that keep-alive clients spread
+# again over the SO_REUSEPORT group: a busier worker closes more connections and the reconnections
+# land anywhere, which keeps the workers' shares even.
+REBALANCE_EVERY = 1000
+# Seconds between two Recycle requests while the condition holds (the first is sent at once).
+_RECYCLE_REPEAT = 5.0
+
+
+def resident_bytes() -> int:
+    """This process's resident set size (/proc/self/statm), in bytes; 0 when unknown."""
+    try:
+        with open("/proc/self/statm", "rb") as stream:
+            return int(stream.read().split()[1]) * mmap.PAGESIZE
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def format_greenlet_stacks(current: FrameType | None) -> str:
+    """Every live greenlet's Python stack (and the current one, from ``current``), for the log."""
+    import greenlet
+
+    parts = []
+    if current is not None:
+        parts.append("Running greenlet:\n" + "".join(traceback.format_stack(current)))
+    for candidate in gc.get_objects():
+        if isinstance(candidate, greenlet.greenlet) and candidate.gr_frame is not None:
+            stack = "".join(traceback.format_stack(candidate.gr_frame))
+            parts.append(f"Greenlet {candidate!r}:\n{stack}")
+    return "\n".join(parts) or "(no Python frame)"
+
+
+class _Runtime:
+    """What a supervised worker does besides serving (see the module docstring)."""
+
+    def __init__(self, spec: WorkerSpec, own_listener: socket.socket | None) -> None:
+        self.spec = spec
+        self.own_listener = own_listener
+        self.closing = False
+        self.hub: _core.Hub | None = None
+        self.http_server: _core.HttpServer | None = None
+        self.heartbeat_memory: mmap.mmap | None = None
+        self.heartbeat_view: memoryview | None = None
+        process = spec.process
+        self.request_limit = (
+            process.max_requests + random.randint(0, process.max_requests_jitter)
+            if process.max_requests
+            else 0
+        )
+        self.started = time.monotonic()
+        self.lifetime = (
+            process.worker_lifetime + random.uniform(0.0, process.worker_lifetime_jitter)
+            if process.worker_lifetime
+            else 0.0
+        )
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    def created(self, hub: _core.Hub, http_server: _core.HttpServer) -> None:
+        self.hub = hub
+        self.http_server = http_server
+        if self.spec.heartbeat is not None and self.spec.process.worker_timeout > 0:
+            supervisor_pid, descriptor, cell = self.spec.heartbeat
+            try:
+                shared = os.open(f"/proc/{supervisor_pid}/fd/{descriptor}", os.O_RDWR)
+                try:
+                    self.heartbeat_memory = mmap.mmap(shared, (cell + 1) * 16)
+                finally:
+                    os.close(shared)
+                self.heartbeat_view = memoryview(self.heartbeat_memory)[cell * 16 : cell * 16 + 16]
+                interval = min(1.0, self.spec.process.worker_timeout / 4)
+                hub.set_heartbeat(self.heartbeat_view, interval)
+            except (OSError, ValueError) as error:
+                logger.warning("no heartbeat (hang detection off for this worker): %s", error)
+        if self.spec.process.supervised:
+            signal.signal(signal.SIGUSR1, self._dump_tracebacks)
+            with contextlib.suppress(RuntimeError, ValueError):
+                faulthandler.register(signal.SIGUSR2, all_threads=True)
+
+    def start(self) -> None:
+        """In the hub, once ready: the monitor and the channel reader."""
+        _core.spawn(self._monitor)
+        _core.spawn(self._read_channel)
+
+    def send_final_stats(self) -> None:
+        """After serving: the last counters, so the supervisor's totals miss nothing."""
+        if self.http_server is None or not self.spec.process.supervised:
+            return
+        message = ipc.Stats(
+            self.spec.worker_id, os.getpid(), self.http_server.stats(), resident_bytes(), 0.0
+        )
+        with contextlib.suppress(OSError, ValueError):
+            self.spec.channel.send(ipc.encode(message))
+
+    # -- the hang dump -----------------------------------------------------------------------
+
+    def _dump_tracebacks(self, signum: int, frame: FrameType | None) -> None:
+        logger.error(
+            "worker %d (pid %d) is not responding; its tracebacks:\n%s",
+            self.spec.worker_id,
+            os.getpid(),
+            format_greenlet_stacks(frame),
+        )
+        for handler in logging.getLogger().handlers:
+            with contextlib.suppress(Exception):
+                handler.flush()
+        with contextlib.suppress(OSError):
+            self.spec.channel.send(ipc.encode(ipc.Dumped(self.spec.worker_id, os.getpid())))
+
+    # -- greenlets ---------------------------------------------------------------------------
+
+    def _send(self, message: ipc.Message) -> None:
+        with contextlib.suppress(OSError):
+            _core.send(self.spec.channel.fileno(), ipc.encode(message), 5.0)
+
+    def _monitor(self) -> None:
+        """Stats every tick, and the recycle conditions."""
+        assert self.http_server is not None
+        process = self.spec.process
+        tick = min(1.0, process.rss_interval)
+        next_rss = time.monotonic() + process.rss_interval
+        over_limit = 0
+        last_request = 0.0
+        while True:
+            before = time.monotonic()
+            _core.sleep(tick)
+            now = time.monotonic()
+            lag = max(0.0, now - before - tick)
+            stats = self.http_server.stats()
+            rss = resident_bytes()
+            self._send(ipc.Stats(self.spec.worker_id, os.getpid(), stats, rss, lag))
+            if self.closing:
+                continue
+            reason = detail = ""
+            if self.request_limit and stats["requests"] >= self.request_limit:
+                reason, detail = "max-requests", f"{stats['requests']} requests served"
+            elif self.lifetime and now - self.started >= self.lifetime:
+                reason, detail = "lifetime", f"running for {now - self.started:.0f} s"
+            if process.worker_max_rss and now >= next_rss:
+                next_rss = now + process.rss_interval
+                if rss > process.worker_max_rss * _MIB:
+                    over_limit += 1
+                else:
+                    over_limit = 0
+                if over_limit >= process.rss_samples and not reason:
+                    reason = "max-rss"
+                    detail = (
+                        f"resident memory {rss / _MIB:.0f} MiB above {process.worker_max_rss} "
+                        f"MiB in {over_limit} samples"
+                    )
+            if reason and now - last_request >= _RECYCLE_REPEAT:
+                last_request = now
+                logger.info("asking to be replaced (%s: %s)", reason, detail)
+                self._send(ipc.Recycle(self.spec.worker_id, os.getpid(), reason, detail))
+
+    def _read_channel(self) -> None:
+        descriptor = self.spec.channel.fileno()
+        while True:
+            try:
+                data = _core.recv(descriptor, ipc.MAX_MESSAGE_SIZE + 1)
+            except OSError:
+                return
+            if not data:
+                return  # the supervisor is gone (PR_SET_PDEATHSIG stops this worker)
+            try:
+                message = ipc.decode(data)
+            except ValueError:
+                continue
+            if isinstance(message, ipc.Drain):
+                self.drain(message.graceful_timeout)
+
+    # -- draining ----------------------------------------------------------------------------
+
+    def drain(self, graceful_timeout: float) -> None:
+        """Rolling replacement: the native server stops accepting and answers each open
+        connection's next request with Connection: close (HttpServer.retire), the listener is
+        closed, which takes it out of the SO_REUSEPORT group (new connections go to the other
+        workers), and serving ends once no connection is left (idle keep-alive connections end by
+        their timeout), so no client sees a connection closed under its request."""
+        if self.closing or self.http_server is None:
+            return
+        self.closing = True
+        logger.info("draining: replaced by a new worker")
+        self.http_server.retire()
+        if self.own_listener is not None:
+            # retire() cancelled the accept; _core.close cancels what is left on the fd and
+            # closes it, so the socket leaves the group now.
+            _core.close(self.own_listener.detach())
+        _core.spawn(self._bound_drain, graceful_timeout)
+
+    def _bound_drain(self, graceful_timeout: float) -> None:
+        """Bounds the drain: after the keep-alive timeout (or graceful_timeout, if shorter)
+        whatever is still open is drained the hard way."""
+        assert self.http_server is not None
+        _core.sleep(min(graceful_timeout, self.spec.server.keepalive_timeout + 1.0))
+        self.http_server.shutdown(graceful_timeout)
 
 
 def main(spec: WorkerSpec) -> None:

@@ -677,7 +677,7 @@ PyObject* HttpServer::serve() {
 }
 
 void HttpServer::arm_accept() {
-  if (draining_ || !serving_ || hub_ == nullptr) return;
+  if (draining_ || retiring_ || !serving_ || hub_ == nullptr) return;
   accepting_ = true;
   for (size_t i = 0; i < acceptors_.size(); ++i) {
     Acceptor& acceptor = *acceptors_[i];
@@ -736,7 +736,8 @@ void HttpServer::connection_closed(Connection* connection) noexcept {
     *it = connections_.back();
     connections_.pop_back();
   }
-  if (!accepting_ && !draining_ && serving_ && connections_.size() < options_.max_connections) {
+  if (!accepting_ && !draining_ && !retiring_ && serving_ &&
+      connections_.size() < options_.max_connections) {
     arm_accept();
   }
   check_drained();
@@ -757,7 +758,7 @@ void HttpServer::request_finished() noexcept {
 }
 
 void HttpServer::check_drained() noexcept {
-  if (draining_ && connections_.empty() && done_token_ != 0 && hub_ != nullptr) {
+  if ((draining_ || retiring_) && connections_.empty() && done_token_ != 0 && hub_ != nullptr) {
     hub_->complete_event(done_token_, 0);
   }
 }
@@ -775,6 +776,13 @@ void HttpServer::shutdown(double graceful_timeout) {
   if (graceful_timeout >= 0 && !connections_.empty()) {
     drain_timer_token_ = hub_->add_handler_timer(deadline_in(graceful_timeout), drain_timer_.get());
   }
+  check_drained();
+}
+
+void HttpServer::retire() {
+  if (retiring_ || draining_) return;
+  retiring_ = true;
+  pause_accept();
   check_drained();
 }
 

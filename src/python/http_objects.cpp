@@ -573,7 +573,7 @@ PyObject* body_bytes(PyObject* data) {
 void build_head(ResponseObject* response, bool streaming, std::string& out) {
   Connection* connection = response->connection;
   const bool allows_body = http::status_allows_body(response->status);
-  bool keep_alive = connection->will_keep_alive();
+  bool keep_alive = connection->will_keep_alive() && !connection->server().rebalance_due();
   for (const auto& header : response->headers) {
     if (http::iequals(header.first, "connection") && http::iequals(header.second, "close")) {
       keep_alive = false;
@@ -1128,11 +1128,11 @@ struct HttpServerObject {
 };
 
 PyObject* http_server_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
-  static const char* keywords[] = {"handler",        "listen_fds",       "max_header_size",
-                                   "max_headers",    "max_request_line", "max_body_size",
-                                   "header_timeout", "body_timeout",     "keepalive_timeout",
-                                   "write_timeout",  "max_connections",  "access_log",
-                                   nullptr};
+  static const char* keywords[] = {
+      "handler",           "listen_fds",    "max_header_size", "max_headers",
+      "max_request_line",  "max_body_size", "header_timeout",  "body_timeout",
+      "keepalive_timeout", "write_timeout", "max_connections", "access_log",
+      "rebalance_every",   nullptr};
   PyObject* handler = nullptr;
   PyObject* fds_object = nullptr;
   HttpOptions options;
@@ -1140,11 +1140,12 @@ PyObject* http_server_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) 
   unsigned long long max_body_size = 1 << 20;
   Py_ssize_t max_connections = 1024;
   PyObject* access_log = Py_None;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|$nnnKddddnO", const_cast<char**>(keywords),
-                                   &handler, &fds_object, &max_header_size, &max_headers,
-                                   &max_request_line, &max_body_size, &options.header_timeout,
-                                   &options.body_timeout, &options.keepalive_timeout,
-                                   &options.write_timeout, &max_connections, &access_log)) {
+  unsigned long long rebalance_every = 0;
+  if (!PyArg_ParseTupleAndKeywords(
+          args, kwargs, "OO|$nnnKddddnOK", const_cast<char**>(keywords), &handler, &fds_object,
+          &max_header_size, &max_headers, &max_request_line, &max_body_size,
+          &options.header_timeout, &options.body_timeout, &options.keepalive_timeout,
+          &options.write_timeout, &max_connections, &access_log, &rebalance_every)) {
     return nullptr;
   }
   if (access_log != Py_None && !PyCallable_Check(access_log)) {
@@ -1167,6 +1168,7 @@ PyObject* http_server_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) 
   options.limits.max_request_line = static_cast<size_t>(max_request_line);
   options.limits.max_body_size = max_body_size;
   options.max_connections = static_cast<size_t>(max_connections);
+  options.rebalance_every = rebalance_every;
   std::vector<int> fds;
   PyRef sequence(PySequence_Fast(fds_object, "listen_fds must be a sequence of ints"));
   if (!sequence) return nullptr;
@@ -1241,6 +1243,11 @@ PyObject* http_server_stats(PyObject* self, PyObject*) {
                        "duration_buckets", buckets.get(), "duration_sum", stats.duration_sum);
 }
 
+PyObject* http_server_retire(PyObject* self, PyObject*) {
+  reinterpret_cast<HttpServerObject*>(self)->server->retire();
+  Py_RETURN_NONE;
+}
+
 PyObject* http_server_get_connections(PyObject* self, void*) {
   return PyLong_FromSize_t(reinterpret_cast<HttpServerObject*>(self)->server->connection_count());
 }
@@ -1251,6 +1258,8 @@ PyObject* http_server_get_in_flight(PyObject* self, void*) {
 
 PyMethodDef http_server_methods[] = {
     {"serve", http_server_serve, METH_NOARGS, "Serves until shutdown() completes."},
+    {"retire", http_server_retire, METH_NOARGS,
+     "Stops accepting; each connection closes after its next response."},
     {"stats", http_server_stats, METH_NOARGS, "Counters: connections, requests, bytes, durations."},
     {"shutdown", TF_METHOD_CAST(http_server_shutdown), METH_FASTCALL,
      "Stops accepting and drains (graceful_timeout)."},

@@ -44,6 +44,7 @@ struct HttpOptions {
   double keepalive_timeout = 5.0;
   double write_timeout = 30.0;
   size_t max_connections = 1024;
+  uint64_t rebalance_every = 0;  // every Nth response closes its connection (0: never)
 };
 
 class HttpServer;
@@ -178,6 +179,10 @@ class HttpServer {
   // Runs in a hub greenlet until shutdown completes. New reference (None) or null.
   PyObject* serve();
   void shutdown(double graceful_timeout);
+  // Stops accepting for good and lets every connection close after its next response (idle ones
+  // stay until their client's next request or the keep-alive timeout); serve() returns when none
+  // is left. shutdown() may still follow to bound the wait.
+  void retire();
 
   const HttpOptions& options() const noexcept { return options_; }
   PyObject* handler() const noexcept { return handler_.get(); }
@@ -196,7 +201,13 @@ class HttpServer {
   }
   HttpStats& stats() noexcept { return stats_; }
   void request_finished() noexcept;
-  bool draining() const noexcept { return draining_; }
+  // Whether responses must close their connection (shutting down or retiring).
+  bool draining() const noexcept { return draining_ || retiring_; }
+  // Whether this response should close its connection to rebalance clients (every Nth).
+  bool rebalance_due() noexcept {
+    return options_.rebalance_every > 0 &&
+           ++responses_since_rebalance_ % options_.rebalance_every == 0;
+  }
   // Hands (request, response) to a parked request greenlet, or spawns one. 0 or -1 with exception.
   int spawn_request(PyObject* request, PyObject* response);
   // Parks the current request greenlet for reuse; false when it should end instead.
@@ -224,7 +235,9 @@ class HttpServer {
   HttpStats stats_;
   bool serving_ = false;
   bool draining_ = false;
+  bool retiring_ = false;
   bool accepting_ = false;
+  uint64_t responses_since_rebalance_ = 0;
   uint64_t done_token_ = 0;  // event the serve() greenlet waits on
   class ServerTimer;
   std::unique_ptr<ServerTimer> drain_timer_;

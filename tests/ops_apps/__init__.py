@@ -1,0 +1,1 @@
+"""Applications for the operations tests (tests/test_ops_*.py)."""

@@ -8,7 +8,8 @@ generator (wrk, rate_client, this harness) on CPU 1 (taskset); each scenario is 
 measured; rounds alternate the server order and figures are medians over rounds; ratios to
 theframework are computed inside each round (same noise), then their median is reported.
 
-Writes bench/results/results.md, results.json, throughput.png and README-section.md.
+Writes bench/results/results.md, results.json, throughput.png and README-section.md (server
+output goes to bench/results/raw/logs/, which git ignores).
 """
 
 from __future__ import annotations
@@ -232,7 +233,14 @@ class ServerProcess:
         if extra:  # options go before the app, which comes last where there is one
             words = shlex.split(extra)
             command = [*command[:-1], *words, command[-1]]
-        environment = dict(os.environ, PYTHONPATH=str(APPS), PYTHONUNBUFFERED="1")
+        # THEFRAMEWORK_* settings of the caller's shell (access log, backend, ...) would change
+        # what is measured: only the command line configures the server.
+        environment = {
+            name: value
+            for name, value in os.environ.items()
+            if not name.startswith("THEFRAMEWORK_")
+        }
+        environment.update(PYTHONPATH=str(APPS), PYTHONUNBUFFERED="1")
         self.log = log_path.open("wb")
         self.process = subprocess.Popen(
             ["taskset", "-c", str(SERVER_CPU), *command],
@@ -336,6 +344,8 @@ class LoadResult:
     errors: int = 0  # socket errors (connect, read, write, timeout)
     non_2xx: int = 0
     server_cpu: float = 0.0  # CPU seconds the server's processes used per second measured
+    wall_seconds: float = 0.0  # how long wrk says it ran (longer than asked: wrk was starved)
+    asked_seconds: float = 0.0
     detail: str = ""
 
 
@@ -376,6 +386,10 @@ def run_wrk(port: int, scenario: Scenario, seconds: float, script_dir: Path) -> 
     )
     if match:
         result.errors = sum(int(value) for value in match.groups())
+    match = re.search(r"requests in ([\d.]+)(m?s),", output)
+    if match:
+        result.wall_seconds = float(match.group(1)) / (1000 if match.group(2) == "ms" else 1)
+    result.asked_seconds = max(1, round(seconds))
     match = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if match:
         result.non_2xx = int(match.group(1))
@@ -750,6 +764,12 @@ def idle_table(servers: Sequence[Server], measurements: Measurements) -> list[st
     return lines
 
 
+def overloaded(rate: dict[str, Any]) -> bool:
+    """More than 1% of the requests due were still unanswered at the end: the server could not
+    keep up with the rate (the machine was busier than when the peak was measured)."""
+    return bool(rate["unanswered"] > 0.01 * max(rate["issued"], 1))
+
+
 def rate_table(servers: Sequence[Server], measurements: Measurements) -> list[str]:
     if not measurements.rate:
         return []
@@ -765,7 +785,8 @@ def rate_table(servers: Sequence[Server], measurements: Measurements) -> list[st
         lines.append(
             f"| {server.name} | {rate['target_rate']:,.0f} | {rate['achieved_rate']:,.0f} "
             f"| {rate['p50']:.2f} | {rate['p99']:.2f} | {rate['p999']:.2f} | {rate['max']:.2f} "
-            f"| {rate['errors'] + rate['non_2xx']} | {rate['unanswered']} |"
+            f"| {rate['errors'] + rate['non_2xx']} | {rate['unanswered']} "
+            f"{'⚠' if overloaded(rate) else ''}|"
         )
     return lines
 
@@ -778,6 +799,13 @@ def noise_note(measurements: Measurements) -> str:
         if (value := spread([result.requests_per_second for result in results])) is not None
     ]
     loads = [load[0] for load in measurements.load_average]
+    results = [
+        result
+        for by_server in measurements.throughput.values()
+        for results in by_server.values()
+        for result in results
+    ]
+    starved = [r for r in results if r.asked_seconds and r.wall_seconds > 1.3 * r.asked_seconds]
     parts = []
     if loads:
         parts.append(
@@ -788,6 +816,11 @@ def noise_note(measurements: Measurements) -> str:
         parts.append(
             f"round-to-round spread (max-min)/median: median {statistics.median(spreads):.0%}, "
             f"worst {max(spreads):.0%}"
+        )
+    if starved:
+        parts.append(
+            f"in {len(starved)} of {len(results)} measurements wrk itself was starved of CPU "
+            f"(it ran over 1.3x the time asked)"
         )
     return "; ".join(parts)
 
@@ -970,7 +1003,10 @@ def write_results(
             "## (8) Latency at a fixed rate of 50% of each server's plaintext peak",
             "",
             f"bench/rate_client (open loop, 64 connections, latency from the scheduled send "
-            f"time: no coordinated omission), {timing.rate_duration:g} s measured.",
+            f"time: no coordinated omission), {timing.rate_duration:g} s measured. ⚠: more than "
+            "1% of the requests were still unanswered at the end, so the server could not keep "
+            "that rate at that moment (the peak was measured earlier, under other noise): its "
+            "latencies are queueing, not service, times.",
             "",
             *rate,
             "",
@@ -1028,11 +1064,13 @@ def write_readme_section(
     ceiling = median_rate(1, "cpp-ceiling")
     ours_cost = median_cost(1, REFERENCE)
     ceiling_cost = median_cost(1, "cpp-ceiling")
-    if ours and ceiling:
+    ceiling_ratios = measurements.ratios.get(1, {}).get("cpp-ceiling")
+    if ours and ceiling and ceiling_ratios:
         summary.append(
-            f"On plaintext keep-alive, theframework serves {ours:,.0f} req/s on one core, "
-            f"{ours / ceiling:.2f}x the {ceiling:,.0f} req/s of a pure C++ responder on the same "
-            f"core with no Python (with the load generator on the other core as the limit)."
+            f"On plaintext keep-alive, theframework serves {ours:,.0f} req/s on one core; a pure "
+            f"C++ responder on the same core with no Python serves {ceiling:,.0f} "
+            f"(in the same round: {1 / statistics.median(ceiling_ratios):.0%} of it for us; "
+            f"the load generator on the other core is the limit of both)."
         )
     if ours_cost and ceiling_cost:
         summary.append(
@@ -1066,6 +1104,7 @@ def write_readme_section(
         f"Machine: {environment_line()}.",
         "",
     ]
+    lines += [f"**Note:** {text}.\n" for text in measurements.notes.values()]
     if note := noise_note(measurements):
         lines += [
             f"The machine was shared while this ran ({note}); differences within that spread "
@@ -1090,6 +1129,14 @@ def write_readme_section(
 def rewrite_from_json(path: Path) -> int:
     """Rebuilds the reports of an earlier run from its results.json."""
     raw = json.loads(path.read_text())
+    timing = Timing(**raw["timing"])
+    for by_server in raw["throughput"].values():
+        for results in by_server.values():
+            for result in results:  # files written before wall_seconds existed
+                if not result.get("wall_seconds"):
+                    match = re.search(r"requests in ([\d.]+)s,", result.get("detail", ""))
+                    result["wall_seconds"] = float(match.group(1)) if match else 0.0
+                    result["asked_seconds"] = max(1, round(timing.duration))
     measurements = Measurements(
         throughput={
             int(number): {
@@ -1109,9 +1156,7 @@ def rewrite_from_json(path: Path) -> int:
     numbers |= {7} if measurements.idle else set()
     numbers |= {8} if measurements.rate else set()
     scenarios = [SCENARIOS[number] for number in sorted(numbers)]
-    write_results(
-        raw["command"], raw["when"], SERVERS, scenarios, Timing(**raw["timing"]), measurements
-    )
+    write_results(raw["command"], raw["when"], SERVERS, scenarios, timing, measurements)
     log(f"rewrote the reports in {RESULTS} from {path}")
     return 0
 
@@ -1226,7 +1271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     measurements.skipped[f"{server.name} ({kind})"] = str(failure)
             save()
         measurements.load_average.append(os.getloadavg())
-        logs = RESULTS / "logs"
+        logs = RESULTS / "raw" / "logs"  # ignored by git
         shutil.rmtree(logs, ignore_errors=True)
         logs.mkdir(parents=True)
         for server_log in work_dir.glob("*.log"):

@@ -469,20 +469,26 @@ class _Runtime:
     # -- draining ----------------------------------------------------------------------------
 
     def drain(self, graceful_timeout: float) -> None:
-        """Rolling replacement: the native server stops accepting and answers each open
-        connection's next request with Connection: close (HttpServer.retire), the listener is
-        closed, which takes it out of the SO_REUSEPORT group (new connections go to the other
-        workers), and serving ends once no connection is left (idle keep-alive connections end by
-        their timeout), so no client sees a connection closed under its request."""
+        """Rolling replacement: the native server stops accepting, takes what is queued and
+        answers each open connection's next request with Connection: close (HttpServer.retire);
+        the listener is shut down, which takes it out of the SO_REUSEPORT group (new connections
+        go to the other workers); serving ends once no connection is left (idle keep-alive
+        connections end by their timeout), so no client sees a connection closed under its
+        request."""
         if self.closing or self.http_server is None:
             return
         self.closing = True
         logger.info("draining: replaced by a new worker")
         self.http_server.retire()
         if self.own_listener is not None:
-            # retire() cancelled the accept; _core.close cancels what is left on the fd and
-            # closes it, so the socket leaves the group now.
-            _core.close(self.own_listener.detach())
+            # retire() cancelled the accept and took the connections already queued. shutdown()
+            # takes the listener out of the SO_REUSEPORT group at once; close() would not while
+            # the kernel still holds the file for the cancelled accept, and connections landing
+            # on it meanwhile would be reset when it finally closed.
+            try:
+                self.own_listener.shutdown(socket.SHUT_RD)
+            except OSError as error:
+                logger.warning("cannot leave the listener group: %s", error)
         _core.spawn(self._bound_drain, graceful_timeout)
 
     def _bound_drain(self, graceful_timeout: float) -> None:

@@ -44,9 +44,13 @@ PyObject* make_http_error(int status, const char* message) {
 // ---------------------------------------------------------------------------------------------
 // Connection
 
-Connection::Connection(HttpServer& server, int fd) : server_(server), fd_(fd) {}
+Connection::Connection(HttpServer& server, int fd) : server_(server), fd_(fd) {
+  server_.connection_created();
+}
 
-Connection::~Connection() = default;
+Connection::~Connection() {
+  server_.connection_destroyed();
+}
 
 namespace {
 
@@ -485,8 +489,15 @@ bool Connection::finish_request(bool response_complete, PyObject** next_request,
     body_remaining_ = 0;
     body_done_ = true;
   }
-  const bool keep = response_complete && body_done_ && head_.keep_alive && !draining_ &&
-                    !server_.draining() && !peer_closed_;
+  // Only what the response promised decides (draining_ is set when its head said close): a
+  // response that went out without Connection: close keeps the connection, or the client's next
+  // request would meet a closed socket. A server shutting down closes it once idle.
+  const bool keep =
+      response_complete && body_done_ && head_.keep_alive && !draining_ && !peer_closed_;
+  if (keep && server_.shutting_down() && buffered().empty()) {
+    close_now();
+    return false;
+  }
   if (!keep) {
     if (!response_complete || buffered().empty() || peer_closed_) {
       close_now();
@@ -700,23 +711,21 @@ void HttpServer::on_accept(const core::Completion& completion, size_t listener) 
   if (!completion.more) acceptor.token = 0;
   if (completion.result >= 0) {
     const int fd = completion.result;
-    if (draining_ || !serving_) {
+    if (draining_ || !serving_ || released_) {
       ::close(fd);  // only while shutting down
     } else {
       // A connection accepted while the pause was in flight is served: never accept-then-close.
-      if (listener_is_tcp_[listener]) {
-        int one = 1;
-        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-      }
-      auto* connection = new Connection(*this, fd);
-      connections_.push_back(connection);
-      ++stats_.connections_accepted;
-      connection->start();
+      adopt_connection(fd, listener);
       if (connections_.size() >= options_.max_connections) {
         ++stats_.accept_pauses;
         pause_accept();
       }
     }
+  }
+  if (!completion.more && (draining_ || retiring_)) check_drained();
+  if (!completion.more && released_) {
+    delete_if_unused();  // the last callback of a server whose Python object is gone
+    return;
   }
   if (completion.more || !accepting_ || draining_ || !serving_) return;
   const int error = -completion.result;
@@ -757,8 +766,30 @@ void HttpServer::request_finished() noexcept {
   if (requests_in_flight_ > 0) --requests_in_flight_;
 }
 
+bool HttpServer::accept_armed() const noexcept {
+  return std::any_of(acceptors_.begin(), acceptors_.end(),
+                     [](const auto& acceptor) { return acceptor->token != 0; });
+}
+
+void HttpServer::release(HttpServer* server) noexcept {
+  server->released_ = true;
+  server->delete_if_unused();
+}
+
+void HttpServer::connection_destroyed() noexcept {
+  --live_connections_;
+  delete_if_unused();
+}
+
+void HttpServer::delete_if_unused() noexcept {
+  if (released_ && live_connections_ == 0 && !accept_armed()) delete this;
+}
+
 void HttpServer::check_drained() noexcept {
-  if ((draining_ || retiring_) && connections_.empty() && done_token_ != 0 && hub_ != nullptr) {
+  // Done when no connection is left and no accept is armed: a cancelled multishot accept may
+  // still deliver connections the kernel accepted before the cancel, and those are served too.
+  if ((draining_ || retiring_) && connections_.empty() && !accept_armed() && done_token_ != 0 &&
+      hub_ != nullptr) {
     hub_->complete_event(done_token_, 0);
   }
 }
@@ -779,10 +810,33 @@ void HttpServer::shutdown(double graceful_timeout) {
   check_drained();
 }
 
+void HttpServer::adopt_connection(int fd, size_t listener) {
+  if (listener_is_tcp_[listener]) {
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  }
+  auto* connection = new Connection(*this, fd);
+  connections_.push_back(connection);
+  ++stats_.connections_accepted;
+  connection->start();
+}
+
 void HttpServer::retire() {
   if (retiring_ || draining_) return;
   retiring_ = true;
   pause_accept();
+  // Connections already queued on the listeners (the multishot accept only takes them when the
+  // loop enters the kernel) are taken now, so that closing a listener right after this call
+  // resets nobody.
+  if (serving_) {
+    for (size_t i = 0; i < listen_fds_.size(); ++i) {
+      while (true) {
+        int fd = ::accept4(listen_fds_[i], nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) break;
+        adopt_connection(fd, i);
+      }
+    }
+  }
   check_drained();
 }
 

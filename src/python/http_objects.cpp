@@ -1193,7 +1193,7 @@ PyObject* http_server_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) 
 }
 
 void http_server_dealloc(PyObject* self) {
-  delete reinterpret_cast<HttpServerObject*>(self)->server;
+  HttpServer::release(reinterpret_cast<HttpServerObject*>(self)->server);
   Py_TYPE(self)->tp_free(self);
 }
 

@@ -174,14 +174,14 @@ class HttpServer {
  public:
   HttpServer(PyObject* handler, std::vector<int> listen_fds, const HttpOptions& options,
              PyObject* access_log);
-  ~HttpServer();
 
   // Runs in a hub greenlet until shutdown completes. New reference (None) or null.
   PyObject* serve();
   void shutdown(double graceful_timeout);
-  // Stops accepting for good and lets every connection close after its next response (idle ones
-  // stay until their client's next request or the keep-alive timeout); serve() returns when none
-  // is left. shutdown() may still follow to bound the wait.
+  // Stops accepting for good (connections already in the listeners' queues are accepted first)
+  // and lets every connection close after its next response (idle ones stay until their
+  // client's next request or the keep-alive timeout); serve() returns when none is left.
+  // shutdown() may still follow to bound the wait.
   void retire();
 
   const HttpOptions& options() const noexcept { return options_; }
@@ -193,8 +193,14 @@ class HttpServer {
   size_t connection_count() const noexcept { return connections_.size(); }
   size_t requests_in_flight() const noexcept { return requests_in_flight_; }
 
+  // The Python object lets go of the server; it is deleted once no connection object and no
+  // armed accept can still call back into it (at once when nothing is in flight).
+  static void release(HttpServer* server) noexcept;
+
   // Called by connections.
   void connection_closed(Connection* connection) noexcept;
+  void connection_created() noexcept { ++live_connections_; }
+  void connection_destroyed() noexcept;
   void request_started() noexcept {
     ++requests_in_flight_;
     ++stats_.requests;
@@ -203,6 +209,8 @@ class HttpServer {
   void request_finished() noexcept;
   // Whether responses must close their connection (shutting down or retiring).
   bool draining() const noexcept { return draining_ || retiring_; }
+  // Whether idle connections are closed at once (shutdown(), not retire()).
+  bool shutting_down() const noexcept { return draining_; }
   // Whether this response should close its connection to rebalance clients (every Nth).
   bool rebalance_due() noexcept {
     return options_.rebalance_every > 0 &&
@@ -221,6 +229,8 @@ class HttpServer {
   void check_drained() noexcept;
   void on_drain_deadline();
   void retry_accept();
+  // Serves an accepted socket.
+  void adopt_connection(int fd, size_t listener);
 
   PyRef handler_;
   PyRef access_log_;
@@ -232,7 +242,12 @@ class HttpServer {
   http::DateCache dates_;
   std::vector<Connection*> connections_;
   size_t requests_in_flight_ = 0;
+  ~HttpServer();  // through release()
   HttpStats stats_;
+  size_t live_connections_ = 0;  // Connection objects alive (open or waiting for completions)
+  bool released_ = false;
+  bool accept_armed() const noexcept;
+  void delete_if_unused() noexcept;
   bool serving_ = false;
   bool draining_ = false;
   bool retiring_ = false;

@@ -62,7 +62,7 @@ lint: $(VENV)/.deps
 	$(VENV)/bin/ruff check theframework tests examples bench
 	$(VENV)/bin/ruff format --check theframework tests examples bench
 	$(VENV)/bin/mypy
-	clang-format --dry-run --Werror $$(find src tests/cpp fuzz -name '*.cpp' -o -name '*.hpp')
+	clang-format --dry-run --Werror $$(find src tests/cpp fuzz bench -name '*.cpp' -o -name '*.hpp')
 
 format: $(VENV)/.deps
 	$(VENV)/bin/ruff format theframework tests examples bench
@@ -79,8 +79,11 @@ fuzz: $(VENV)/.deps
 	build/fuzz/http_parser_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	  build/fuzz/corpus fuzz/corpus
 
+# The benchmark harness (bench/README.md): peers in bench/.venv-peers, results in bench/results/.
+BENCH_ARGS ?=
 bench: build
-	$(PY) bench/run.py
+	bench/setup.sh $(PYTHON)
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build $(VENV) $(ASAN_VENV) .venv-py3.*

@@ -8,6 +8,7 @@ the draining itself runs in the hub.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import importlib
@@ -274,7 +275,10 @@ def listener_url(listener: socket.socket) -> str:
 
 @contextmanager
 def _signal_handlers(
-    http_server: _core.HttpServer, hub: _core.Hub, graceful_timeout: float
+    http_server: _core.HttpServer,
+    hub: _core.Hub,
+    graceful_timeout: float,
+    own_listeners: Sequence[socket.socket],
 ) -> Iterator[None]:
     """Installs SIGINT/SIGTERM handlers for the duration of the block (main thread only;
     elsewhere signals are left alone). The first signal starts a graceful shutdown; a later
@@ -289,6 +293,11 @@ def _signal_handlers(
         if not shutting_down:
             shutting_down = True
             http_server.shutdown(graceful_timeout)
+            # The native server took what was queued; from now on connection attempts are
+            # refused at once instead of waiting in a backlog nobody will accept from.
+            for listener in own_listeners:
+                with contextlib.suppress(OSError):
+                    listener.shutdown(socket.SHUT_RD)
         elif signum == signal.SIGINT:
             hub.stop()
 
@@ -313,6 +322,7 @@ def serve_listeners(
     access_log: Callable[[Any, int, int, float], object] | None = None,
     rebalance_every: int = 0,
     created: Callable[[_core.Hub, _core.HttpServer], None] | None = None,
+    owns_listeners: bool = True,
 ) -> None:
     """Serves ``app`` on sockets that already listen, in this process, until SIGINT/SIGTERM
     (or ``http_server.shutdown``) and the drain finish. Does not close the sockets.
@@ -357,7 +367,9 @@ def serve_listeners(
             if framework is not None:
                 framework.shutdown()
 
-    with _signal_handlers(http_server, hub, config.graceful_timeout):
+    with _signal_handlers(
+        http_server, hub, config.graceful_timeout, listeners if owns_listeners else ()
+    ):
         # "listening on" is the readiness signal: logged only once the SIGINT/SIGTERM handlers
         # are installed, so a signal sent as soon as it appears drains instead of killing.
         if hub.fallback_reason:

@@ -270,6 +270,7 @@ def _boot_and_serve(spec: WorkerSpec) -> int:
             access_log=access_log,
             rebalance_every=REBALANCE_EVERY if spec.process.supervised else 0,
             created=runtime.created,
+            owns_listeners=own_listener,
         )
     except Exception as error:
         if phase == "create the hub" and isinstance(error, OSError):

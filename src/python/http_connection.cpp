@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -582,7 +583,15 @@ void Connection::begin_linger() {
 
 void Connection::begin_drain() noexcept {
   draining_ = true;
-  if (phase_ == Phase::idle) close_now();
+}
+
+void Connection::close_if_idle() noexcept {
+  if (phase_ != Phase::idle) return;
+  // An idle connection whose next request already sits in the kernel's buffer (its completion
+  // not reaped yet) is not closed under it: that request is answered, with Connection: close.
+  int pending = 0;
+  if (::ioctl(fd_, FIONREAD, &pending) == 0 && pending > 0) return;
+  close_now();
 }
 
 void Connection::close_now() noexcept {
@@ -647,6 +656,8 @@ HttpServer::HttpServer(PyObject* handler, std::vector<int> listen_fds, const Htt
                                                &HttpServer::on_drain_deadline);
   accept_retry_ = std::make_unique<ServerTimer>(*this, &HttpServer::accept_retry_token_,
                                                 &HttpServer::retry_accept);
+  idle_grace_timer_ = std::make_unique<ServerTimer>(*this, &HttpServer::idle_grace_token_,
+                                                    &HttpServer::close_idle_connections);
 }
 
 HttpServer::~HttpServer() {
@@ -673,7 +684,7 @@ PyObject* HttpServer::serve() {
   done_token_ = 0;
   // Whatever ended the wait (drained, or the greenlet was killed): nothing stays open.
   pause_accept();
-  for (uint64_t* token : {&drain_timer_token_, &accept_retry_token_}) {
+  for (uint64_t* token : {&drain_timer_token_, &accept_retry_token_, &idle_grace_token_}) {
     if (*token != 0) hub->cancel_handler_timer(*token);
     *token = 0;
   }
@@ -802,12 +813,21 @@ void HttpServer::shutdown(double graceful_timeout) {
   draining_ = true;
   if (!serving_ || hub_ == nullptr) return;
   pause_accept();
-  std::vector<Connection*> snapshot = connections_;
-  for (Connection* connection : snapshot) connection->begin_drain();
+  accept_queued();
+  // Every connection answers its next request with Connection: close; idle ones get a short
+  // grace for a request already on its way (closing under it would lose it), then close.
+  for (Connection* connection : connections_) connection->begin_drain();
   if (graceful_timeout >= 0 && !connections_.empty()) {
     drain_timer_token_ = hub_->add_handler_timer(deadline_in(graceful_timeout), drain_timer_.get());
+    idle_grace_token_ = hub_->add_handler_timer(
+        deadline_in(std::min(graceful_timeout, kIdleGraceSeconds)), idle_grace_timer_.get());
   }
   check_drained();
+}
+
+void HttpServer::close_idle_connections() {
+  std::vector<Connection*> snapshot = connections_;
+  for (Connection* connection : snapshot) connection->close_if_idle();
 }
 
 void HttpServer::adopt_connection(int fd, size_t listener) {
@@ -825,19 +845,23 @@ void HttpServer::retire() {
   if (retiring_ || draining_) return;
   retiring_ = true;
   pause_accept();
+  accept_queued();
+  check_drained();
+}
+
+void HttpServer::accept_queued() {
   // Connections already queued on the listeners (the multishot accept only takes them when the
-  // loop enters the kernel) are taken now, so that closing a listener right after this call
+  // loop enters the kernel) are taken now, so that shutting a listener down right after this
   // resets nobody.
-  if (serving_) {
-    for (size_t i = 0; i < listen_fds_.size(); ++i) {
-      while (true) {
-        int fd = ::accept4(listen_fds_[i], nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) break;
-        adopt_connection(fd, i);
-      }
+  if (!serving_) return;
+  for (size_t i = 0; i < listen_fds_.size(); ++i) {
+    while (true) {
+      int fd = ::accept4(listen_fds_[i], nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) break;
+      adopt_connection(fd, i);
+      if (draining_) connections_.back()->begin_drain();
     }
   }
-  check_drained();
 }
 
 void HttpServer::retry_accept() {

@@ -84,8 +84,10 @@ class Connection final : public CompletionHandler {
   // --- Shutdown ------------------------------------------------------------------------------
   bool is_idle() const noexcept { return phase_ == Phase::idle || phase_ == Phase::head; }
   void close_now() noexcept;
-  // The server drains: idle connections close now, busy ones after their response.
+  // The server drains: the next response says Connection: close and the connection ends after it.
   void begin_drain() noexcept;
+  // Closes the connection if it waits for a request and none has arrived (drain grace over).
+  void close_if_idle() noexcept;
 
   int fd() const noexcept { return fd_; }
   // Peer and local addresses (getpeername/getsockname on first use, then cached).
@@ -231,6 +233,8 @@ class HttpServer {
   void retry_accept();
   // Serves an accepted socket.
   void adopt_connection(int fd, size_t listener);
+  // Accepts (without waiting) what is queued on the listeners.
+  void accept_queued();
 
   PyRef handler_;
   PyRef access_log_;
@@ -259,8 +263,13 @@ class HttpServer {
   uint64_t drain_timer_token_ = 0;
   std::unique_ptr<ServerTimer> accept_retry_;
   uint64_t accept_retry_token_ = 0;
+  // At shutdown, idle keep-alive connections get this long for a request already on its way.
+  static constexpr double kIdleGraceSeconds = 0.2;
+  std::unique_ptr<ServerTimer> idle_grace_timer_;
+  uint64_t idle_grace_token_ = 0;
+  void close_idle_connections();
   // Request greenlets waiting for their next request (strong references), and their body.
-  static constexpr size_t kMaxIdleWorkers = 128;
+  static constexpr size_t kMaxIdleWorkers = 1024;
   std::vector<PyObject*> idle_workers_;
   PyRef worker_function_;
   void release_workers() noexcept;

@@ -75,7 +75,10 @@ SCENARIOS: dict[int, Scenario] = {
     6: Scenario(6, "no keep-alive", "/plaintext", 64, keep_alive=False),
     7: Scenario(7, "idle keep-alive connections", "/plaintext", 10_000, kind="idle"),
     8: Scenario(8, "fixed rate at 50% of peak", "/plaintext", 64, kind="rate"),
+    9: Scenario(9, "Flask plaintext (WSGI)", "/flask/plaintext", 64),
 }
+# Scenario 9 runs the same Flask app: only WSGI servers serve it.
+NOT_WSGI = frozenset(SCENARIOS) - {9}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +116,7 @@ SERVERS: list[Server] = [
         "theframework",
         "theframework, Framework API, io_uring",
         f"{_OURS} tf_app:app {_OURS_OPTIONS}",
+        scenarios=NOT_WSGI,
         needs=(OURS_PYTHON,),
     ),
     Server(
@@ -126,6 +130,7 @@ SERVERS: list[Server] = [
         "Granian RSGI, 1 worker",
         f"{PEERS / 'granian'} --interface rsgi --workers 1 --host {{host}} --port {{port}} "
         "--log-level warning rsgi_app:app",
+        scenarios=NOT_WSGI,
         module="granian",
         idle_options=GRANIAN_IDLE,
     ),
@@ -143,6 +148,7 @@ SERVERS: list[Server] = [
         f"{PEERS / 'uvicorn'} asgi_app:app --http httptools --host {{host}} --port {{port}} "
         f"--no-access-log --log-level warning --backlog 4096 "
         f"--timeout-keep-alive {KEEPALIVE_SECONDS} --timeout-graceful-shutdown 2",
+        scenarios=NOT_WSGI,
         module="uvicorn",
     ),
     Server(

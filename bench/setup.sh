@@ -11,7 +11,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PYTHON="${1:-python3}"
 PEERS="$ROOT/bench/.venv-peers"
-STAMP="$PEERS/.installed-v1"
+STAMP="$PEERS/.installed-v2"
 
 need_apt=()
 command -v wrk >/dev/null || need_apt+=(wrk)
@@ -30,7 +30,7 @@ fi
 if [ ! -e "$STAMP" ]; then
   [ -x "$PEERS/bin/python" ] || "$PYTHON" -m venv "$PEERS"
   "$PEERS/bin/python" -m pip install -q --upgrade pip
-  "$PEERS/bin/python" -m pip install -q granian gunicorn gevent 'uvicorn' httptools matplotlib
+  "$PEERS/bin/python" -m pip install -q granian gunicorn gevent 'uvicorn' httptools matplotlib flask
   for optional in bjoern fastwsgi; do
     if "$PEERS/bin/python" -m pip install -q "$optional" >"$PEERS/$optional-build.log" 2>&1 \
       && "$PEERS/bin/python" -c "import $optional" 2>>"$PEERS/$optional-build.log"; then

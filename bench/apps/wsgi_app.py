@@ -18,9 +18,25 @@ def _answer(start_response: StartResponse, content_type: str, body: bytes) -> li
     return [body]
 
 
+_flask_app: Any = None
+
+
+def _flask(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """Scenario 9: the same Flask app on every WSGI server (imported on first use)."""
+    global _flask_app
+    if _flask_app is None:
+        from flask_app import app as flask_app
+
+        _flask_app = flask_app
+    result: Iterable[bytes] = _flask_app(environ, start_response)
+    return result
+
+
 def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     path = environ["PATH_INFO"]
     method = environ["REQUEST_METHOD"]
+    if path.startswith("/flask/"):
+        return _flask(environ, start_response)
     if path == "/plaintext":
         return _answer(start_response, "text/plain", PLAINTEXT)
     if path == "/json":

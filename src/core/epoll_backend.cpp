@@ -20,6 +20,7 @@
 #include <utility>
 
 #include "core/fd.hpp"
+#include "core/mapped_memory.hpp"
 
 namespace tf::core {
 namespace {
@@ -37,30 +38,6 @@ constexpr int kMultishotBatch = 32;
 [[noreturn]] void throw_error(int error, const char* what) {
   throw std::system_error(error, std::generic_category(), what);
 }
-
-// Anonymous private memory mapping; unmapped on destruction.
-class MappedMemory {
- public:
-  MappedMemory() noexcept = default;
-  explicit MappedMemory(size_t size) : size_(size) {
-    if (size_ == 0) return;
-    void* address =
-        ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (address == MAP_FAILED) throw_error(errno, "mmap of receive buffers failed");
-    data_ = static_cast<std::byte*>(address);
-  }
-  MappedMemory(const MappedMemory&) = delete;
-  MappedMemory& operator=(const MappedMemory&) = delete;
-  ~MappedMemory() {
-    if (data_ != nullptr) ::munmap(data_, size_);
-  }
-
-  std::byte* data() const noexcept { return data_; }
-
- private:
-  std::byte* data_ = nullptr;
-  size_t size_ = 0;
-};
 
 // Token -> operation index for cancel(): open addressing with linear probing and backward-shift
 // deletion, so that steady-state queueing and finishing never allocate.

@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "core/fd.hpp"
+#include "core/mapped_memory.hpp"
 
 namespace tf::core {
 namespace {
@@ -30,41 +31,6 @@ constexpr unsigned kMaxBufferCount = 32768;
 [[noreturn]] void throw_error(int error, const char* what) {
   throw std::system_error(error, std::generic_category(), what);
 }
-
-// Anonymous private memory mapping, page aligned; unmapped on destruction.
-class MappedMemory {
- public:
-  MappedMemory() noexcept = default;
-  explicit MappedMemory(size_t size) : size_(size) {
-    if (size_ == 0) return;
-    void* address =
-        ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (address == MAP_FAILED) throw_error(errno, "mmap of io_uring buffers failed");
-    data_ = static_cast<std::byte*>(address);
-  }
-  MappedMemory(MappedMemory&& other) noexcept
-      : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
-  MappedMemory& operator=(MappedMemory&& other) noexcept {
-    if (this != &other) {
-      unmap();
-      data_ = std::exchange(other.data_, nullptr);
-      size_ = std::exchange(other.size_, 0);
-    }
-    return *this;
-  }
-  ~MappedMemory() { unmap(); }
-
-  std::byte* data() const noexcept { return data_; }
-
- private:
-  void unmap() noexcept {
-    if (data_ != nullptr) ::munmap(data_, size_);
-    data_ = nullptr;
-  }
-
-  std::byte* data_ = nullptr;
-  size_t size_ = 0;
-};
 
 // Owns an initialised struct io_uring; io_uring_queue_exit on destruction.
 class Ring {

@@ -242,6 +242,13 @@ void release_views(std::vector<Py_buffer>& views) {
 // ---------------------------------------------------------------------------------------------
 // Module functions
 
+// The hub running in this thread, or null with NoHubError naming `function`.
+Hub* running_hub(const char* function) {
+  Hub* hub = Hub::current();
+  if (hub == nullptr) PyErr_Format(NoHubError, "%s needs a hub running in this thread", function);
+  return hub;
+}
+
 PyObject* get_hub(PyObject*, PyObject*) {
   Hub* hub = Hub::current();
   if (hub == nullptr || hub->python_object == nullptr) Py_RETURN_NONE;
@@ -267,11 +274,8 @@ PyObject* spawn(PyObject*, PyObject* args, PyObject* kwargs) {
     PyErr_SetString(PyExc_TypeError, "spawn() needs a callable");
     return nullptr;
   }
-  Hub* hub = Hub::current();
-  if (hub == nullptr) {
-    PyErr_SetString(NoHubError, "spawn needs a hub running in this thread");
-    return nullptr;
-  }
+  Hub* hub = running_hub("spawn");
+  if (hub == nullptr) return nullptr;
   PyRef rest(PyTuple_GetSlice(args, 1, count));
   if (!rest) return nullptr;
   return hub->spawn(PyTuple_GET_ITEM(args, 0), rest.get(), kwargs);
@@ -282,12 +286,8 @@ PyObject* schedule(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject*
   if (!parse_arguments("schedule", args, nargs, kwnames, {"greenlet", "value"}, 1, parsed)) {
     return nullptr;
   }
-  Hub* hub = Hub::current();
-  if (hub == nullptr) {
-    PyErr_SetString(NoHubError, "schedule needs a hub running in this thread");
-    return nullptr;
-  }
-  if (hub->schedule(parsed[0], parsed[1]) < 0) return nullptr;
+  Hub* hub = running_hub("schedule");
+  if (hub == nullptr || hub->schedule(parsed[0], parsed[1]) < 0) return nullptr;
   Py_RETURN_NONE;
 }
 
@@ -296,12 +296,8 @@ PyObject* kill(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwn
   if (!parse_arguments("kill", args, nargs, kwnames, {"greenlet", "exception"}, 1, parsed)) {
     return nullptr;
   }
-  Hub* hub = Hub::current();
-  if (hub == nullptr) {
-    PyErr_SetString(NoHubError, "kill needs a hub running in this thread");
-    return nullptr;
-  }
-  if (hub->kill(parsed[0], parsed[1]) < 0) return nullptr;
+  Hub* hub = running_hub("kill");
+  if (hub == nullptr || hub->kill(parsed[0], parsed[1]) < 0) return nullptr;
   Py_RETURN_NONE;
 }
 

@@ -190,6 +190,19 @@ int Hub::wait_for_slot(uint32_t index, double timeout) {
   return -1;
 }
 
+int Hub::finish_result(uint32_t index) {
+  Slot& slot = slot_at(index);
+  const int result = slot.result;
+  if (result < 0) set_error_from_result(slot);
+  free_slot(index);
+  return result < 0 ? -1 : result;
+}
+
+int Hub::wait_for_result(uint32_t index, double timeout) {
+  if (wait_for_slot(index, timeout) < 0) return -1;
+  return finish_result(index);
+}
+
 void Hub::set_error_from_result(const Slot& slot) {
   int error = -slot.result;
   if (slot.timed_out && (error == ECANCELED || error == ETIME || error == EINTR)) {
@@ -233,16 +246,11 @@ int Hub::accept(int fd, double timeout, sockaddr_storage& address, socklen_t& ad
                    make_token(index, slot.generation));
   slot.kernel_op = true;
   if (wait_for_slot(index, timeout) < 0) return -1;
-  int result = slot.result;
-  if (result < 0) {
-    set_error_from_result(slot);
-    free_slot(index);
-    return -1;
+  if (slot.result >= 0) {
+    address = slot.address;
+    address_length = slot.address_length;
   }
-  address = slot.address;
-  address_length = slot.address_length;
-  free_slot(index);
-  return result;
+  return finish_result(index);
 }
 
 Py_ssize_t Hub::recv(int fd, void* buffer, size_t length, PyObject* owner, Py_buffer* adopt_view,
@@ -254,15 +262,7 @@ Py_ssize_t Hub::recv(int fd, void* buffer, size_t length, PyObject* owner, Py_bu
   if (adopt_view != nullptr) slot.views.push_back(*adopt_view);
   backend_->recv(fd, buffer, length, make_token(index, slot.generation));
   slot.kernel_op = true;
-  if (wait_for_slot(index, timeout) < 0) return -1;
-  int result = slot.result;
-  if (result < 0) {
-    set_error_from_result(slot);
-    free_slot(index);
-    return -1;
-  }
-  free_slot(index);
-  return result;
+  return wait_for_result(index, timeout);
 }
 
 Py_ssize_t Hub::send(int fd, std::vector<Py_buffer>& views, size_t skip, double timeout) {
@@ -302,14 +302,7 @@ Py_ssize_t Hub::send(int fd, std::vector<Py_buffer>& views, size_t skip, double 
   slot.kernel_op = true;
   if (wait_for_slot(index, timeout) < 0) return -1;
   views.swap(slot.views);
-  int result = slot.result;
-  if (result < 0) {
-    set_error_from_result(slot);
-    free_slot(index);
-    return -1;
-  }
-  free_slot(index);
-  return result;
+  return finish_result(index);
 }
 
 int Hub::connect(int fd, const sockaddr* address, socklen_t length, double timeout) {
@@ -322,14 +315,7 @@ int Hub::connect(int fd, const sockaddr* address, socklen_t length, double timeo
   backend_->connect(fd, reinterpret_cast<sockaddr*>(&slot.address), length,
                     make_token(index, slot.generation));
   slot.kernel_op = true;
-  if (wait_for_slot(index, timeout) < 0) return -1;
-  if (slot.result < 0) {
-    set_error_from_result(slot);
-    free_slot(index);
-    return -1;
-  }
-  free_slot(index);
-  return 0;
+  return wait_for_result(index, timeout) < 0 ? -1 : 0;
 }
 
 int Hub::poll(int fd, uint32_t events, double timeout) {
@@ -338,15 +324,7 @@ int Hub::poll(int fd, uint32_t events, double timeout) {
   slot.fd = fd;
   backend_->poll(fd, events, make_token(index, slot.generation));
   slot.kernel_op = true;
-  if (wait_for_slot(index, timeout) < 0) return -1;
-  int result = slot.result;
-  if (result < 0) {
-    set_error_from_result(slot);
-    free_slot(index);
-    return -1;
-  }
-  free_slot(index);
-  return result;
+  return wait_for_result(index, timeout);
 }
 
 int Hub::poll_many(const std::vector<int>& fds, const std::vector<uint32_t>& events,

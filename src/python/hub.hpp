@@ -193,6 +193,11 @@ class Hub {
   // to the hub and returns when the slot completed (0, result in slot) or with -1 (exception set;
   // the slot has been orphaned or freed). On success the caller frees the slot.
   int wait_for_slot(uint32_t index, double timeout);
+  // Frees a completed slot and returns its result (>= 0), or -1 with the Python exception for a
+  // failed one (OSError from -errno, TimeoutError after its timer).
+  int finish_result(uint32_t index);
+  // wait_for_slot, then finish_result.
+  int wait_for_result(uint32_t index, double timeout);
   // Orphans a waiting slot (the greenlet gives up): cancels its operation and timer.
   void abandon_slot(uint32_t index) noexcept;
   // Python exception for a failed operation result (-errno), or TimeoutError.

@@ -577,6 +577,7 @@ class Supervisor:
                     "worker %d (pid %s) ended while draining: %s", slot.worker_id, slot.pid,
                     description,
                 )  # fmt: skip
+            self._check_reload_complete()
             return
         if slot is self.replacement:
             self._release_cell(slot)
@@ -809,7 +810,13 @@ class Supervisor:
             )
             self._start(successor)
             return
-        if self.reloading:
+        self._check_reload_complete()
+
+    def _check_reload_complete(self) -> None:
+        """A reload is complete once every worker was replaced and every old one has exited
+        (a draining worker still answers its open connections' next request)."""
+        idle = self.replacement is None and not self.replace_queue and not self.retiring
+        if self.reloading and idle:
             self.reloading = False
             logger.info("reload complete: %d workers", len(self.slots))
 

@@ -225,6 +225,25 @@ def _is_missing_module(error: ModuleNotFoundError, module_name: str) -> bool:
     return module_name == missing or module_name.startswith(missing + ".")
 
 
+def _set_up_logging(
+    config: ServerConfig, process: ProcessConfig, process_label: str | None
+) -> str | None:
+    """Configures logging (level, ``--log-config``) and checks ``--access-log-format``; the
+    problem to report as a usage error, or None."""
+    configure_logging(config.log_level, process_label)
+    if process.log_config is not None:
+        try:
+            apply_log_config(process.log_config)
+        except ValueError as error:
+            return str(error)
+    if process.access_log:
+        try:
+            check_format(process.access_log_format)
+        except ValueError as error:
+            return f"--access-log-format: {error}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
     parser = build_parser()
@@ -251,19 +270,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if process.supervised:
         from .supervisor import run_supervisor  # supervisor imports server, which imports cli's
 
-        configure_logging(config.log_level, "master")
-        if process.log_config is not None:
-            try:
-                apply_log_config(process.log_config)
-            except ValueError as error:
-                print(f"{PROGRAM}: error: {error}", file=sys.stderr)
-                return 2
-        if process.access_log:
-            try:
-                check_format(process.access_log_format)
-            except ValueError as error:
-                print(f"{PROGRAM}: error: --access-log-format: {error}", file=sys.stderr)
-                return 2
+        problem = _set_up_logging(config, process, "master")
+        if problem is not None:
+            print(f"{PROGRAM}: error: {problem}", file=sys.stderr)
+            return 2
         return run_supervisor(config.app, config, process)
     ignored = process.supervisor_only_options_set()
     if ignored:
@@ -274,19 +284,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    configure_logging(config.log_level)
-    if process.log_config is not None:
-        try:
-            apply_log_config(process.log_config)
-        except ValueError as error:
-            print(f"{PROGRAM}: error: {error}", file=sys.stderr)
-            return 2
-    if process.access_log:
-        try:
-            check_format(process.access_log_format)
-        except ValueError as error:
-            print(f"{PROGRAM}: error: --access-log-format: {error}", file=sys.stderr)
-            return 2
+    problem = _set_up_logging(config, process, None)
+    if problem is not None:
+        print(f"{PROGRAM}: error: {problem}", file=sys.stderr)
+        return 2
     set_process_title(process.proc_name)
     problem = _prepare_process(process)
     if problem is not None:

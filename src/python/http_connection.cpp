@@ -55,12 +55,12 @@ Connection::~Connection() {
 
 namespace {
 
-Endpoint endpoint_from(int fd, bool peer) {
+Endpoint peer_endpoint(int fd) {
   Endpoint endpoint;
   sockaddr_storage address{};
   socklen_t length = sizeof(address);
   auto* raw = reinterpret_cast<sockaddr*>(&address);
-  if ((peer ? ::getpeername(fd, raw, &length) : ::getsockname(fd, raw, &length)) < 0) {
+  if (::getpeername(fd, raw, &length) < 0) {
     return endpoint;
   }
   char host[INET6_ADDRSTRLEN] = {};
@@ -84,18 +84,10 @@ Endpoint endpoint_from(int fd, bool peer) {
 
 const Endpoint& Connection::peer() {
   if (!peer_known_) {
-    peer_ = endpoint_from(fd_, true);
+    peer_ = peer_endpoint(fd_);
     peer_known_ = phase_ != Phase::closed;
   }
   return peer_;
-}
-
-const Endpoint& Connection::local() {
-  if (!local_known_) {
-    local_ = endpoint_from(fd_, false);
-    local_known_ = phase_ != Phase::closed;
-  }
-  return local_;
 }
 
 void Connection::release() noexcept {
@@ -244,9 +236,8 @@ bool Connection::parse_buffered(bool spawn, PyObject** request, PyObject** respo
     close_now();
     return false;
   }
-  http::Header storage[256];
   const http::Limits& limits = server_.options().limits;
-  std::span<http::Header> headers(storage, std::min<size_t>(limits.max_headers + 1, 256));
+  std::span<http::Header> headers = server_.header_storage();
   http::RequestHead head;
   const std::string_view data = buffered();
   http::ParseResult result =
@@ -644,7 +635,8 @@ HttpServer::HttpServer(PyObject* handler, std::vector<int> listen_fds, const Htt
     : handler_(PyRef::borrow(handler)),
       access_log_(PyRef::borrow(access_log)),
       listen_fds_(std::move(listen_fds)),
-      options_(options) {
+      options_(options),
+      header_storage_(options.limits.max_headers + 1) {
   for (size_t i = 0; i < listen_fds_.size(); ++i) {
     int domain = 0;
     socklen_t length = sizeof(domain);

@@ -82,7 +82,6 @@ class Connection final : public CompletionHandler {
   bool finish_request(bool response_complete, PyObject** next_request, PyObject** next_response);
 
   // --- Shutdown ------------------------------------------------------------------------------
-  bool is_idle() const noexcept { return phase_ == Phase::idle || phase_ == Phase::head; }
   void close_now() noexcept;
   // The server drains: the next response says Connection: close and the connection ends after it.
   void begin_drain() noexcept;
@@ -90,11 +89,8 @@ class Connection final : public CompletionHandler {
   void close_if_idle() noexcept;
 
   int fd() const noexcept { return fd_; }
-  // Peer and local addresses (getpeername/getsockname on first use, then cached).
+  // The peer's address (getpeername on first use, then cached).
   const Endpoint& peer();
-  const Endpoint& local();
-  bool closing() const noexcept { return draining_ || phase_ == Phase::closed; }
-  const http::RequestHead& head() const noexcept { return head_; }
   // CLOCK_MONOTONIC ns at which the current request's head was complete.
   int64_t request_started_ns() const noexcept { return request_started_ns_; }
   // Bytes written for the current response (head and body).
@@ -134,9 +130,7 @@ class Connection final : public CompletionHandler {
   uint64_t send_token_ = 0;
   uint64_t reader_token_ = 0;  // event of a greenlet waiting for input
   Endpoint peer_;
-  Endpoint local_;
   bool peer_known_ = false;
-  bool local_known_ = false;
   std::string input_;
   size_t input_start_ = 0;
   size_t scanned_ = 0;  // buffered bytes an incomplete parse already looked at
@@ -187,6 +181,10 @@ class HttpServer {
   void retire();
 
   const HttpOptions& options() const noexcept { return options_; }
+  // Scratch header views for parsing a head (max_headers + 1 entries, one more to detect too
+  // many). Shared by the server's connections: a parse never switches greenlets, and the views
+  // are not kept past it.
+  std::span<http::Header> header_storage() noexcept { return header_storage_; }
   PyObject* handler() const noexcept { return handler_.get(); }
   // callable(request, status, bytes_sent, seconds) after each handled request, or null.
   PyObject* access_log() const noexcept { return access_log_.get(); }
@@ -242,6 +240,7 @@ class HttpServer {
   std::vector<bool> listener_is_tcp_;
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
   HttpOptions options_;
+  std::vector<http::Header> header_storage_;
   Hub* hub_ = nullptr;
   http::DateCache dates_;
   std::vector<Connection*> connections_;

@@ -2,6 +2,8 @@
 // only from the project's C++ core (Backend, http_parser, http_response), with no Python and no
 // greenlets: multishot accept, multishot receive into provided buffers, tf::http::parse_request,
 // and "Hello, World!" answered with keep-alive (or Connection: close when the request asks).
+// GET /sleep answers the same after 10 ms on the core's TimerHeap (the sleep scenario's ceiling);
+// the connection's later requests wait for it, so pipelined answers keep their order.
 // Request bodies with Content-Length are read and discarded; chunked bodies and malformed requests
 // are answered with an error status and the connection is closed.
 //
@@ -31,6 +33,7 @@
 #include "core/fd.hpp"
 #include "core/http_parser.hpp"
 #include "core/http_response.hpp"
+#include "core/timer_heap.hpp"
 
 namespace {
 
@@ -39,6 +42,8 @@ using tf::core::Completion;
 using tf::core::UniqueFd;
 
 constexpr std::string_view kBody = "Hello, World!";
+constexpr std::string_view kSleepPath = "/sleep";
+constexpr int64_t kSleepNs = 10'000'000;
 constexpr uint64_t kAcceptToken = 1;
 // Connection tokens: bit 62 set, the operation kind in bit 61, the slot generation in bits 32..60
 // and the slot index in bits 0..31. Every token stays below tf::core::kReservedTokenBit.
@@ -63,11 +68,14 @@ struct Connection {
   bool receive_armed = false;     // a multishot receive is queued
   bool send_queued = false;       // a sendmsg is in flight (output_ holds its bytes)
   bool close_after_send = false;  // Connection: close was answered
-  uint64_t body_to_skip = 0;      // bytes of the current request body still to discard
-  std::string input;              // received bytes not parsed yet
-  std::string output;             // response bytes not sent yet
-  size_t output_sent = 0;         // prefix of output already handed to the kernel
-  iovec send_vector{};            // the in-flight sendmsg's iovec (stable address)
+  bool sleeping = false;          // a /sleep request waits for its timer; input waits behind it
+  bool sleeping_keep_alive = false;
+  int sleeping_version_minor = 1;
+  uint64_t body_to_skip = 0;  // bytes of the current request body still to discard
+  std::string input;          // received bytes not parsed yet
+  std::string output;         // response bytes not sent yet
+  size_t output_sent = 0;     // prefix of output already handed to the kernel
+  iovec send_vector{};        // the in-flight sendmsg's iovec (stable address)
   msghdr send_message{};
 };
 
@@ -79,10 +87,18 @@ class Server {
   void run() {
     backend_.accept_multishot(listen_fd_, kAcceptToken);
     std::vector<Completion> completions;
+    std::vector<uint64_t> expired;
     while (stop_requested == 0) {
       completions.clear();
-      backend_.wait(-1, completions);
+      int64_t timeout_ns = -1;
+      if (auto deadline = timers_.next_deadline()) {
+        timeout_ns = std::max<int64_t>(0, *deadline - tf::core::monotonic_ns());
+      }
+      backend_.wait(timeout_ns, completions);
       for (const Completion& completion : completions) dispatch(completion);
+      expired.clear();
+      timers_.pop_expired(tf::core::monotonic_ns(), expired);
+      for (uint64_t token : expired) wake(token);
     }
   }
 
@@ -108,6 +124,21 @@ class Server {
       --connection.operations;
       if (!connection.open && connection.operations == 0) free_slot(index);
     }
+  }
+
+  // A /sleep timer fired: answer, then go on with the input that waited behind it.
+  void wake(uint64_t token) {
+    const uint32_t index = static_cast<uint32_t>(token);
+    Connection& connection = *connections_[index];
+    --connection.operations;
+    connection.sleeping = false;
+    if (connection.open) {
+      append_response(connection, 200, connection.sleeping_keep_alive, kBody,
+                      connection.sleeping_version_minor);
+      handle_input(index, connection);
+      if (connection.open) flush(index, connection);
+    }
+    if (!connection.open && connection.operations == 0) free_slot(index);
   }
 
   uint64_t token_of(uint32_t index, bool send) const {
@@ -183,7 +214,7 @@ class Server {
       close_connection(connection);
       return;
     }
-    handle_input(connection);
+    handle_input(index, connection);
     if (!connection.open) return;
     flush(index, connection);
     if (connection.open && !connection.receive_armed && !connection.close_after_send) {
@@ -192,10 +223,10 @@ class Server {
   }
 
   // Parses every complete request in the input and appends one response per request.
-  void handle_input(Connection& connection) {
+  void handle_input(uint32_t index, Connection& connection) {
     size_t consumed = 0;
     std::string_view input = connection.input;
-    while (!connection.close_after_send) {
+    while (!connection.close_after_send && !connection.sleeping) {
       if (connection.body_to_skip > 0) {
         const uint64_t skip = std::min<uint64_t>(connection.body_to_skip, input.size() - consumed);
         consumed += skip;
@@ -217,6 +248,14 @@ class Server {
       }
       consumed += head.head_length;
       connection.body_to_skip = head.content_length;
+      if (head.path == kSleepPath) {
+        connection.sleeping = true;
+        connection.sleeping_keep_alive = head.keep_alive;
+        connection.sleeping_version_minor = head.version_minor;
+        ++connection.operations;  // the timer holds the slot like a queued operation
+        timers_.add(tf::core::monotonic_ns() + kSleepNs, token_of(index, false));
+        break;
+      }
       append_response(connection, 200, head.keep_alive, kBody, head.version_minor);
     }
     connection.input.erase(0, consumed);
@@ -291,6 +330,7 @@ class Server {
   tf::http::Limits limits_{};
   std::array<tf::http::Header, 100> headers_{};
   tf::http::DateCache date_;
+  tf::core::TimerHeap timers_;
   std::vector<std::unique_ptr<Connection>> connections_;
   std::vector<uint32_t> free_slots_;
 };

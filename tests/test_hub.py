@@ -372,6 +372,41 @@ def test_sleeps_wake_in_deadline_order(hub: _core.Hub) -> None:
     assert woken == ["a", "b", "c", "d"]
 
 
+def test_io_is_polled_between_timer_wakeups(hub: _core.Hub) -> None:
+    # 64 sleeps fall due together; the first to wake sends a byte to a greenlet blocked in recv.
+    # That greenlet must run within the next few wake-ups, not after all of them: a request that
+    # arrives while many timers fire starts at once instead of queuing behind them.
+    order: list[str] = []
+    reader_end, writer_end = socket.socketpair()
+
+    def sleeper(number: int) -> None:
+        _core.sleep(0.02)
+        if number == 0:
+            writer_end.send(b"x")
+        order.append(f"sleeper {number}")
+
+    def reader() -> None:
+        assert _core.recv(reader_end.fileno(), 1) == b"x"
+        order.append("reader")
+
+    def main() -> None:
+        _core.spawn(reader)
+        for number in range(64):
+            _core.spawn(sleeper, number)
+        _core.sleep(0)  # everyone is waiting now
+        time.sleep(0.05)  # blocks the whole hub: every sleep is due when the loop next looks
+        wait_for(lambda: len(order) == 65)
+
+    try:
+        hub.run(main)
+    finally:
+        reader_end.close()
+        writer_end.close()
+    assert order[0] == "sleeper 0"
+    assert sorted(order) == sorted(["reader", *(f"sleeper {n}" for n in range(64))])
+    assert order.index("reader") <= 8, order[:12]
+
+
 def test_pending_counts_waiting_sleeps(hub: _core.Hub) -> None:
     def main() -> None:
         assert _core.pending() == 0

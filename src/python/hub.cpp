@@ -686,15 +686,12 @@ void Hub::check_signals() {
 
 PyObject* Hub::loop() {
   while (!stopping_) {
-    for (size_t count = ready_.size(); count > 0 && !stopping_; --count) {
-      ReadyEntry entry = ready_.front();
-      ready_.pop_front();
-      dispatch_ready(entry);
-    }
+    run_ready();
+    run_timer_wakeups();
     if (stopping_ || stop_requested_.load(std::memory_order_acquire)) break;
 
     int64_t timeout_ns = -1;
-    if (!ready_.empty()) {
+    if (!ready_.empty() || !timer_ready_.empty()) {
       timeout_ns = 0;
     } else if (auto deadline = timers_.next_deadline()) {
       timeout_ns = std::max<int64_t>(0, *deadline - core::monotonic_ns());
@@ -704,23 +701,7 @@ PyObject* Hub::loop() {
       if (timeout_ns < 0 || timeout_ns > heartbeat_interval_ns_)
         timeout_ns = heartbeat_interval_ns_;
     }
-    completions_.clear();
-    bool failed = false;
-    std::string failure;
-    Py_BEGIN_ALLOW_THREADS;
-    try {
-      backend_->wait(timeout_ns, completions_);
-    } catch (const std::exception& error) {
-      failed = true;
-      failure = error.what();
-    }
-    Py_END_ALLOW_THREADS;
-    if (failed) {
-      PyErr_Format(PyExc_OSError, "hub backend failed: %s", failure.c_str());
-      store_exception();
-      break;
-    }
-    for (const core::Completion& completion : completions_) handle_completion(completion);
+    if (!poll_io(timeout_ns)) break;
     expire_timers();
     check_signals();
   }
@@ -728,6 +709,54 @@ PyObject* Hub::loop() {
   shutdown_waiters();
   drain_orphans();
   Py_RETURN_NONE;
+}
+
+void Hub::run_ready() {
+  for (size_t count = ready_.size(); count > 0 && !stopping_; --count) {
+    ReadyEntry entry = ready_.front();
+    ready_.pop_front();
+    dispatch_ready(entry);
+  }
+}
+
+void Hub::run_timer_wakeups() {
+  // Between wake-ups, I/O is polled and what it readied runs first: requests that arrived during
+  // a long run of wake-ups start now instead of queuing behind all of them. (Left to queue, they
+  // would start back to back, their own timers would then fall due together, and the bunching
+  // would repeat every round: measured with 512 connections sleeping 10 ms each, that cost a
+  // quarter of the throughput.)
+  size_t since_poll = 0;
+  for (size_t count = timer_ready_.size(); count > 0 && !stopping_; --count) {
+    ReadyEntry entry = timer_ready_.front();
+    timer_ready_.pop_front();
+    dispatch_ready(entry);
+    if (++since_poll == kWakeupsPerPoll && count > 1 && !stopping_) {
+      since_poll = 0;
+      if (!poll_io(0)) return;
+      run_ready();
+    }
+  }
+}
+
+bool Hub::poll_io(int64_t timeout_ns) {
+  completions_.clear();
+  bool failed = false;
+  std::string failure;
+  Py_BEGIN_ALLOW_THREADS;
+  try {
+    backend_->wait(timeout_ns, completions_);
+  } catch (const std::exception& error) {
+    failed = true;
+    failure = error.what();
+  }
+  Py_END_ALLOW_THREADS;
+  if (failed) {
+    PyErr_Format(PyExc_OSError, "hub backend failed: %s", failure.c_str());
+    store_exception();
+    return false;
+  }
+  for (const core::Completion& completion : completions_) handle_completion(completion);
+  return true;
 }
 
 void Hub::dispatch_ready(ReadyEntry& entry) {
@@ -845,14 +874,15 @@ void Hub::handle_completion(const core::Completion& completion) {
   finish_slot_waiter(index, *slot);
 }
 
-void Hub::finish_slot_waiter(uint32_t index, Slot& slot) {
+void Hub::finish_slot_waiter(uint32_t index, Slot& slot, bool timer_expired) {
   if (slot.timer != core::kNoTimer) {
     timers_.remove(slot.timer);
     slot.timer = core::kNoTimer;
   }
   if (slot.waiter == nullptr) return;
-  ready_.push_back({ReadyEntry::Kind::resume, Py_NewRef(slot.waiter), nullptr, nullptr,
-                    make_token(index, slot.generation)});
+  (timer_expired ? timer_ready_ : ready_)
+      .push_back({ReadyEntry::Kind::resume, Py_NewRef(slot.waiter), nullptr, nullptr,
+                  make_token(index, slot.generation)});
 }
 
 void Hub::expire_timers() {
@@ -875,7 +905,7 @@ void Hub::expire_timers() {
         if (slot->state != SlotState::waiting || slot->completed) break;
         slot->completed = true;
         slot->timed_out = true;
-        finish_slot_waiter(index, *slot);
+        finish_slot_waiter(index, *slot, true);
         break;
       default:
         // A kernel operation ran out of time: cancel it and resume its greenlet from the final
@@ -896,6 +926,8 @@ void Hub::shutdown_waiters() {
   // handling GreenletExit is abandoned after a few.
   for (int round = 0; round < 4; ++round) {
     std::vector<PyObject*> victims;
+    ready_.insert(ready_.end(), timer_ready_.begin(), timer_ready_.end());
+    timer_ready_.clear();
     while (!ready_.empty()) {
       ReadyEntry entry = ready_.front();
       ready_.pop_front();
@@ -961,6 +993,8 @@ void Hub::drain_orphans() {
     }
   }
   signal_token_ = 0;
+  ready_.insert(ready_.end(), timer_ready_.begin(), timer_ready_.end());
+  timer_ready_.clear();
   while (!ready_.empty()) {
     ReadyEntry entry = ready_.front();
     ready_.pop_front();

@@ -17,6 +17,9 @@
 //     delivered the final completion, so data that raced with the timeout is never lost.
 //  7. Submissions are batched: operations are queued during a loop iteration and submitted by the
 //     backend's wait(), which also reaps completions in bulk.
+//  8. Greenlets woken by their timer (sleep, or a wait that timed out without a kernel operation)
+//     run after the other ready greenlets, and I/O is polled every kWakeupsPerPoll of them: work
+//     that arrives while many timers fire is not queued behind all of them.
 #pragma once
 
 #include <Python.h>
@@ -206,10 +209,17 @@ class Hub {
   PyObject* loop();  // the hub greenlet's body
   static PyObject* loop_entry(PyObject* self, PyObject* unused);
   void dispatch_ready(ReadyEntry& entry);
+  // Dispatches the ready entries queued before the call (not those they queue meanwhile).
+  void run_ready();
+  // Dispatches the timer wake-ups queued before the call, polling I/O every kWakeupsPerPoll.
+  void run_timer_wakeups();
+  // Waits up to timeout_ns (0: a non-blocking look, -1: no limit) with the GIL released and
+  // handles the completions. False after a backend failure (stored; the loop must stop).
+  bool poll_io(int64_t timeout_ns);
   void after_switch(PyObject* target, PyObject* result);
   void handle_completion(const core::Completion& completion);
   void expire_timers();
-  void finish_slot_waiter(uint32_t index, Slot& slot);
+  void finish_slot_waiter(uint32_t index, Slot& slot, bool timer_expired = false);
   void report_greenlet_error();
   void shutdown_waiters();
   void drain_orphans();
@@ -228,6 +238,8 @@ class Hub {
   std::vector<uint32_t> free_slots_;
   size_t slots_in_use_ = 0;
   std::deque<ReadyEntry> ready_;
+  std::deque<ReadyEntry> timer_ready_;  // greenlets whose sleep or wait timer fell due
+  static constexpr size_t kWakeupsPerPoll = 4;
   std::vector<core::Completion> completions_;
   std::vector<uint64_t> expired_;
 

@@ -113,6 +113,25 @@ def test_environ_from_raw_request(server: ServerProcess) -> None:
     assert environ["QUERY_STRING"] == ""
 
 
+def test_environ_keys_past_the_interned_key_cache(server: ServerProcess) -> None:
+    # The server interns the keys of the first 256 distinct header names it sees; names after
+    # that get fresh key strings. Both kinds must land in the environ and join duplicates.
+    for batch in range(4):
+        names = [f"X-Cache-{batch}-{number}" for number in range(90)]
+        request = (
+            b"GET /environ HTTP/1.1\r\nHost: h\r\n"
+            + b"".join(f"{name}: {index}\r\n".encode() for index, name in enumerate(names))
+            + f"{names[-1]}: again\r\n".encode()
+            + b"Connection: close\r\n\r\n"
+        )
+        _, body = raw(server, request)
+        environ = json.loads(body)
+        for index, name in enumerate(names[:-1]):
+            assert environ["HTTP_" + name.upper().replace("-", "_")] == str(index)
+        assert environ["HTTP_" + names[-1].upper().replace("-", "_")] == "89, again"
+        assert environ["HTTP_HOST"] == "h"
+
+
 @pytest.mark.parametrize(
     ("host", "name", "port"),
     [("example.org", "example.org", "80"), ("[::1]:9000", "::1", "9000"), ("[::1]", "::1", "80")],

@@ -8,9 +8,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 #include <new>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -232,11 +235,47 @@ PyObject* request_get_client(PyObject* self, void*) {
   return Py_XNewRef(request->client);
 }
 
-bool set_item(PyObject* dict, const char* key, PyObject* value) {
+// Interned str objects for environ keys, by their text: the CGI names and the HTTP_* name of every
+// header seen, up to kMaxEnvironKeys (later names get a fresh str per request). Saves creating,
+// interning and hashing a key string for every item of every environ. Only touched with the GIL
+// held; never destroyed, like the module's other constants.
+constexpr size_t kMaxEnvironKeys = 256;
+struct TextHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view text) const noexcept {
+    return std::hash<std::string_view>{}(text);
+  }
+};
+std::unordered_map<std::string, PyObject*, TextHash, std::equal_to<>>* environ_keys = nullptr;
+
+// A new reference to the key object for `text`, or null with an exception set.
+PyObject* environ_key(std::string_view text) {
+  if (environ_keys == nullptr) {
+    environ_keys = new std::unordered_map<std::string, PyObject*, TextHash, std::equal_to<>>();
+  }
+  if (auto found = environ_keys->find(text); found != environ_keys->end()) {
+    return Py_NewRef(found->second);
+  }
+  PyObject* key = PyUnicode_FromStringAndSize(text.data(), static_cast<Py_ssize_t>(text.size()));
+  if (key == nullptr) return nullptr;
+  PyUnicode_InternInPlace(&key);
+  if (environ_keys->size() < kMaxEnvironKeys) environ_keys->emplace(text, Py_NewRef(key));
+  return key;
+}
+
+// Stores `value` (a new reference, or null after an error) under `key`. False on error.
+bool set_item(PyObject* dict, std::string_view key, PyObject* value) {
   if (value == nullptr) return false;
-  int result = PyDict_SetItemString(dict, key, value);
-  Py_DECREF(value);
-  return result == 0;
+  PyRef owned(value);
+  PyRef key_object(environ_key(key));
+  return key_object && PyDict_SetItem(dict, key_object.get(), value) == 0;
+}
+
+// The item under `key`, borrowed; null when absent (or, rarely, after an error: check
+// PyErr_Occurred()).
+PyObject* get_item(PyObject* dict, std::string_view key) {
+  PyRef key_object(environ_key(key));
+  return key_object ? PyDict_GetItemWithError(dict, key_object.get()) : nullptr;
 }
 
 // The CGI part of a WSGI environ (PEP 3333), filled in C++ on top of a copy of `base` (which holds
@@ -254,7 +293,8 @@ PyObject* request_wsgi_environ(PyObject* self, PyObject* base) {
   const http::RequestHead& head = request->head;
   if (!set_item(dict, "REQUEST_METHOD", request_get_method(self, nullptr))) return nullptr;
   std::string path = http::percent_decode(head.path);
-  PyObject* script_name = PyDict_GetItemString(dict, "SCRIPT_NAME");
+  PyObject* script_name = get_item(dict, "SCRIPT_NAME");
+  if (script_name == nullptr && PyErr_Occurred()) return nullptr;
   if (script_name != nullptr && PyUnicode_Check(script_name) &&
       PyUnicode_GET_LENGTH(script_name) > 0) {
     Py_ssize_t length = 0;
@@ -297,22 +337,27 @@ PyObject* request_wsgi_environ(PyObject* self, PyObject* base) {
     }
     PyRef value(latin1(header.value));
     if (!value) return nullptr;
-    PyObject* previous = seen(key) ? PyDict_GetItemString(dict, key.c_str()) : nullptr;
+    PyObject* previous = seen(key) ? get_item(dict, key) : nullptr;
     if (previous == nullptr) {
-      if (PyDict_SetItemString(dict, key.c_str(), value.get()) < 0) return nullptr;
+      if (PyErr_Occurred() || !set_item(dict, key, value.release())) return nullptr;
       mark_seen(key);
     } else if (!is_length) {  // equal duplicates of Content-Length (the parser refuses others)
-      PyRef joined(
-          PyUnicode_FromFormat(key == "HTTP_COOKIE" ? "%U; %U" : "%U, %U", previous, value.get()));
-      if (!joined || PyDict_SetItemString(dict, key.c_str(), joined.get()) < 0) return nullptr;
+      if (!set_item(dict, key,
+                    PyUnicode_FromFormat(key == "HTTP_COOKIE" ? "%U; %U" : "%U, %U", previous,
+                                         value.get()))) {
+        return nullptr;
+      }
     }
   }
   Connection* connection = request->connection;
   if (connection != nullptr) {
     const Endpoint& peer = connection->peer();
     if (peer.valid && !peer.is_unix) {
-      if (!set_item(dict, "REMOTE_ADDR", PyUnicode_FromString(peer.host.c_str())) ||
-          !set_item(dict, "REMOTE_PORT", PyUnicode_FromFormat("%d", peer.port))) {
+      char port[16];
+      const auto [end, error] = std::to_chars(port, port + sizeof port, peer.port);
+      (void)error;  // cannot fail: 16 characters hold any int
+      if (!set_item(dict, "REMOTE_ADDR", latin1(peer.host)) ||
+          !set_item(dict, "REMOTE_PORT", latin1(std::string_view(port, end - port)))) {
         return nullptr;
       }
     }
@@ -341,7 +386,8 @@ PyObject* request_wsgi_environ(PyObject* self, PyObject* base) {
     for (char& c : lowered) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
     if (port.empty()) {
       // No port in Host: the scheme's default one.
-      PyObject* scheme = PyDict_GetItemString(dict, "wsgi.url_scheme");
+      PyObject* scheme = get_item(dict, "wsgi.url_scheme");
+      if (scheme == nullptr && PyErr_Occurred()) return nullptr;
       const bool https = scheme != nullptr && PyUnicode_Check(scheme) &&
                          PyUnicode_CompareWithASCIIString(scheme, "https") == 0;
       port = https ? "443" : "80";

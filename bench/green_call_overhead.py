@@ -39,7 +39,7 @@ def measure(calls: int) -> dict[str, float]:
     left_fd, right_fd = left.fileno(), right.fileno()
     results: dict[str, float] = {}
 
-    def plain_send(count: int) -> None:
+    def plain_round_trip(count: int) -> None:
         for _ in range(count):
             left.send(MESSAGE)
             right.recv(64)
@@ -47,11 +47,6 @@ def measure(calls: int) -> dict[str, float]:
     def green_send(count: int) -> None:
         for _ in range(count):
             _core.send(left_fd, MESSAGE)
-            right.recv(64)
-
-    def plain_recv(count: int) -> None:
-        for _ in range(count):
-            left.send(MESSAGE)
             right.recv(64)
 
     def green_recv(count: int) -> None:
@@ -76,10 +71,10 @@ def measure(calls: int) -> dict[str, float]:
         for _ in range(count):
             _core.sleep(0)
 
-    baseline = per_call(plain_send, calls)
-    results["send + socket.recv (plain socket.send)"] = baseline
+    # The plain round trip is measured next to each green one (the machine's speed drifts).
+    results["send + socket.recv (plain socket.send)"] = per_call(plain_round_trip, calls)
     results["send + socket.recv (_core.send)"] = per_call(green_send, calls)
-    results["socket.send + recv (plain socket.recv)"] = per_call(plain_recv, calls)
+    results["socket.send + recv (plain socket.recv)"] = per_call(plain_round_trip, calls)
     results["socket.send + recv (_core.recv through the loop)"] = per_call(green_recv, calls)
     results["ping-pong round trip between two greenlets"] = per_call(ping_pong, calls)
     results["sleep(0) (one yield through the loop)"] = per_call(yields, calls)

@@ -271,9 +271,7 @@ class MetricsServer:
         for _ in range(16):
             try:
                 sock, _address = self.listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
+            except OSError:  # nothing queued (BlockingIOError), or the listener failed
                 return
             sock.setblocking(False)
             client = _Client(sock, time.monotonic() + _CONNECTION_TIMEOUT)

@@ -191,6 +191,12 @@ class _Slot:
     retiring: bool = False
     retire_deadline: float | None = None
 
+    def traceback_suffix(self) -> str:
+        """The traceback the current process reported, on lines of its own after a log
+        message; "" when it reported none."""
+        trace = self.failure.traceback.rstrip() if self.failure else ""
+        return "\n" + trace if trace else ""
+
 
 class Supervisor:
     """Runs ``process.worker_count`` workers serving ``app`` with ``server`` until SIGTERM or
@@ -592,12 +598,11 @@ class Supervisor:
                 logger.debug("worker %d stopped", slot.worker_id)
             return
         if code in (ExitCode.USAGE, ExitCode.APP_FAILED):
-            trace = slot.failure.traceback.rstrip() if slot.failure else ""
             self._error(
                 "worker %d: %s; stopping the server%s",
                 slot.worker_id,
                 description,
-                "\n" + trace if trace else "",
+                slot.traceback_suffix(),
             )
             self._stop_slot(slot, code, quiet=True)
             self._begin_shutdown(code)
@@ -848,14 +853,13 @@ class Supervisor:
         old = successor.replacing
         successor.replacing = None
         if successor.spawn_reason == "reload":
-            trace = successor.failure.traceback.rstrip() if successor.failure else ""
             logger.error(
                 "reload failed: the new worker %d did not start (%s); keeping the old workers%s",
                 successor.worker_id,
                 description,
-                "\n" + trace if trace else "",
+                successor.traceback_suffix(),
             )
-            self.replace_queue = deque(item for item in self.replace_queue if item[1] != "reload")
+            self._unqueue_reloads()
             self.reloading = False
         else:
             logger.warning(
@@ -881,7 +885,7 @@ class Supervisor:
         sent = False
         if slot.channel is not None and slot.ready:
             try:
-                slot.channel.send(ipc.encode(ipc.Drain(self.server.graceful_timeout)))
+                ipc.send(slot.channel, ipc.Drain(self.server.graceful_timeout))
                 sent = True
             except OSError:
                 pass
@@ -903,9 +907,13 @@ class Supervisor:
         running = [slot for slot in self.slots if slot.stopped_with is None]
         logger.info("SIGHUP received: reloading, replacing %d workers one at a time", len(running))
         self.reloading = True
-        self.replace_queue = deque(item for item in self.replace_queue if item[1] != "reload")
+        self._unqueue_reloads()
         self.replace_queue.extend((slot.worker_id, "reload") for slot in running)
         self._advance_replacements()
+
+    def _unqueue_reloads(self) -> None:
+        """Drops the replacements a reload queued (a new reload or a failed one replaces them)."""
+        self.replace_queue = deque(item for item in self.replace_queue if item[1] != "reload")
 
     def _add_worker(self) -> None:
         """SIGTTIN: one more slot."""

@@ -388,7 +388,7 @@ class _Runtime:
             self.spec.worker_id, os.getpid(), self.http_server.stats(), resident_bytes(), 0.0
         )
         with contextlib.suppress(OSError, ValueError):
-            self.spec.channel.send(ipc.encode(message))
+            ipc.send(self.spec.channel, message)
 
     # -- the hang dump -----------------------------------------------------------------------
 
@@ -403,7 +403,7 @@ class _Runtime:
             with contextlib.suppress(Exception):
                 handler.flush()
         with contextlib.suppress(OSError):
-            self.spec.channel.send(ipc.encode(ipc.Dumped(self.spec.worker_id, os.getpid())))
+            ipc.send(self.spec.channel, ipc.Dumped(self.spec.worker_id, os.getpid()))
 
     # -- greenlets ---------------------------------------------------------------------------
 

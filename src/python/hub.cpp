@@ -993,8 +993,8 @@ void Hub::drain_orphans() {
     }
   }
   signal_token_ = 0;
-  ready_.insert(ready_.end(), timer_ready_.begin(), timer_ready_.end());
-  timer_ready_.clear();
+  // timer_ready_ is empty here: shutdown_waiters moved it into ready_, and only expire_timers,
+  // which no longer runs, fills it.
   while (!ready_.empty()) {
     ReadyEntry entry = ready_.front();
     ready_.pop_front();

@@ -49,8 +49,8 @@ def raise_file_limit(wanted: int) -> int:
 def serve(connections: int) -> None:
     """The server side (run in a child process)."""
     from theframework.config import ProcessConfig, ServerConfig
-    from theframework.server import configure_logging
-    from theframework.supervisor import Supervisor
+    from theframework.process.supervisor import Supervisor
+    from theframework.server.logs import configure_logging
 
     raise_file_limit(connections + 1024)
     configure_logging("info", "master")

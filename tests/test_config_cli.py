@@ -20,13 +20,9 @@ import pytest
 from theframework import Framework, ServerConfig
 from theframework.cli import build_parser, config_from_arguments, main
 from theframework.config import config_from_env, env_name
-from theframework.server import (
-    AppLoadError,
-    bind_socket,
-    import_from_string,
-    load_app,
-    make_config,
-)
+from theframework.main import make_config
+from theframework.server.loading import AppLoadError, import_from_string, load_app
+from theframework.server.sockets import bind_socket
 
 # -- ServerConfig ---------------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import pytest
 from prefork_apps.harness import ServerProcess
 
-from theframework import ipc
+from theframework.server.exitcodes import ExitCode
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -39,7 +39,7 @@ def test_port_held_without_reuseport_exits_42_after_the_retries() -> None:
         with ServerProcess(
             "prefork_apps.pid_app:app", "--workers", "2", "--port", str(port)
         ) as server:
-            assert server.wait() == ipc.ExitCode.ADDRESS_IN_USE == 42
+            assert server.wait() == ExitCode.ADDRESS_IN_USE == 42
             output = server.output
     errors = _error_lines(output)
     assert len(errors) == 1, output
@@ -72,7 +72,7 @@ def test_privileged_port_as_unprivileged_user_exits_43_without_respawn() -> None
     with ServerProcess(
         "prefork_apps.pid_app:app", "--workers", "2", "--port", "1", command_prefix=_unprivileged()
     ) as server:
-        assert server.wait() == ipc.ExitCode.PERMISSION_DENIED == 43
+        assert server.wait() == ExitCode.PERMISSION_DENIED == 43
         output = server.output
     assert "restarting it in" not in output
     assert output.count("not restarting it") == 2
@@ -109,7 +109,7 @@ def test_unix_socket_in_unwritable_directory_exits_43(unwritable_directory: str)
 def test_workers_out_of_file_descriptors_exit_44_lowering_the_target() -> None:
     # The application lowers each worker's RLIMIT_NOFILE to what it holds: binding hits EMFILE.
     with ServerProcess("prefork_apps.fd_limited:app", "--workers", "2", "--port", "0") as server:
-        assert server.wait() == ipc.ExitCode.TOO_MANY_FILES == 44
+        assert server.wait() == ExitCode.TOO_MANY_FILES == 44
         output = server.output
     assert "lowering the target worker count to 1" in output
     assert "lowering the target worker count to 0" in output
@@ -140,7 +140,7 @@ def test_application_import_failure_exits_3_with_one_traceback(start_method: str
         "prefork_apps.broken_import:app", "--workers", "2", "--port", "0",
         "--start-method", start_method,
     ) as server:  # fmt: skip
-        assert server.wait() == ipc.ExitCode.APP_FAILED == 3
+        assert server.wait() == ExitCode.APP_FAILED == 3
         output = server.output
     assert output.count("Traceback (most recent call last)") == 1, output
     assert "RuntimeError: broken at import in a worker" in output

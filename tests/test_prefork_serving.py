@@ -19,7 +19,7 @@ import pytest
 from prefork_apps.harness import ServerProcess, http_exchange, http_get
 
 from theframework import serve
-from theframework.supervisor import SupervisorError
+from theframework.process.supervisor import SupervisorError
 
 pytestmark = pytest.mark.timeout(120)
 

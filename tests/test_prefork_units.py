@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from theframework import ipc
 from theframework.cli import build_parser, process_config_from_arguments
 from theframework.config import ProcessConfig, config_from_env
-from theframework.ipc import exit_code_for_os_error
-from theframework.supervisor import SupervisorError, choose_start_method, notify_systemd
-from theframework.worker import parse_env_file
+from theframework.process import ipc
+from theframework.process.supervisor import SupervisorError, choose_start_method
+from theframework.process.systemd import notify_systemd
+from theframework.server.envfile import parse_env_file
+from theframework.server.exitcodes import exit_code_for_os_error
 
 
 def test_process_config_defaults_and_validation() -> None:

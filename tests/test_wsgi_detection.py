@@ -13,8 +13,8 @@ from http_helpers import REPO_ROOT
 
 from theframework import Framework, Request, Response, ServerConfig
 from theframework.config import config_from_env
-from theframework.server import AppLoadError, load_app
-from theframework.wsgi import FileWrapper, WSGIAdapter, detect_interface
+from theframework.server.loading import AppLoadError, detect_interface, load_app
+from theframework.wsgi import FileWrapper, WSGIAdapter
 
 
 def wsgi_function(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

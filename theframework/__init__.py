@@ -2,21 +2,33 @@
 
 Handlers are plain functions ``handler(request, response)``; the native hub switches greenlets
 whenever one would block.
+
+The names below are loaded on first use (PEP 562), so that importing a part of the package (the
+supervisor, ``theframework.monkey``) loads only what that part needs.
 """
 
-import logging
+from __future__ import annotations
 
-from . import _core
-from ._core import Hub, Request, Response
-from .app import Framework
-from .config import ProcessConfig, ServerConfig
-from .datastructures import Headers, QueryParams
-from .errors import HTTPError
-from .offload import offload
-from .server import serve
-from .wsgi import serve_wsgi
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# Public name -> the module that defines it.
+_EXPORTS = {
+    "Framework": "theframework.app",
+    "HTTPError": "theframework.errors",
+    "Headers": "theframework.datastructures",
+    "Hub": "theframework._core",
+    "ProcessConfig": "theframework.config",
+    "QueryParams": "theframework.datastructures",
+    "Request": "theframework._core",
+    "Response": "theframework._core",
+    "ServerConfig": "theframework.config",
+    "offload": "theframework.offload",
+    "serve": "theframework.main",
+    "serve_wsgi": "theframework.main",
+}
 
 __all__ = [
     "Framework",
@@ -34,20 +46,49 @@ __all__ = [
     "serve_wsgi",
 ]
 
-# The native module builds request.headers / request.query_params with these types and raises
-# HTTPError (e.g. 400 for invalid JSON in request.json()); tracebacks of failing handlers go to the
-# "theframework.error" logger, and errors escaping plain greenlets to the same logger.
-_error_logger = logging.getLogger("theframework.error")
+if TYPE_CHECKING:
+    from ._core import Hub, Request, Response
+    from .app import Framework
+    from .config import ProcessConfig, ServerConfig
+    from .datastructures import Headers, QueryParams
+    from .errors import HTTPError
+    from .main import serve, serve_wsgi
+    from .offload import offload
 
 
-def _log_greenlet_error(error: BaseException) -> None:
-    _error_logger.error("Unhandled exception in a greenlet", exc_info=error)
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'theframework' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
-_core._configure(
-    http_error=HTTPError,
-    headers_factory=Headers,
-    query_factory=QueryParams,
-    logger=_error_logger,
-    error_handler=_log_greenlet_error,
-)
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+# TEMPORARY until _core configures itself at import (C++ restructuring branch).
+def _configure_core() -> None:
+    import logging
+
+    from . import _core
+    from .datastructures import Headers, QueryParams
+    from .errors import HTTPError
+
+    error_logger = logging.getLogger("theframework.error")
+
+    def log_greenlet_error(error: BaseException) -> None:
+        error_logger.error("Unhandled exception in a greenlet", exc_info=error)
+
+    _core._configure(
+        http_error=HTTPError,
+        headers_factory=Headers,
+        query_factory=QueryParams,
+        logger=error_logger,
+        error_handler=log_greenlet_error,
+    )
+
+
+_configure_core()

@@ -1,14 +1,26 @@
-"""Server configuration: one frozen dataclass, built once (CLI, environment or ``run()`` keyword
-arguments) and handed down to the server."""
+"""Configuration: ONE table of options, and everything made from it.
+
+Each option is declared once, as an ``Option`` in ``OPTIONS``: its name, default, how text (an
+environment variable or a command-line argument) becomes a value, the check of a value, its help,
+its command-line form, and which part of the server reads it. From that table come:
+
+- the defaults and the validation of the two frozen dataclasses (``ServerConfig``: what every
+  serving process uses; ``ProcessConfig``: how many processes serve and how they are run);
+- ``config_from_env`` (``THEFRAMEWORK_<OPTION>`` variables);
+- the command line (``cli.build_parser``);
+- the options table in README.md (``options_markdown``; a test fails when they disagree).
+
+Precedence, highest first: command line, environment, defaults.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 __all__ = [
     "BACKENDS",
@@ -16,12 +28,15 @@ __all__ = [
     "ENV_PREFIX",
     "INTERFACES",
     "LOG_LEVELS",
+    "OPTIONS",
     "START_METHODS",
-    "SUPERVISOR_ONLY_OPTIONS",
+    "Option",
     "ProcessConfig",
     "ServerConfig",
     "config_from_env",
     "env_name",
+    "option",
+    "options_markdown",
 ]
 
 BACKENDS = ("auto", "io_uring", "epoll")
@@ -29,226 +44,126 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 INTERFACES = ("auto", "framework", "wsgi")
 START_METHODS = ("auto", "fork", "spawn", "forkserver")
 ENV_PREFIX = "THEFRAMEWORK_"
-# The access log line (see theframework.accesslog for the fields): a common-log-like default.
+# The access log line (see theframework.server.accesslog for the fields): common-log-like.
 DEFAULT_ACCESS_LOG_FORMAT = (
     '%(client)s "%(method)s %(path)s %(version)s" %(status)s %(bytes)s %(duration_ms).2fms'
 )
-# ProcessConfig options that only a supervisor uses (refused with --workers 1 when set).
-SUPERVISOR_ONLY_OPTIONS = (
-    "worker_timeout",
-    "max_requests",
-    "max_requests_jitter",
-    "worker_lifetime",
-    "worker_lifetime_jitter",
-    "worker_max_rss",
-    "rss_interval",
-    "rss_samples",
-    "metrics_address",
-    "metrics_port",
-)
 
+# Which part of the server reads an option:
+# engine: the native HttpServer (handed over as keyword arguments);
+# server: every serving process (the single process, or each worker);
+# worker: each worker's boot (also the single process's);
+# supervisor: only the supervisor (refused with --workers 1).
+Reader = Literal["engine", "server", "worker", "supervisor"]
+# What the command line does: takes a value; is a flag (True when given); is repeatable.
+CliKind = Literal["value", "flag", "append", "positional"]
 
-def _check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-        raise ValueError(f"{name} must be {bounds}, got {value}")
-
-
-def _check_seconds(name: str, value: object, *, allow_zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number of seconds, got {value!r}")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        requirement = "finite and >= 0" if allow_zero else "finite and > 0"
-        raise ValueError(f"{name} must be {requirement} seconds, got {value}")
+_Check = Callable[[str, Any], None]
 
 
 @dataclass(frozen=True, slots=True)
-class ServerConfig:
-    """Everything the server needs, validated on construction (ValueError naming the option).
+class Option:
+    """One option, declared once. ``parse`` turns environment text into a value (ValueError when
+    it cannot); ``check(name, value)`` raises ValueError naming the option for a bad value."""
 
-    Build variants with ``dataclasses.replace(config, port=9000)``.
-    """
-
-    # "module:attribute" of the application when it was given as an import string, else None.
-    app: str | None = None
-    # TCP listener: IPv4 address or host name, or IPv6 when it contains ":" ("::1", "[::1]").
-    host: str = "127.0.0.1"
-    # TCP port; 0 lets the kernel choose one.
-    port: int = 8000
-    # Path of a UNIX socket to listen on instead of host:port.
-    uds: str | None = None
-    backlog: int = 1024
-    # "auto" tries io_uring and falls back to epoll.
-    backend: str = "auto"
-    # Request line plus header block, in bytes (larger: 431).
-    max_header_size: int = 32768
-    # Request body, in bytes (larger: 413).
-    max_body_size: int = 1048576
-    # Seconds to receive the whole header block (slower: 408).
-    header_timeout: float = 10.0
-    # Seconds between two reads of the body.
-    body_timeout: float = 30.0
-    # Seconds an idle keep-alive connection is kept open.
-    keepalive_timeout: float = 5.0
-    # Seconds a write may wait for the client to read.
-    write_timeout: float = 30.0
-    # Open connections per process; more wait in the listen backlog.
-    max_connections: int = 1024
-    # Seconds in-flight requests get to finish at shutdown before connections are closed.
-    graceful_timeout: float = 30.0
-    # Logging level of the "theframework" logger: critical, error, warning, info, debug.
-    log_level: str = "info"
-    # What the application is: "framework" (a Framework or handler(request, response)), "wsgi"
-    # (a PEP 3333 application), or "auto" to tell from the object (see docs/wsgi.md).
-    interface: str = "auto"
-    # WSGI SCRIPT_NAME: the URL prefix the application is mounted under ("" or "/prefix").
-    root_path: str = ""
-
-    def __post_init__(self) -> None:
-        if self.app is not None and (not isinstance(self.app, str) or ":" not in self.app):
-            raise ValueError(f"app must be 'module:attribute', got {self.app!r}")
-        if not isinstance(self.host, str) or not self.host:
-            raise ValueError(f"host must be a non-empty string, got {self.host!r}")
-        _check_int("port", self.port, 0, 65535)
-        if self.uds is not None and (not isinstance(self.uds, str) or not self.uds):
-            raise ValueError(f"uds must be a non-empty path, got {self.uds!r}")
-        _check_int("backlog", self.backlog, 1)
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        _check_int("max_header_size", self.max_header_size, 1)
-        _check_int("max_body_size", self.max_body_size, 1)
-        _check_seconds("header_timeout", self.header_timeout)
-        _check_seconds("body_timeout", self.body_timeout)
-        _check_seconds("keepalive_timeout", self.keepalive_timeout)
-        _check_seconds("write_timeout", self.write_timeout)
-        _check_int("max_connections", self.max_connections, 1)
-        _check_seconds("graceful_timeout", self.graceful_timeout, allow_zero=True)
-        if not isinstance(self.log_level, str) or self.log_level.lower() not in LOG_LEVELS:
-            raise ValueError(
-                f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"
-            )
-        if self.interface not in INTERFACES:
-            raise ValueError(
-                f"interface must be one of {', '.join(INTERFACES)}, got {self.interface!r}"
-            )
-        if not isinstance(self.root_path, str) or (
-            self.root_path and not self.root_path.startswith("/")
-        ):
-            raise ValueError(f"root_path must be empty or start with '/', got {self.root_path!r}")
+    name: str
+    # "server": a ServerConfig field; "process": a ProcessConfig field.
+    section: Literal["server", "process"]
+    default: Any
+    parse: Callable[[str], Any]
+    # What ``parse`` expects, for error messages: "an integer".
+    expected: str
+    check: _Check
+    help: str
+    reader: Reader
+    # argparse ``type`` of a value option (its __name__ shows in argparse's messages).
+    cli_type: Callable[[str], Any] = str
+    metavar: str | None = None
+    choices: tuple[str, ...] = ()
+    cli: CliKind = "value"
+    # The command-line flag when it is not --<name with dashes>.
+    flag: str | None = None
 
     @property
-    def bind_description(self) -> str:
-        """The listening address as written in logs: "unix:/path" or "host:port"."""
-        if self.uds is not None:
-            return f"unix:{self.uds}"
-        host = self.host.strip("[]")
-        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
-
-
-@dataclass(frozen=True, slots=True)
-class ProcessConfig:
-    """How many processes serve and how they are run: the supervisor's options, validated on
-    construction (ValueError naming the option). ServerConfig is what each serving process uses;
-    this is what only the command line and the supervisor look at."""
-
-    # Worker processes: 1 serves in the current process (no supervisor); 0 means one per CPU.
-    workers: int = 1
-    # How workers are started: auto, fork, spawn or forkserver (see docs/processes.md).
-    start_method: str = "auto"
-    # Seconds a worker gets to report ready before it is killed as a failed boot.
-    startup_timeout: float = 60.0
-    # Process titles: "<proc_name> master" and "<proc_name> worker-<id>".
-    proc_name: str = "theframework"
-    # KEY=VALUE files loaded into each worker before the application is imported.
-    env_files: tuple[str, ...] = ()
-    # File the supervisor writes its pid to once every worker is ready (removed at exit).
-    pid_file: str | None = None
-    # Call theframework.monkey.patch_all() in each worker before the application is imported.
-    patch_all: bool = False
-    # Seconds a worker's hub may go without a heartbeat before it is dumped and killed (0: off).
-    worker_timeout: float = 30.0
-    # Recycle a worker after this many requests (0: never), plus a random 0..jitter more.
-    max_requests: int = 0
-    max_requests_jitter: int = 0
-    # Recycle a worker after this many seconds (0: never), plus a random 0..jitter more.
-    worker_lifetime: float = 0.0
-    worker_lifetime_jitter: float = 0.0
-    # Recycle a worker whose resident memory exceeds this many MiB (0: never) in rss_samples
-    # consecutive samples taken every rss_interval seconds.
-    worker_max_rss: int = 0
-    rss_interval: float = 5.0
-    rss_samples: int = 3
-    # Prometheus text on http://metrics_address:metrics_port/metrics (None: off; 0: any port).
-    metrics_address: str = "127.0.0.1"
-    metrics_port: int | None = None
-    # Log every handled request to the "theframework.access" logger, in access_log_format.
-    access_log: bool = False
-    access_log_format: str = DEFAULT_ACCESS_LOG_FORMAT
-    # A logging.config.dictConfig JSON file applied after the default logging set-up.
-    log_config: str | None = None
-
-    def __post_init__(self) -> None:
-        _check_int("workers", self.workers, 0)
-        if self.start_method not in START_METHODS:
-            choices = ", ".join(START_METHODS)
-            raise ValueError(f"start_method must be one of {choices}, got {self.start_method!r}")
-        _check_seconds("startup_timeout", self.startup_timeout)
-        if not isinstance(self.proc_name, str) or not self.proc_name:
-            raise ValueError(f"proc_name must be a non-empty string, got {self.proc_name!r}")
-        if not isinstance(self.env_files, tuple) or not all(
-            isinstance(path, str) and path for path in self.env_files
-        ):
-            raise ValueError(f"env_files must be a tuple of paths, got {self.env_files!r}")
-        if self.pid_file is not None and (not isinstance(self.pid_file, str) or not self.pid_file):
-            raise ValueError(f"pid_file must be a non-empty path, got {self.pid_file!r}")
-        if not isinstance(self.patch_all, bool):
-            raise ValueError(f"patch_all must be True or False, got {self.patch_all!r}")
-        _check_seconds("worker_timeout", self.worker_timeout, allow_zero=True)
-        _check_int("max_requests", self.max_requests, 0)
-        _check_int("max_requests_jitter", self.max_requests_jitter, 0)
-        _check_seconds("worker_lifetime", self.worker_lifetime, allow_zero=True)
-        _check_seconds("worker_lifetime_jitter", self.worker_lifetime_jitter, allow_zero=True)
-        _check_int("worker_max_rss", self.worker_max_rss, 0)
-        _check_seconds("rss_interval", self.rss_interval)
-        _check_int("rss_samples", self.rss_samples, 1)
-        if not isinstance(self.metrics_address, str) or not self.metrics_address:
-            raise ValueError(f"metrics_address must be a host, got {self.metrics_address!r}")
-        if self.metrics_port is not None:
-            _check_int("metrics_port", self.metrics_port, 0, 65535)
-        if not isinstance(self.access_log, bool):
-            raise ValueError(f"access_log must be True or False, got {self.access_log!r}")
-        if not isinstance(self.access_log_format, str) or not self.access_log_format:
-            raise ValueError(
-                f"access_log_format must be a non-empty string, got {self.access_log_format!r}"
-            )
-        if self.log_config is not None and (
-            not isinstance(self.log_config, str) or not self.log_config
-        ):
-            raise ValueError(f"log_config must be a non-empty path, got {self.log_config!r}")
+    def env(self) -> str:
+        """The environment variable: THEFRAMEWORK_<NAME>."""
+        return env_name(self.name)
 
     @property
-    def worker_count(self) -> int:
-        """``workers``, with 0 resolved to the CPUs this process may run on."""
-        if self.workers:
-            return self.workers
-        return max(1, len(os.sched_getaffinity(0)))
+    def cli_flag(self) -> str:
+        """The command-line flag ("--max-body-size"), or "APP" for the positional argument."""
+        if self.cli == "positional":
+            return "APP"
+        return self.flag or "--" + self.name.replace("_", "-")
 
-    def supervisor_only_options_set(self) -> list[str]:
-        """The supervisor-only options (SUPERVISOR_ONLY_OPTIONS) whose value is not the
-        default: meaningless with ``workers`` 1."""
-        defaults = ProcessConfig()
-        return [
-            name
-            for name in SUPERVISOR_ONLY_OPTIONS
-            if getattr(self, name) != getattr(defaults, name)
-        ]
 
-    @property
-    def supervised(self) -> bool:
-        """True when a supervisor runs worker processes (``workers`` is not 1)."""
-        return self.workers != 1
+# -- value checks (each raises ValueError naming the option) --------------------------------------
+
+
+def _integer(minimum: int, maximum: int | None = None, *, optional: bool = False) -> _Check:
+    def check(name: str, value: Any) -> None:
+        if optional and value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+            raise ValueError(f"{name} must be {bounds}, got {value}")
+
+    return check
+
+
+def _seconds(*, allow_zero: bool = False) -> _Check:
+    def check(name: str, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name} must be a number of seconds, got {value!r}")
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+            requirement = "finite and >= 0" if allow_zero else "finite and > 0"
+            raise ValueError(f"{name} must be {requirement} seconds, got {value}")
+
+    return check
+
+
+def _text(what: str, *, optional: bool = False) -> _Check:
+    def check(name: str, value: Any) -> None:
+        if optional and value is None:
+            return
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{name} must be {what}, got {value!r}")
+
+    return check
+
+
+def _choice(choices: tuple[str, ...], *, any_case: bool = False) -> _Check:
+    def check(name: str, value: Any) -> None:
+        word = value.lower() if any_case and isinstance(value, str) else value
+        if word not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+    return check
+
+
+def _boolean(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def _paths(name: str, value: Any) -> None:
+    if not isinstance(value, tuple) or not all(isinstance(path, str) and path for path in value):
+        raise ValueError(f"{name} must be a tuple of paths, got {value!r}")
+
+
+def _app_reference(name: str, value: Any) -> None:
+    if value is not None and (not isinstance(value, str) or ":" not in value):
+        raise ValueError(f"{name} must be 'module:attribute', got {value!r}")
+
+
+def _url_prefix(name: str, value: Any) -> None:
+    if not isinstance(value, str) or (value and not value.startswith("/")):
+        raise ValueError(f"{name} must be empty or start with '/', got {value!r}")
+
+
+# -- text parsers (environment variables) ---------------------------------------------------------
 
 
 def _parse_int(text: str) -> int:
@@ -284,6 +199,7 @@ def _parse_paths(text: str) -> tuple[str, ...]:
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
+_BOOLEAN_TEXT = "a boolean (1/0, true/false, yes/no, on/off)"
 
 
 def _parse_bool(text: str) -> bool:
@@ -295,54 +211,337 @@ def _parse_bool(text: str) -> bool:
     raise ValueError(text)
 
 
-_PARSERS: dict[str, tuple[Callable[[str], Any], str]] = {
-    "app": (_parse_optional_text, "a 'module:attribute' import string"),
-    "host": (_parse_text, "a host"),
-    "port": (_parse_int, "an integer"),
-    "uds": (_parse_optional_text, "a path"),
-    "backlog": (_parse_int, "an integer"),
-    "backend": (_parse_lower, "a backend name"),
-    "max_header_size": (_parse_int, "an integer"),
-    "max_body_size": (_parse_int, "an integer"),
-    "header_timeout": (_parse_seconds, "a number of seconds"),
-    "body_timeout": (_parse_seconds, "a number of seconds"),
-    "keepalive_timeout": (_parse_seconds, "a number of seconds"),
-    "write_timeout": (_parse_seconds, "a number of seconds"),
-    "max_connections": (_parse_int, "an integer"),
-    "graceful_timeout": (_parse_seconds, "a number of seconds"),
-    "log_level": (_parse_lower, "a log level"),
-    "interface": (_parse_lower, "an interface"),
-    "root_path": (_parse_text, "a URL path"),
-    # ProcessConfig
-    "workers": (_parse_int, "an integer"),
-    "start_method": (_parse_lower, "a start method"),
-    "startup_timeout": (_parse_seconds, "a number of seconds"),
-    "proc_name": (_parse_text, "a name"),
-    "env_files": (_parse_paths, f"a list of paths separated by {os.pathsep!r}"),
-    "pid_file": (_parse_optional_text, "a path"),
-    "patch_all": (_parse_bool, "a boolean (1/0, true/false, yes/no, on/off)"),
-    "worker_timeout": (_parse_seconds, "a number of seconds"),
-    "max_requests": (_parse_int, "an integer"),
-    "max_requests_jitter": (_parse_int, "an integer"),
-    "worker_lifetime": (_parse_seconds, "a number of seconds"),
-    "worker_lifetime_jitter": (_parse_seconds, "a number of seconds"),
-    "worker_max_rss": (_parse_int, "an integer (MiB)"),
-    "rss_interval": (_parse_seconds, "a number of seconds"),
-    "rss_samples": (_parse_int, "an integer"),
-    "metrics_address": (_parse_text, "a host"),
-    "metrics_port": (_parse_optional_int, "an integer"),
-    "access_log": (_parse_bool, "a boolean (1/0, true/false, yes/no, on/off)"),
-    "access_log_format": (_parse_text, "a format"),
-    "log_config": (_parse_optional_text, "a path"),
-}
+# -- option constructors --------------------------------------------------------------------------
+
+
+def _int(
+    name: str,
+    section: Literal["server", "process"],
+    default: int | None,
+    help: str,
+    reader: Reader,
+    *,
+    minimum: int,
+    maximum: int | None = None,
+    metavar: str = "N",
+    optional: bool = False,
+    expected: str = "an integer",
+) -> Option:
+    return Option(
+        name,
+        section,
+        default,
+        _parse_optional_int if optional else _parse_int,
+        expected,
+        _integer(minimum, maximum, optional=optional),
+        help,
+        reader,
+        cli_type=int,
+        metavar=metavar,
+    )
+
+
+def _secs(
+    name: str,
+    section: Literal["server", "process"],
+    default: float,
+    help: str,
+    reader: Reader,
+    *,
+    allow_zero: bool = False,
+) -> Option:
+    return Option(
+        name,
+        section,
+        default,
+        _parse_seconds,
+        "a number of seconds",
+        _seconds(allow_zero=allow_zero),
+        help,
+        reader,
+        cli_type=float,
+        metavar="SECONDS",
+    )
+
+
+def _str(
+    name: str,
+    section: Literal["server", "process"],
+    default: str | None,
+    help: str,
+    reader: Reader,
+    *,
+    what: str,
+    expected: str,
+    metavar: str,
+    check: _Check | None = None,
+) -> Option:
+    optional = default is None
+    return Option(
+        name,
+        section,
+        default,
+        _parse_optional_text if optional else _parse_text,
+        expected,
+        check or _text(what, optional=optional),
+        help,
+        reader,
+        metavar=metavar,
+    )
+
+
+def _enum(
+    name: str,
+    section: Literal["server", "process"],
+    default: str,
+    choices: tuple[str, ...],
+    help: str,
+    reader: Reader,
+    *,
+    expected: str,
+) -> Option:
+    return Option(
+        name,
+        section,
+        default,
+        _parse_lower,
+        expected,
+        _choice(choices, any_case=name == "log_level"),
+        help,
+        reader,
+        cli_type=str.lower,
+        choices=choices,
+    )
+
+
+def _flag(name: str, section: Literal["server", "process"], help: str, reader: Reader) -> Option:
+    return Option(
+        name, section, False, _parse_bool, _BOOLEAN_TEXT, _boolean, help, reader, cli="flag"
+    )
+
+
+# The table. Order is the order of --help and of README's table.
+OPTIONS: tuple[Option, ...] = (
+    # -- ServerConfig: every serving process -----------------------------------------------------
+    Option("app", "server", None, _parse_optional_text, "a 'module:attribute' import string",
+           _app_reference, "the application as module:attribute, e.g. myapp:app", "server",
+           cli="positional"),
+    _str("host", "server", "127.0.0.1", "TCP address to listen on; IPv6 when it contains ':'",
+         "server", what="a non-empty string", expected="a host", metavar="HOST"),
+    _int("port", "server", 8000, "TCP port (0: any free port)", "server", minimum=0,
+         maximum=65535, metavar="PORT"),
+    _str("uds", "server", None, "listen on this UNIX socket instead of TCP", "server",
+         what="a non-empty path", expected="a path", metavar="PATH"),
+    _int("backlog", "server", 1024, "listen backlog", "server", minimum=1),
+    _enum("backend", "server", "auto", BACKENDS, "I/O backend; auto tries io_uring then epoll",
+          "server", expected="a backend name"),
+    _int("max_header_size", "server", 32768, "largest request line + headers (431 above)",
+         "engine", minimum=1, metavar="BYTES"),
+    _int("max_body_size", "server", 1048576, "largest request body (413 above)", "engine",
+         minimum=1, metavar="BYTES"),
+    _secs("header_timeout", "server", 10.0, "time allowed to receive the headers (408 after)",
+          "engine"),
+    _secs("body_timeout", "server", 30.0, "time allowed between two reads of the body", "engine"),
+    _secs("keepalive_timeout", "server", 5.0, "how long an idle keep-alive connection stays open",
+          "engine"),
+    _secs("write_timeout", "server", 30.0, "how long a write may wait for the client", "engine"),
+    _int("max_connections", "server", 1024, "open connections per process", "engine", minimum=1),
+    _secs("graceful_timeout", "server", 30.0, "time in-flight requests get to finish at shutdown",
+          "server", allow_zero=True),
+    _enum("log_level", "server", "info", LOG_LEVELS, "logging level", "server",
+          expected="a log level"),
+    _enum("interface", "server", "auto", INTERFACES,
+          "what APP is: a Framework/handler, a WSGI app, or auto-detected", "server",
+          expected="an interface"),
+    _str("root_path", "server", "", "URL prefix the WSGI app is mounted under (SCRIPT_NAME)",
+         "server", what="a URL path", expected="a URL path", metavar="PATH", check=_url_prefix),
+    # -- ProcessConfig: how processes are run -----------------------------------------------------
+    _int("workers", "process", 1, "worker processes; 1 serves in this process, 0 one per CPU",
+         "supervisor", minimum=0),
+    _enum("start_method", "process", "auto", START_METHODS,
+          "how workers start; auto forks a single-threaded supervisor", "supervisor",
+          expected="a start method"),
+    _secs("startup_timeout", "process", 60.0, "time a worker gets to report ready",
+          "supervisor"),
+    _str("proc_name", "process", "theframework",
+         "process titles '<NAME> master' / '<NAME> worker-<id>'", "worker",
+         what="a non-empty string", expected="a name", metavar="NAME"),
+    Option("env_files", "process", (), _parse_paths,
+           f"a list of paths separated by {os.pathsep!r}", _paths,
+           "load KEY=VALUE lines into each worker before the application is imported; "
+           "repeatable, later files win, the environment wins over files", "worker",
+           metavar="PATH", cli="append", flag="--env-file"),
+    _str("pid_file", "process", None, "write the server's pid here once ready (refused when it "
+         "names a live process; removed at exit if it still holds our pid)", "supervisor",
+         what="a non-empty path", expected="a path", metavar="PATH"),
+    _flag("patch_all", "process", "call theframework.monkey.patch_all() in each worker before "
+          "the application is imported", "worker"),
+    _secs("worker_timeout", "process", 30.0, "kill and respawn a worker whose hub loop stalls "
+          "this long, after logging its tracebacks (0: off)", "supervisor", allow_zero=True),
+    _int("max_requests", "process", 0, "recycle a worker after N requests (0: never)",
+         "supervisor", minimum=0),
+    _int("max_requests_jitter", "process", 0, "add a random 0..N to --max-requests per worker",
+         "supervisor", minimum=0),
+    _secs("worker_lifetime", "process", 0.0, "recycle a worker after this long (0: never)",
+          "supervisor", allow_zero=True),
+    _secs("worker_lifetime_jitter", "process", 0.0,
+          "add a random 0..SECONDS to --worker-lifetime", "supervisor", allow_zero=True),
+    _int("worker_max_rss", "process", 0, "recycle a worker whose resident memory exceeds this "
+         "MiB (0: never)", "supervisor", minimum=0, metavar="MIB",
+         expected="an integer (MiB)"),
+    _secs("rss_interval", "process", 5.0, "how often --worker-max-rss samples the memory",
+          "supervisor"),
+    _int("rss_samples", "process", 3, "consecutive samples above --worker-max-rss before "
+         "recycling", "supervisor", minimum=1, metavar="K"),
+    _str("metrics_address", "process", "127.0.0.1", "address of the Prometheus endpoint",
+         "supervisor", what="a host", expected="a host", metavar="HOST"),
+    _int("metrics_port", "process", None, "serve Prometheus metrics on this port (0: any free "
+         "port)", "supervisor", minimum=0, maximum=65535, metavar="PORT", optional=True),
+    _flag("access_log", "process", "log every request to the 'theframework.access' logger",
+          "worker"),
+    _str("access_log_format", "process", DEFAULT_ACCESS_LOG_FORMAT, "access log line, %-style "
+         "over named fields (docs/operations.md)", "worker", what="a non-empty string",
+         expected="a format", metavar="FORMAT"),
+    _str("log_config", "process", None, "a logging dictConfig JSON file applied after the "
+         "default set-up", "worker", what="a non-empty path", expected="a path",
+         metavar="PATH"),
+)  # fmt: skip
+
+_BY_NAME = {entry.name: entry for entry in OPTIONS}
+
+
+def option(name: str) -> Option:
+    """The declaration of option ``name`` (KeyError for an unknown one)."""
+    return _BY_NAME[name]
+
+
+def _default(name: str) -> Any:
+    return _BY_NAME[name].default
+
+
+def _validate(config: object, section: str) -> None:
+    for entry in OPTIONS:
+        if entry.section == section:
+            entry.check(entry.name, getattr(config, entry.name))
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """What every serving process uses, validated on construction (ValueError naming the
+    option); defaults, checks and help are in ``OPTIONS``. Build variants with
+    ``dataclasses.replace(config, port=9000)``."""
+
+    app: str | None = _default("app")
+    host: str = _default("host")
+    port: int = _default("port")
+    uds: str | None = _default("uds")
+    backlog: int = _default("backlog")
+    backend: str = _default("backend")
+    max_header_size: int = _default("max_header_size")
+    max_body_size: int = _default("max_body_size")
+    header_timeout: float = _default("header_timeout")
+    body_timeout: float = _default("body_timeout")
+    keepalive_timeout: float = _default("keepalive_timeout")
+    write_timeout: float = _default("write_timeout")
+    max_connections: int = _default("max_connections")
+    graceful_timeout: float = _default("graceful_timeout")
+    log_level: str = _default("log_level")
+    interface: str = _default("interface")
+    root_path: str = _default("root_path")
+
+    def __post_init__(self) -> None:
+        _validate(self, "server")
+
+    @property
+    def bind_description(self) -> str:
+        """The listening address as written in logs: "unix:/path" or "host:port"."""
+        if self.uds is not None:
+            return f"unix:{self.uds}"
+        host = self.host.strip("[]")
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+    def engine_limits(self) -> dict[str, Any]:
+        """The options the native HttpServer takes as keyword arguments (reader "engine")."""
+        return {
+            entry.name: getattr(self, entry.name) for entry in OPTIONS if entry.reader == "engine"
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessConfig:
+    """How many processes serve and how they are run, validated on construction (ValueError
+    naming the option); defaults, checks and help are in ``OPTIONS``."""
+
+    workers: int = _default("workers")
+    start_method: str = _default("start_method")
+    startup_timeout: float = _default("startup_timeout")
+    proc_name: str = _default("proc_name")
+    env_files: tuple[str, ...] = _default("env_files")
+    pid_file: str | None = _default("pid_file")
+    patch_all: bool = _default("patch_all")
+    worker_timeout: float = _default("worker_timeout")
+    max_requests: int = _default("max_requests")
+    max_requests_jitter: int = _default("max_requests_jitter")
+    worker_lifetime: float = _default("worker_lifetime")
+    worker_lifetime_jitter: float = _default("worker_lifetime_jitter")
+    worker_max_rss: int = _default("worker_max_rss")
+    rss_interval: float = _default("rss_interval")
+    rss_samples: int = _default("rss_samples")
+    metrics_address: str = _default("metrics_address")
+    metrics_port: int | None = _default("metrics_port")
+    access_log: bool = _default("access_log")
+    access_log_format: str = _default("access_log_format")
+    log_config: str | None = _default("log_config")
+
+    def __post_init__(self) -> None:
+        _validate(self, "process")
+
+    @property
+    def worker_count(self) -> int:
+        """``workers``, with 0 resolved to the CPUs this process may run on."""
+        if self.workers:
+            return self.workers
+        return max(1, len(os.sched_getaffinity(0)))
+
+    def supervisor_only_options_set(self) -> list[str]:
+        """The options only a supervisor reads (other than ``workers`` itself) whose value is
+        not the default: meaningless with ``workers`` 1."""
+        return [
+            entry.name
+            for entry in OPTIONS
+            if entry.reader == "supervisor"
+            and entry.name not in _PROCESS_SHAPE
+            and getattr(self, entry.name) != entry.default
+        ]
+
+    @property
+    def supervised(self) -> bool:
+        """True when a supervisor runs worker processes (``workers`` is not 1)."""
+        return self.workers != 1
+
+
+# Supervisor options that also describe a single process harmlessly (not refused there).
+_PROCESS_SHAPE = frozenset({"workers", "start_method", "startup_timeout", "pid_file"})
+
+
+def _check_table() -> None:
+    """The dataclasses and the table name the same options, with the same defaults."""
+    for config_type, section in ((ServerConfig, "server"), (ProcessConfig, "process")):
+        fields = {field.name: field.default for field in dataclasses.fields(config_type)}
+        declared = {entry.name: entry.default for entry in OPTIONS if entry.section == section}
+        if fields != declared:
+            raise AssertionError(f"{config_type.__name__} and OPTIONS disagree")
+
+
+_check_table()
 
 _ConfigT = TypeVar("_ConfigT", ServerConfig, ProcessConfig)
 
 
-def env_name(option: str) -> str:
+def env_name(name: str) -> str:
     """The environment variable of an option: ``env_name("max_body_size")`` is
     "THEFRAMEWORK_MAX_BODY_SIZE"."""
-    return ENV_PREFIX + option.upper()
+    return ENV_PREFIX + name.upper()
 
 
 def config_from_env(base: _ConfigT, environ: Mapping[str, str]) -> _ConfigT:
@@ -352,17 +551,41 @@ def config_from_env(base: _ConfigT, environ: Mapping[str, str]) -> _ConfigT:
     ValueError naming the variable."""
     config = base
     for field in dataclasses.fields(base):
-        variable = env_name(field.name)
-        text = environ.get(variable)
+        entry = _BY_NAME[field.name]
+        text = environ.get(entry.env)
         if text is None:
             continue
-        parse, expected = _PARSERS[field.name]
         try:
-            value: Any = parse(text)
+            value: Any = entry.parse(text)
         except ValueError:
-            raise ValueError(f"{variable}={text!r} is not {expected}") from None
+            raise ValueError(f"{entry.env}={text!r} is not {entry.expected}") from None
         try:
             config = dataclasses.replace(config, **{field.name: value})
         except ValueError as error:
-            raise ValueError(f"{variable}={text!r}: {error}") from None
+            raise ValueError(f"{entry.env}={text!r}: {error}") from None
     return config
+
+
+def _markdown_default(entry: Option) -> str:
+    if entry.default is None or entry.default == ():
+        return "unset"
+    if isinstance(entry.default, bool):
+        return "off"
+    return f"`{entry.default}`"
+
+
+def options_markdown(entries: Iterable[Option] = OPTIONS) -> str:
+    """The options table of README.md (Markdown), made from ``OPTIONS``."""
+    lines = [
+        "| option | environment | default | read by | what it does |",
+        "|---|---|---|---|---|",
+    ]
+    for entry in entries:
+        text = entry.help.replace("|", "\\|")
+        if entry.choices:
+            text += f" ({', '.join(entry.choices)})"
+        default = _markdown_default(entry).replace("|", "\\|")
+        lines.append(
+            f"| `{entry.cli_flag}` | `{entry.env}` | {default} | {entry.reader} | {text} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -24,7 +24,6 @@ the head has not gone out yet and closes the connection otherwise.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import stat
@@ -33,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import IO, Any, Protocol
 
-from ._core import Request, Response
+from .._core import Request, Response
 
 __all__ = [
     "BUFFER_LIMIT",
@@ -42,8 +41,6 @@ __all__ = [
     "WSGIAdapter",
     "WSGIApplication",
     "WSGIInput",
-    "detect_interface",
-    "serve_wsgi",
 ]
 
 logger = logging.getLogger("theframework.wsgi")
@@ -452,61 +449,3 @@ def _close_quietly(result: object) -> None:
         close()
     except Exception:
         logger.exception("close() of the WSGI response iterable failed")
-
-
-# --------------------------------------------------------------------------------------------
-# Interface detection and entry point
-
-
-_WSGI_FIRST_NAMES = frozenset({"environ", "env", "environment", "wsgi_environ"})
-_HANDLER_FIRST_NAMES = frozenset({"request", "req"})
-
-
-def detect_interface(target: object) -> str:
-    """Tells "wsgi" from "framework" (a ``handler(request, response)``) for a callable by its
-    signature: parameters named (environ|env, start_response) mean WSGI; a first parameter
-    annotated as Request, or named request/req, means a handler. Undecidable signatures (such as
-    ``*args``) count as handlers, with a log message pointing at ``--interface wsgi``."""
-    from .app import Framework  # the app layer does not import this module
-
-    if isinstance(target, (Framework, WSGIAdapter)):
-        return "framework"
-    try:
-        signature = inspect.signature(target)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return "framework"
-    positional = [
-        parameter
-        for parameter in signature.parameters.values()
-        if parameter.kind
-        in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    ]
-    if positional:
-        first = positional[0]
-        annotation = first.annotation
-        if annotation is Request or annotation == "Request" or first.name in _HANDLER_FIRST_NAMES:
-            return "framework"
-        if first.name in _WSGI_FIRST_NAMES:
-            return "wsgi"
-        if len(positional) > 1 and positional[1].name == "start_response":
-            return "wsgi"
-    logger.info(
-        "treating %r as a handler(request, response); pass --interface wsgi if it is a WSGI "
-        "application",
-        target,
-    )
-    return "framework"
-
-
-def serve_wsgi(
-    app: object,
-    config: Any = None,
-    *,
-    ready: Callable[[], None] | None = None,
-    **options: Any,
-) -> None:
-    """``serve()`` for a WSGI application (an object or a "module:attribute" string):
-    ``serve_wsgi(flask_app, port=8000, root_path="/api")``."""
-    from .server import serve
-
-    serve(app, config, ready=ready, interface="wsgi", **options)

@@ -32,20 +32,22 @@ import pickle
 import selectors
 import signal
 import socket
-import struct
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from . import ipc, worker
-from .config import ProcessConfig, ServerConfig
-from .ipc import ExitCode
+from ..config import ProcessConfig, ServerConfig
+from ..server.exitcodes import ExitCode, exit_code_for_os_error
+from ..server.sockets import bind_socket, listener_url, remove_own_socket_file
+from . import heartbeat, ipc
 from .metrics import Metrics, MetricsServer
+from .pidfile import check_pid_file, remove_pid_file, write_pid_file
 from .proctitle import set_process_title
-from .server import bind_socket, check_pid_file, listener_url, remove_pid_file, write_pid_file
+from .spec import WorkerSpec, run_worker
+from .systemd import notify_systemd
 
 __all__ = [
     "CRASH_LIMIT",
@@ -53,7 +55,6 @@ __all__ = [
     "Supervisor",
     "SupervisorError",
     "choose_start_method",
-    "notify_systemd",
     "run_supervisor",
 ]
 
@@ -144,19 +145,6 @@ def _picklable(app: object) -> str | None:
     except Exception as error:
         return f"{type(error).__name__}: {error}"
     return None
-
-
-def notify_systemd(state: str, environ: Mapping[str, str] | None = None) -> bool:
-    """Sends ``state`` (e.g. "READY=1") to $NOTIFY_SOCKET (a datagram UNIX socket; "@name" is
-    in the abstract namespace). False when the variable is unset; OSError when sending fails."""
-    path = (os.environ if environ is None else environ).get("NOTIFY_SOCKET")
-    if not path:
-        return False
-    address = "\0" + path[1:] if path.startswith("@") else path
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notifier:
-        notifier.connect(address)
-        notifier.sendall(state.encode())
-    return True
 
 
 @dataclass(eq=False)
@@ -327,7 +315,7 @@ class Supervisor:
             elif self.server.port == 0:
                 self.port_reservation = self._reserve_port()
         except OSError as error:
-            code = ipc.exit_code_for_os_error(error)
+            code = exit_code_for_os_error(error)
             self._log_cannot_start(code, error.strerror or str(error), error.errno)
             return code
         return None
@@ -340,8 +328,9 @@ class Supervisor:
         descriptor = -1
         try:
             descriptor = os.memfd_create("theframework-heartbeats", os.MFD_CLOEXEC)
-            os.ftruncate(descriptor, HEARTBEAT_CELLS * 16)
-            self.heartbeat_memory = mmap.mmap(descriptor, HEARTBEAT_CELLS * 16)
+            size = heartbeat.cell_offset(HEARTBEAT_CELLS)
+            os.ftruncate(descriptor, size)
+            self.heartbeat_memory = mmap.mmap(descriptor, size)
         except (OSError, AttributeError) as error:
             if descriptor >= 0:
                 os.close(descriptor)
@@ -437,30 +426,30 @@ class Supervisor:
         slot.hang_step_at = None
         slot.hang_dumped = False
         slot.pid = None
-        heartbeat = None
+        heartbeat_cell = None
         if self.heartbeat_memory is not None and self.heartbeat_fd is not None:
             if slot.cell is None and self.free_cells:
                 slot.cell = self.free_cells.pop()
             if slot.cell is not None:
-                struct.pack_into("QQ", self.heartbeat_memory, slot.cell * 16, 0, 0)
-                heartbeat = (os.getpid(), self.heartbeat_fd, slot.cell)
+                heartbeat.clear(self.heartbeat_memory, slot.cell)
+                heartbeat_cell = (os.getpid(), self.heartbeat_fd, slot.cell)
         try:
             supervisor_end, worker_end = ipc.channel_pair()
         except OSError as error:
             self._failed_to_start(slot, error)
             return
         slot.channel = supervisor_end
-        spec = worker.WorkerSpec(
+        spec = WorkerSpec(
             worker_id=slot.worker_id,
             app=self.app,
             server=self.server,
             process=self.process,
             channel=worker_end,
             listener=self.listener,
-            heartbeat=heartbeat,
+            heartbeat=heartbeat_cell,
         )
         process = self.context.Process(
-            target=worker.main,
+            target=run_worker,
             args=(spec,),
             name=f"{self.process.proc_name} worker-{slot.worker_id}",
         )
@@ -733,7 +722,7 @@ class Supervisor:
         for slot in self._all_slots():
             if slot.process is None or not slot.ready or slot.cell is None or slot.hung:
                 continue
-            _iterations, beat_ns = struct.unpack_from("QQ", memory, slot.cell * 16)
+            _iterations, beat_ns = heartbeat.read(memory, slot.cell)
             if beat_ns == 0:
                 continue
             age = max(0.0, (now_ns - beat_ns) / 1e9)
@@ -1053,9 +1042,7 @@ class Supervisor:
         if self.listener is not None:
             self.listener.close()
             assert self.server.uds is not None
-            with contextlib.suppress(OSError):
-                if os.stat(self.server.uds).st_ino == self.listener_inode:
-                    os.unlink(self.server.uds)
+            remove_own_socket_file(self.server.uds, self.listener_inode)
         if self.pid_file_written and self.process.pid_file is not None:
             remove_pid_file(self.process.pid_file)
         logger.info("stopped (exit code %d)", self.exit_code)

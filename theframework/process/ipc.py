@@ -1,4 +1,5 @@
-"""Messages between a worker and its supervisor, and the exit codes that say why a worker ended.
+"""Messages between a worker and its supervisor (the exit codes that say why a worker ended are
+in theframework.server.exitcodes).
 
 Transport: one ``socketpair(AF_UNIX, SOCK_SEQPACKET)`` per worker; every datagram is one message,
 a small JSON object whose "kind" names its type. The worker sends Ready, Failure, Stats (every
@@ -11,8 +12,6 @@ from its process sentinel, never from this channel.
 
 from __future__ import annotations
 
-import enum
-import errno
 import json
 import socket
 from dataclasses import asdict, dataclass
@@ -22,7 +21,6 @@ __all__ = [
     "MAX_MESSAGE_SIZE",
     "Drain",
     "Dumped",
-    "ExitCode",
     "Failure",
     "Message",
     "Ready",
@@ -37,40 +35,6 @@ __all__ = [
 
 # Larger messages are refused by ``encode`` (a failure's traceback is cut to fit, keeping its end).
 MAX_MESSAGE_SIZE = 65536
-
-
-class ExitCode(enum.IntEnum):
-    """Exit status of a worker (and of the supervisor, which exits with the code that stopped the
-    server). docs/processes.md has the table with what the supervisor does for each."""
-
-    OK = 0
-    # Any other failure, including bind errors without a code of their own.
-    GENERIC = 1
-    # Bad usage: option values, an application reference that names nothing callable.
-    USAGE = 2
-    # The application could not be imported, or one of its startup hooks raised.
-    APP_FAILED = 3
-    # EADDRINUSE while binding: transient, respawned with backoff.
-    ADDRESS_IN_USE = 42
-    # EACCES/EPERM while binding: permanent, not respawned.
-    PERMISSION_DENIED = 43
-    # EMFILE/ENFILE: out of file descriptors; the supervisor runs one worker fewer.
-    TOO_MANY_FILES = 44
-    # Exceptions escaping the hub while serving.
-    HUB_MEMORY_ERROR = 50
-    HUB_OS_ERROR = 51
-    HUB_EXCEPTION = 52
-
-
-def exit_code_for_os_error(error: OSError) -> ExitCode:
-    """The exit code of a server or worker that failed to start with ``error`` (binding)."""
-    if error.errno == errno.EADDRINUSE:
-        return ExitCode.ADDRESS_IN_USE
-    if error.errno in (errno.EACCES, errno.EPERM):
-        return ExitCode.PERMISSION_DENIED
-    if error.errno in (errno.EMFILE, errno.ENFILE):
-        return ExitCode.TOO_MANY_FILES
-    return ExitCode.GENERIC
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,10 @@
-"""Worker bootstrap: what a supervised child process does, the same under fork, spawn and
-forkserver (under spawn and forkserver ``WorkerSpec`` is pickled, sockets included).
+"""A supervised worker process, the same under fork, spawn and forkserver (under spawn and
+forkserver ``WorkerSpec`` is pickled, sockets included).
 
-Order: signals reset -> process title -> logging (and ``--log-config``) -> env files ->
-monkey.patch_all() -> import the application -> bind (TCP, SO_REUSEPORT) or take the
-supervisor's UNIX listener -> serve
-(``serve_listeners``), reporting Ready over IPC once listening with the hub running and the
-startup hooks done. Every failure ends the process with an ``ExitCode`` (see ipc.py), after a
+Order: signals reset -> process title -> the boot sequence (theframework.server.boot: logging,
+env files, patch_all, the application) -> bind (TCP, SO_REUSEPORT) or take the supervisor's UNIX
+listener -> serve (``serve_listeners``), reporting Ready over IPC once listening with the hub
+running and the startup hooks done. Every failure ends the process with an ``ExitCode``, after a
 one-line Failure message to the supervisor.
 
 While serving (``_Runtime``): the hub writes a heartbeat into memory shared with the supervisor;
@@ -32,48 +31,22 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Iterable
-from dataclasses import dataclass
 from types import FrameType
-from typing import Any
 
-from . import _core, ipc
-from .config import ProcessConfig, ServerConfig
-from .ipc import ExitCode, exit_code_for_os_error
+from .. import _core
+from ..server.boot import BootError, boot
+from ..server.exitcodes import ExitCode, exit_code_for_os_error
+from ..server.serve import serve_listeners
+from ..server.sockets import bind_socket, listener_url
+from . import heartbeat, ipc
 from .proctitle import set_process_title
-from .server import (
-    AppLoadError,
-    apply_log_config,
-    bind_socket,
-    configure_logging,
-    import_from_string,
-    listener_url,
-    load_app,
-    serve_listeners,
-)
+from .spec import WorkerSpec
 
-__all__ = ["WorkerSpec", "load_env_files", "parse_env_file", "run"]
+__all__ = ["main", "run"]
 
 logger = logging.getLogger("theframework.worker")
 
 _PR_SET_PDEATHSIG = 1
-
-
-@dataclass(frozen=True)
-class WorkerSpec:
-    """Everything a worker needs (picklable when ``app`` is an import string)."""
-
-    worker_id: int
-    # "module:attribute", or the application object itself (fork only).
-    app: object
-    server: ServerConfig
-    process: ProcessConfig
-    # The worker's end of its IPC channel.
-    channel: socket.socket
-    # The supervisor's listening UNIX socket; None for TCP (the worker binds its own).
-    listener: socket.socket | None
-    # (supervisor pid, fd of the shared heartbeat memory in the supervisor, cell index), or None.
-    heartbeat: tuple[int, int, int] | None = None
 
 
 class _WorkerIdFilter(logging.Filter):
@@ -88,66 +61,29 @@ class _WorkerIdFilter(logging.Filter):
         return True
 
 
-def parse_env_file(path: str) -> dict[str, str]:
-    """KEY=VALUE lines of ``path``: python-dotenv when installed; else blank lines and "#"
-    comments are skipped, an "export " prefix is allowed, and a value in matching single or
-    double quotes is unquoted (no interpolation). OSError when the file cannot be read,
-    ValueError naming the line for a line that is not KEY=VALUE."""
-    try:
-        from dotenv import dotenv_values
-    except ImportError:
-        pass
-    else:
-        with open(path, encoding="utf-8") as stream:  # raises OSError like the fallback
-            values = dotenv_values(stream=stream)
-        return {key: value for key, value in values.items() if value is not None}
-    parsed: dict[str, str] = {}
-    with open(path, encoding="utf-8") as stream:
-        for number, raw in enumerate(stream, 1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            line = line.removeprefix("export ").lstrip()
-            key, separator, value = line.partition("=")
-            key, value = key.strip(), value.strip()
-            if not separator or not key.isidentifier():
-                raise ValueError(f"{path}:{number}: expected KEY=VALUE, got {raw.rstrip()!r}")
-            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-                value = value[1:-1]
-            parsed[key] = value
-    return parsed
-
-
-def load_env_files(paths: Iterable[str]) -> None:
-    """Loads ``paths`` into os.environ: a later file wins over an earlier one, and a variable
-    already set in the environment wins over every file."""
-    merged: dict[str, str] = {}
-    for path in paths:
-        merged.update(parse_env_file(path))
-    for key, value in merged.items():
-        os.environ.setdefault(key, value)
-
-
-def patch_all() -> None:
-    """``theframework.monkey.patch_all()`` (imported only when asked for)."""
-    import importlib
-
-    monkey: Any = importlib.import_module("theframework.monkey")
-    monkey.patch_all()
-
-
 def _report(
-    spec: WorkerSpec, code: ExitCode, description: str, *, with_traceback: bool = False
-) -> ExitCode:
-    """Tells the supervisor why this worker ends (with the traceback of the exception being
-    handled when ``with_traceback``); returns ``code``."""
-    formatted = traceback.format_exc() if with_traceback else ""
+    spec: WorkerSpec,
+    code: int,
+    description: str,
+    *,
+    with_traceback: bool = False,
+    formatted: str = "",
+) -> int:
+    """Tells the supervisor why this worker ends (with ``formatted``, or the traceback of the
+    exception being handled when ``with_traceback``); returns ``code``."""
+    if with_traceback:
+        formatted = traceback.format_exc()
     failure = ipc.Failure(spec.worker_id, os.getpid(), int(code), description, formatted)
     try:
         ipc.send(spec.channel, failure)
     except OSError:  # the supervisor is gone: say it here, the exit code says the rest
         logger.error("%s\n%s", description, formatted)
     return code
+
+
+def _report_boot_error(spec: WorkerSpec, error: BootError) -> int:
+    """Reports a failed boot sequence; returns its exit code."""
+    return _report(spec, error.exit_code, error.message, formatted=error.traceback)
 
 
 def _reset_signals() -> None:
@@ -178,62 +114,32 @@ def run(spec: WorkerSpec) -> int:
     _stop_with_parent()
     worker_label = f"worker-{spec.worker_id}"
     set_process_title(f"{spec.process.proc_name} {worker_label}")
-    configure_logging(spec.server.log_level, worker_label)
-    if spec.process.log_config is not None:
-        try:
-            apply_log_config(spec.process.log_config)
-        except ValueError as error:
-            return _report(spec, ExitCode.USAGE, str(error))
-    id_filter = _WorkerIdFilter(spec.worker_id)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(id_filter)
     try:
-        return _boot_and_serve(spec)
+        return _boot_and_serve(spec, worker_label)
     except OSError as error:
         if error.errno in (errno.EMFILE, errno.ENFILE):
             return _report(spec, ExitCode.TOO_MANY_FILES, f"out of file descriptors: {error}")
         raise
 
 
-def _boot_and_serve(spec: WorkerSpec) -> int:
+def _boot_and_serve(spec: WorkerSpec, worker_label: str) -> int:
     try:
-        load_env_files(spec.process.env_files)
-    except (OSError, ValueError) as error:
-        if isinstance(error, OSError) and error.errno in (errno.EMFILE, errno.ENFILE):
-            raise
-        logger.error("cannot load the environment file: %s", error)
-        return _report(spec, ExitCode.USAGE, f"cannot load the environment file: {error}")
-    if spec.process.patch_all:
-        try:
-            patch_all()
-        except ImportError as error:
-            logger.error("--patch-all: theframework.monkey is not available: %s", error)
-            return _report(spec, ExitCode.USAGE, f"--patch-all unavailable: {error}")
-
-    try:
-        target = import_from_string(spec.app) if isinstance(spec.app, str) else spec.app
-        handler = load_app(target, spec.server, multiprocess=spec.process.supervised)
-    except AppLoadError as error:
-        return _report(spec, ExitCode.USAGE, str(error))
-    except OSError as error:
-        if error.errno in (errno.EMFILE, errno.ENFILE):
-            raise
-        return _report(
-            spec, ExitCode.APP_FAILED, f"cannot import {spec.app!r}: {error}", with_traceback=True
+        booted = boot(
+            spec.app,
+            spec.server,
+            spec.process,
+            log_label=worker_label,
+            multiprocess=spec.process.supervised,
         )
-    except Exception as error:
-        return _report(
-            spec, ExitCode.APP_FAILED, f"cannot import {spec.app!r}: {error}", with_traceback=True
-        )
-
-    access_log = None
-    if spec.process.access_log:
-        from .accesslog import access_logger
-
-        try:
-            access_log = access_logger(spec.process.access_log_format)
-        except ValueError as error:
-            return _report(spec, ExitCode.USAGE, f"--access-log-format: {error}")
+    except BootError as error:
+        if error.exit_code == ExitCode.USAGE and not error.traceback:
+            logger.error("%s", error.message)
+        return _report_boot_error(spec, error)
+    finally:
+        # Every record carries the worker id (for handlers with their own formats).
+        id_filter = _WorkerIdFilter(spec.worker_id)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(id_filter)
 
     own_listener = spec.listener is None
     if spec.listener is not None:
@@ -262,12 +168,12 @@ def _boot_and_serve(spec: WorkerSpec) -> int:
 
     try:
         serve_listeners(
-            handler,
+            booted.handler,
             [listener],
             spec.server,
             ready=ready,
             hub_started=hub_started,
-            access_log=access_log,
+            access_log=booted.access_log,
             rebalance_every=REBALANCE_EVERY if spec.process.supervised else 0,
             created=runtime.created,
             owns_listeners=own_listener,
@@ -362,10 +268,12 @@ class _Runtime:
             try:
                 shared = os.open(f"/proc/{supervisor_pid}/fd/{descriptor}", os.O_RDWR)
                 try:
-                    self.heartbeat_memory = mmap.mmap(shared, (cell + 1) * 16)
+                    end = heartbeat.cell_offset(cell + 1)
+                    self.heartbeat_memory = mmap.mmap(shared, end)
                 finally:
                     os.close(shared)
-                self.heartbeat_view = memoryview(self.heartbeat_memory)[cell * 16 : cell * 16 + 16]
+                start = heartbeat.cell_offset(cell)
+                self.heartbeat_view = memoryview(self.heartbeat_memory)[start:end]
                 interval = min(1.0, self.spec.process.worker_timeout / 4)
                 hub.set_heartbeat(self.heartbeat_view, interval)
             except (OSError, ValueError) as error:
@@ -501,7 +409,8 @@ class _Runtime:
 
 
 def main(spec: WorkerSpec) -> None:
-    """The target of the worker's multiprocessing.Process: runs it and exits with its code."""
+    """Runs the worker and exits the process with its code (theframework.process.spec.run_worker
+    calls this in the child)."""
     code = run(spec)
     logging.shutdown()
     sys.exit(code)

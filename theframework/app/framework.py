@@ -14,7 +14,8 @@ Routing rules:
 - A GET route also serves HEAD (the native Response drops the body) unless HEAD is registered
   explicitly for that path.
 
-``app.py`` knows nothing about sockets or processes; ``app.run`` hands over to ``server.serve``.
+This module knows nothing about sockets or processes; ``Framework.run`` hands over to
+``theframework.main.serve`` (the one upward call, named in the import contracts).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from ._core import Request, Response
-from .errors import HTTPError
+from .._core import Request, Response
+from ..errors import HTTPError
 
 __all__ = ["Framework", "Handler", "Hook", "Middleware", "Next"]
 
@@ -242,10 +243,10 @@ class Framework:
     def run(self, host: str = "127.0.0.1", port: int = 8000, **options: Any) -> None:
         """Serves this application until SIGINT or SIGTERM; ``options`` are ServerConfig or
         ProcessConfig fields (``uds=``, ``backend=``, ``max_body_size=``, ``workers=``, ...)."""
-        from .server import configure_logging, serve  # server imports this module
+        # The one allowed upward import (main imports this layer); see docs/architecture.md.
+        from ..main import run_app
 
-        configure_logging(str(options.get("log_level", "info")))
-        serve(self, host=host, port=port, **options)
+        run_app(self, host=host, port=port, **options)
 
     # -- dispatch -------------------------------------------------------------------------------
 

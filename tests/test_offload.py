@@ -14,7 +14,7 @@ from helpers import join, let_hub_run
 from monkey_scripts.runner import run_script
 
 from theframework import _core, offload
-from theframework.offload import configure
+from theframework.runtime.offload import configure
 
 pytestmark = pytest.mark.timeout(60)
 

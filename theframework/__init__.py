@@ -25,7 +25,7 @@ _EXPORTS = {
     "Request": "theframework._core",
     "Response": "theframework._core",
     "ServerConfig": "theframework.config",
-    "offload": "theframework.offload",
+    "offload": "theframework.runtime.offload",
     "serve": "theframework.main",
     "serve_wsgi": "theframework.main",
 }
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from .datastructures import Headers, QueryParams
     from .errors import HTTPError
     from .main import serve, serve_wsgi
-    from .offload import offload
+    from .runtime.offload import offload
 
 
 def __getattr__(name: str) -> Any:

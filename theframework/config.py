@@ -35,6 +35,7 @@ __all__ = [
     "ServerConfig",
     "config_from_env",
     "env_name",
+    "env_value",
     "option",
     "options_markdown",
 ]
@@ -53,8 +54,11 @@ DEFAULT_ACCESS_LOG_FORMAT = (
 # engine: the native HttpServer (handed over as keyword arguments);
 # server: every serving process (the single process, or each worker);
 # worker: each worker's boot (also the single process's);
+# runtime: theframework.runtime.offload and theframework.monkey, at their first use (from the
+# environment, so that a program that uses them without the server reads them too);
+# processes: the choice of one process or a supervisor, and how workers start;
 # supervisor: only the supervisor (refused with --workers 1).
-Reader = Literal["engine", "server", "worker", "supervisor"]
+Reader = Literal["engine", "server", "worker", "runtime", "processes", "supervisor"]
 # What the command line does: takes a value; is a flag (True when given); is repeatable.
 CliKind = Literal["value", "flag", "append", "positional"]
 
@@ -134,8 +138,10 @@ def _text(what: str, *, optional: bool = False) -> _Check:
     return check
 
 
-def _choice(choices: tuple[str, ...], *, any_case: bool = False) -> _Check:
+def _choice(choices: tuple[str, ...], *, any_case: bool = False, optional: bool = False) -> _Check:
     def check(name: str, value: Any) -> None:
+        if optional and value is None:
+            return
         word = value.lower() if any_case and isinstance(value, str) else value
         if word not in choices:
             raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
@@ -191,6 +197,10 @@ def _parse_text(text: str) -> str:
 
 def _parse_lower(text: str) -> str:
     return text.strip().lower()
+
+
+def _parse_optional_lower(text: str) -> str | None:
+    return text.strip().lower() or None
 
 
 def _parse_paths(text: str) -> tuple[str, ...]:
@@ -333,19 +343,24 @@ OPTIONS: tuple[Option, ...] = (
     _str("uds", "server", None, "listen on this UNIX socket instead of TCP", "server",
          what="a non-empty path", expected="a path", metavar="PATH"),
     _int("backlog", "server", 1024, "listen backlog", "server", minimum=1),
-    _enum("backend", "server", "auto", BACKENDS, "I/O backend; auto tries io_uring then epoll",
-          "server", expected="a backend name"),
-    _int("max_header_size", "server", 32768, "largest request line + headers (431 above)",
-         "engine", minimum=1, metavar="BYTES"),
-    _int("max_body_size", "server", 1048576, "largest request body (413 above)", "engine",
-         minimum=1, metavar="BYTES"),
-    _secs("header_timeout", "server", 10.0, "time allowed to receive the headers (408 after)",
-          "engine"),
-    _secs("body_timeout", "server", 30.0, "time allowed between two reads of the body", "engine"),
+    _enum("backend", "server", "auto", BACKENDS, "I/O backend; auto tries io_uring, then epoll "
+          "when the kernel or seccomp refuses it (the startup log says which and why)", "server",
+          expected="a backend name"),
+    _int("max_header_size", "server", 32768, "largest request line + headers (431 above; 100 "
+         "headers at most; a request line over 8 KiB: 414)", "engine", minimum=1,
+         metavar="BYTES"),
+    _int("max_body_size", "server", 1048576, "largest request body (413 above, checked from "
+         "Content-Length before reading and while decoding chunks)", "engine", minimum=1,
+         metavar="BYTES"),
+    _secs("header_timeout", "server", 10.0, "time allowed to receive the headers (408 and close "
+          "after)", "engine"),
+    _secs("body_timeout", "server", 30.0, "time allowed between two reads of the body (408 "
+          "after)", "engine"),
     _secs("keepalive_timeout", "server", 5.0, "how long an idle keep-alive connection stays open",
           "engine"),
     _secs("write_timeout", "server", 30.0, "how long a write may wait for the client", "engine"),
-    _int("max_connections", "server", 1024, "open connections per process", "engine", minimum=1),
+    _int("max_connections", "server", 1024, "open connections per process; beyond it the "
+         "process stops accepting and the kernel backlog holds newcomers", "engine", minimum=1),
     _secs("graceful_timeout", "server", 30.0, "time in-flight requests get to finish at shutdown",
           "server", allow_zero=True),
     _enum("log_level", "server", "info", LOG_LEVELS, "logging level", "server",
@@ -357,12 +372,12 @@ OPTIONS: tuple[Option, ...] = (
          "server", what="a URL path", expected="a URL path", metavar="PATH", check=_url_prefix),
     # -- ProcessConfig: how processes are run -----------------------------------------------------
     _int("workers", "process", 1, "worker processes; 1 serves in this process, 0 one per CPU",
-         "supervisor", minimum=0),
+         "processes", minimum=0),
     _enum("start_method", "process", "auto", START_METHODS,
-          "how workers start; auto forks a single-threaded supervisor", "supervisor",
+          "how workers start; auto forks a single-threaded supervisor", "processes",
           expected="a start method"),
     _secs("startup_timeout", "process", 60.0, "time a worker gets to report ready",
-          "supervisor"),
+          "processes"),
     _str("proc_name", "process", "theframework",
          "process titles '<NAME> master' / '<NAME> worker-<id>'", "worker",
          what="a non-empty string", expected="a name", metavar="NAME"),
@@ -372,7 +387,7 @@ OPTIONS: tuple[Option, ...] = (
            "repeatable, later files win, the environment wins over files", "worker",
            metavar="PATH", cli="append", flag="--env-file"),
     _str("pid_file", "process", None, "write the server's pid here once ready (refused when it "
-         "names a live process; removed at exit if it still holds our pid)", "supervisor",
+         "names a live process; removed at exit if it still holds our pid)", "server",
          what="a non-empty path", expected="a path", metavar="PATH"),
     _flag("patch_all", "process", "call theframework.monkey.patch_all() in each worker before "
           "the application is imported", "worker"),
@@ -402,6 +417,16 @@ OPTIONS: tuple[Option, ...] = (
     _str("access_log_format", "process", DEFAULT_ACCESS_LOG_FORMAT, "access log line, %-style "
          "over named fields (docs/operations.md)", "worker", what="a non-empty string",
          expected="a format", metavar="FORMAT"),
+    _int("offload_threads", "process", None, "threads of offload(); unset: min(32, CPUs + 4)",
+         "runtime", minimum=1, optional=True),
+    _int("offload_processes", "process", None, "processes of offload(..., process=True); "
+         "unset: one per CPU", "runtime", minimum=1, optional=True),
+    Option("offload_start_method", "process", None, _parse_optional_lower, "a start method",
+           _choice(("spawn", "forkserver", "fork"), optional=True), "how offload's processes "
+           "start (unset: spawn)", "runtime", cli_type=str.lower,
+           choices=("spawn", "forkserver", "fork")),
+    _int("dns_threads", "process", 4, "threads resolving host names for patched sockets",
+         "runtime", minimum=1),
     _str("log_config", "process", None, "a logging dictConfig JSON file applied after the "
          "default set-up", "worker", what="a non-empty path", expected="a path",
          metavar="PATH"),
@@ -491,6 +516,10 @@ class ProcessConfig:
     metrics_port: int | None = _default("metrics_port")
     access_log: bool = _default("access_log")
     access_log_format: str = _default("access_log_format")
+    offload_threads: int | None = _default("offload_threads")
+    offload_processes: int | None = _default("offload_processes")
+    offload_start_method: str | None = _default("offload_start_method")
+    dns_threads: int = _default("dns_threads")
     log_config: str | None = _default("log_config")
 
     def __post_init__(self) -> None:
@@ -504,24 +533,18 @@ class ProcessConfig:
         return max(1, len(os.sched_getaffinity(0)))
 
     def supervisor_only_options_set(self) -> list[str]:
-        """The options only a supervisor reads (other than ``workers`` itself) whose value is
-        not the default: meaningless with ``workers`` 1."""
+        """The options only a supervisor reads whose value is not the default: meaningless
+        with ``workers`` 1."""
         return [
             entry.name
             for entry in OPTIONS
-            if entry.reader == "supervisor"
-            and entry.name not in _PROCESS_SHAPE
-            and getattr(self, entry.name) != entry.default
+            if entry.reader == "supervisor" and getattr(self, entry.name) != entry.default
         ]
 
     @property
     def supervised(self) -> bool:
         """True when a supervisor runs worker processes (``workers`` is not 1)."""
         return self.workers != 1
-
-
-# Supervisor options that also describe a single process harmlessly (not refused there).
-_PROCESS_SHAPE = frozenset({"workers", "start_method", "startup_timeout", "pid_file"})
 
 
 def _check_table() -> None:
@@ -566,12 +589,37 @@ def config_from_env(base: _ConfigT, environ: Mapping[str, str]) -> _ConfigT:
     return config
 
 
+def env_value(name: str, environ: Mapping[str, str] | None = None) -> Any:
+    """Option ``name``'s value from its THEFRAMEWORK_ variable (``os.environ`` by default), or
+    its default when the variable is unset or empty. ValueError naming the variable."""
+    entry = _BY_NAME[name]
+    text = (os.environ if environ is None else environ).get(entry.env, "")
+    if not text.strip():
+        return entry.default
+    try:
+        value = entry.parse(text)
+    except ValueError:
+        raise ValueError(f"{entry.env}={text!r} is not {entry.expected}") from None
+    try:
+        entry.check(name, value)
+    except ValueError as error:
+        raise ValueError(f"{entry.env}={text!r}: {error}") from None
+    return value
+
+
 def _markdown_default(entry: Option) -> str:
     if entry.default is None or entry.default == ():
         return "unset"
     if isinstance(entry.default, bool):
         return "off"
     return f"`{entry.default}`"
+
+
+# README.md holds options_markdown() between these two lines (scripts/readme_options.py writes it).
+README_BEGIN = (
+    "<!-- options table: made by scripts/readme_options.py from theframework/config.py -->"
+)
+README_END = "<!-- end of options table -->"
 
 
 def options_markdown(entries: Iterable[Option] = OPTIONS) -> str:
@@ -585,7 +633,8 @@ def options_markdown(entries: Iterable[Option] = OPTIONS) -> str:
         if entry.choices:
             text += f" ({', '.join(entry.choices)})"
         default = _markdown_default(entry).replace("|", "\\|")
-        lines.append(
-            f"| `{entry.cli_flag}` | `{entry.env}` | {default} | {entry.reader} | {text} |"
-        )
+        flag = entry.cli_flag
+        if entry.cli in ("value", "append") and entry.metavar and not entry.choices:
+            flag += f" {entry.metavar}"
+        lines.append(f"| `{flag}` | `{entry.env}` | {default} | {entry.reader} | {text} |")
     return "\n".join(lines) + "\n"

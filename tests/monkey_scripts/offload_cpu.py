@@ -14,7 +14,7 @@ from common import HelloProbe, Server, join, run, spawn_all  # noqa: E402
 
 from theframework import offload  # noqa: E402
 from theframework.monkey import _originals  # noqa: E402
-from theframework.offload import configure, shutdown  # noqa: E402
+from theframework.runtime.offload import configure, shutdown  # noqa: E402
 
 HANDLERS = 10
 

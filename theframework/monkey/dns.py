@@ -4,14 +4,14 @@ for numeric hosts that need no lookup, the original functions are called directl
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from .. import _core
-from ..offload import ExecutorHolder, wait_future
+from ..config import env_value
+from ..runtime.offload import ExecutorHolder, wait_future
 from . import _originals
 
 __all__ = [
@@ -27,9 +27,24 @@ __all__ = [
 T = TypeVar("T")
 
 
+class _Settings:
+    threads: int | None = None
+
+
 def _pool_size() -> int:
-    value = os.environ.get("THEFRAMEWORK_DNS_THREADS", "").strip()
-    return max(1, int(value)) if value else 4
+    if _Settings.threads is not None:
+        return _Settings.threads
+    threads: int = env_value("dns_threads")
+    return threads
+
+
+def configure(*, threads: int | None = None) -> None:
+    """Sets the resolver pool's size (default: --dns-threads / THEFRAMEWORK_DNS_THREADS, 4); a
+    pool already created is replaced on next use."""
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    _Settings.threads = threads
+    resolver_pool.reset()
 
 
 resolver_pool = ExecutorHolder(

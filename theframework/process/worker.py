@@ -34,7 +34,7 @@ import traceback
 from types import FrameType
 
 from .. import _core
-from ..server.boot import BootError, boot
+from ..server.boot import Booted, BootError, boot
 from ..server.exitcodes import ExitCode, exit_code_for_os_error
 from ..server.serve import serve_listeners
 from ..server.sockets import bind_socket, listener_url
@@ -79,11 +79,6 @@ def _report(
     except OSError:  # the supervisor is gone: say it here, the exit code says the rest
         logger.error("%s\n%s", description, formatted)
     return code
-
-
-def _report_boot_error(spec: WorkerSpec, error: BootError) -> int:
-    """Reports a failed boot sequence; returns its exit code."""
-    return _report(spec, error.exit_code, error.message, formatted=error.traceback)
 
 
 def _reset_signals() -> None:
@@ -132,24 +127,27 @@ def _boot_and_serve(spec: WorkerSpec, worker_label: str) -> int:
             multiprocess=spec.process.supervised,
         )
     except BootError as error:
-        if error.exit_code == ExitCode.USAGE and not error.traceback:
-            logger.error("%s", error.message)
-        return _report_boot_error(spec, error)
+        # Not logged here: the supervisor logs the Failure once (every worker fails alike).
+        return _report(spec, error.exit_code, error.message, formatted=error.traceback)
     finally:
         # Every record carries the worker id (for handlers with their own formats).
         id_filter = _WorkerIdFilter(spec.worker_id)
         for handler in logging.getLogger().handlers:
             handler.addFilter(id_filter)
-
-    own_listener = spec.listener is None
     if spec.listener is not None:
-        listener = spec.listener
-    else:
-        try:
-            listener = bind_socket(spec.server, reuse_port=True)
-        except OSError as error:
-            code = exit_code_for_os_error(error)
-            return _report(spec, code, error.strerror or str(error))
+        return _serve(spec, booted, spec.listener, owns_listener=False)
+    try:
+        listener = bind_socket(spec.server, reuse_port=True)
+    except OSError as error:
+        return _report(spec, exit_code_for_os_error(error), error.strerror or str(error))
+    return _serve(spec, booted, listener, owns_listener=True)
+
+
+def _serve(
+    spec: WorkerSpec, booted: Booted, listener: socket.socket, *, owns_listener: bool
+) -> int:
+    """Serves until the end; the exit code. ``owns_listener``: a TCP socket of this worker's
+    (closed and left at the end), else the supervisor's shared UNIX socket."""
     address = listener_url(listener)
     phase = "create the hub"
 
@@ -157,7 +155,7 @@ def _boot_and_serve(spec: WorkerSpec, worker_label: str) -> int:
         nonlocal phase
         phase = "run the startup hooks"
 
-    runtime = _Runtime(spec, listener if own_listener else None)
+    runtime = _Runtime(spec, listener if owns_listener else None)
 
     def ready() -> None:
         nonlocal phase
@@ -176,30 +174,33 @@ def _boot_and_serve(spec: WorkerSpec, worker_label: str) -> int:
             access_log=booted.access_log,
             rebalance_every=REBALANCE_EVERY if spec.process.supervised else 0,
             created=runtime.created,
-            owns_listeners=own_listener,
+            owns_listeners=owns_listener,
         )
     except Exception as error:
-        if phase == "create the hub" and isinstance(error, OSError):
-            if error.errno in (errno.EMFILE, errno.ENFILE):
-                raise
-            logger.error("cannot %s: %s", phase, error)
-            return _report(spec, exit_code_for_os_error(error), f"cannot {phase}: {error}")
-        if phase != "serve":
-            return _report(
-                spec, ExitCode.APP_FAILED, f"cannot {phase}: {error!r}", with_traceback=True
-            )
-        logger.exception("the hub failed while serving")
-        if isinstance(error, MemoryError):
-            code = ExitCode.HUB_MEMORY_ERROR
-        elif isinstance(error, OSError):
-            code = ExitCode.HUB_OS_ERROR
-        else:
-            code = ExitCode.HUB_EXCEPTION
-        return _report(spec, code, f"the hub failed while serving: {error!r}")
+        return _serving_failed(spec, phase, error)
     finally:
         listener.close()
     runtime.send_final_stats()
     return ExitCode.OK
+
+
+def _serving_failed(spec: WorkerSpec, phase: str, error: Exception) -> int:
+    """Reports an exception that ended serving in ``phase``; the exit code."""
+    if phase == "create the hub" and isinstance(error, OSError):
+        if error.errno in (errno.EMFILE, errno.ENFILE):
+            raise error
+        logger.error("cannot %s: %s", phase, error)
+        return _report(spec, exit_code_for_os_error(error), f"cannot {phase}: {error}")
+    if phase != "serve":
+        return _report(spec, ExitCode.APP_FAILED, f"cannot {phase}: {error!r}", with_traceback=True)
+    logger.exception("the hub failed while serving")
+    if isinstance(error, MemoryError):
+        code = ExitCode.HUB_MEMORY_ERROR
+    elif isinstance(error, OSError):
+        code = ExitCode.HUB_OS_ERROR
+    else:
+        code = ExitCode.HUB_EXCEPTION
+    return _report(spec, code, f"the hub failed while serving: {error!r}")
 
 
 _MIB = 1024 * 1024

@@ -1,7 +1,7 @@
 """The one boot sequence of a serving process (the single process, or each worker), in order:
 
-logging (``--log-config``) -> access log format -> ``--env-file`` -> ``--patch-all`` -> import
-and load the application.
+logging (``--log-config``) -> access log format -> ``--env-file`` -> ``--patch-all`` -> runtime
+options (offload, DNS pools) -> import and load the application.
 
 Every failure raises ``BootError(exit_code, message, traceback)``: the caller reports it its own
 way (the command line prints one line, a worker sends it to its supervisor) and exits with the
@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..app import Handler
-from ..config import ProcessConfig, ServerConfig
+from ..config import ProcessConfig, ServerConfig, option
+from ..runtime import offload
 from .accesslog import access_logger
 from .envfile import load_env_files
 from .exitcodes import ExitCode
@@ -87,6 +88,7 @@ def boot(
     BootError. ``log_label``: see LOGGING_UNTOUCHED. ``multiprocess``: wsgi.multiprocess."""
     access_log = set_up_logging(server, process, log_label)
     _load_environment(process)
+    _configure_runtime(process)
     return Booted(_load_application(app, server, multiprocess), access_log)
 
 
@@ -105,6 +107,19 @@ def _load_environment(process: ProcessConfig) -> None:
                 ExitCode.USAGE, f"--patch-all: theframework.monkey is not available: {error}"
             ) from None
         monkey.patch_all()
+
+
+def _configure_runtime(process: ProcessConfig) -> None:
+    """The runtime options given to the server (the runtime reads their variables itself)."""
+    offload.configure(
+        threads=process.offload_threads,
+        processes=process.offload_processes,
+        start_method=process.offload_start_method,
+    )
+    if process.dns_threads != option("dns_threads").default:
+        from ..monkey import dns
+
+        dns.configure(threads=process.dns_threads)
 
 
 def _is_missing_module(error: ModuleNotFoundError, module_name: str) -> bool:

@@ -23,7 +23,8 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
-from . import _core
+from .. import _core
+from ..config import env_value
 
 __all__ = ["ExecutorHolder", "configure", "offload", "shutdown", "wait_future"]
 
@@ -101,16 +102,6 @@ class ExecutorHolder(Generic[E]):
             executor.shutdown(wait=wait, cancel_futures=True)
 
 
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    number = int(value)
-    if number < 1:
-        raise ValueError(f"{name} must be at least 1, got {number}")
-    return number
-
-
 class _Settings:
     threads: int | None = None
     processes: int | None = None
@@ -120,19 +111,22 @@ class _Settings:
 def _thread_count() -> int:
     if _Settings.threads is not None:
         return _Settings.threads
-    return _env_int("THEFRAMEWORK_OFFLOAD_THREADS", min(32, (os.cpu_count() or 1) + 4))
+    threads: int | None = env_value("offload_threads")
+    return threads if threads is not None else min(32, (os.cpu_count() or 1) + 4)
 
 
 def _process_count() -> int:
     if _Settings.processes is not None:
         return _Settings.processes
-    return _env_int("THEFRAMEWORK_OFFLOAD_PROCESSES", os.cpu_count() or 1)
+    processes: int | None = env_value("offload_processes")
+    return processes if processes is not None else os.cpu_count() or 1
 
 
 def _start_method() -> str:
     if _Settings.start_method is not None:
         return _Settings.start_method
-    return os.environ.get("THEFRAMEWORK_OFFLOAD_START_METHOD", "").strip() or "spawn"
+    method: str | None = env_value("offload_start_method")
+    return method or "spawn"
 
 
 def _make_thread_pool(size: int) -> ThreadPoolExecutor:

@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/fd.hpp"
+#include "core/io/fd.hpp"
 #include "python/configuration.hpp"
 #include "python/greenlet_api.hpp"
 #include "python/http_server.hpp"

@@ -22,8 +22,8 @@
 #include <string>
 #include <vector>
 
-#include "core/http_parser.hpp"
-#include "core/http_response.hpp"
+#include "core/http/http_parser.hpp"
+#include "core/http/http_response.hpp"
 #include "python/hub.hpp"
 #include "python/pyref.hpp"
 

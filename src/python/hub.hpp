@@ -32,8 +32,8 @@
 #include <thread>
 #include <vector>
 
-#include "core/backend.hpp"
-#include "core/timer_heap.hpp"
+#include "core/io/backend.hpp"
+#include "core/io/timer_heap.hpp"
 #include "python/pyref.hpp"
 
 namespace tf::py {

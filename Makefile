@@ -63,6 +63,7 @@ lint: $(VENV)/.deps
 	$(VENV)/bin/ruff format --check theframework tests examples bench
 	$(VENV)/bin/mypy
 	clang-format --dry-run --Werror $$(find src tests/cpp fuzz -name '*.cpp' -o -name '*.hpp') bench/*.cpp
+	@! grep -rn 'Python.h' src/core || (echo 'src/core must not include Python.h' >&2; false)
 
 format: $(VENV)/.deps
 	$(VENV)/bin/ruff format theframework tests examples bench

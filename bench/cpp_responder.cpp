@@ -29,11 +29,11 @@
 #include <system_error>
 #include <vector>
 
-#include "core/backend.hpp"
-#include "core/fd.hpp"
-#include "core/http_parser.hpp"
-#include "core/http_response.hpp"
-#include "core/timer_heap.hpp"
+#include "core/http/http_parser.hpp"
+#include "core/http/http_response.hpp"
+#include "core/io/backend.hpp"
+#include "core/io/fd.hpp"
+#include "core/io/timer_heap.hpp"
 
 namespace {
 

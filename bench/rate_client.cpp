@@ -30,7 +30,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/fd.hpp"
+#include "core/io/fd.hpp"
 
 namespace {
 

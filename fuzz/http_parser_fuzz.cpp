@@ -1,4 +1,4 @@
-// libFuzzer target of src/core/http_parser: parses the input with small limits, checks the
+// libFuzzer target of src/core/http/http_parser: parses the input with small limits, checks the
 // result's invariants and its split invariance (a prefix answers incomplete or the same, also with
 // the scan_from hint), and runs the chunked decoder over the body that follows a chunked head (or
 // over the whole input when there is none), comparing one feed with two feeds split at a point
@@ -11,7 +11,7 @@
 #include <string>
 #include <string_view>
 
-#include "core/http_parser.hpp"
+#include "core/http/http_parser.hpp"
 
 namespace {
 

@@ -22,6 +22,9 @@ _Buffer = bytes | bytearray | memoryview
 
 POLLIN: Final[int]
 POLLOUT: Final[int]
+# Bytes of one heartbeat cell written by Hub.set_heartbeat: (iteration count, CLOCK_MONOTONIC ns)
+# as two native uint64. 16.
+HEARTBEAT_CELL_SIZE: Final[int]
 
 class HubError(RuntimeError):
     """Base class of misuse of the hub."""
@@ -55,8 +58,9 @@ class Hub:
         """Makes ``run`` return soon. Safe from a signal handler and from another thread."""
     def set_heartbeat(self, buffer: Any, interval: float = 1.0) -> None:
         """Every loop iteration writes (iteration count, CLOCK_MONOTONIC ns) as two native uint64
-        into ``buffer`` (writable, 8-byte aligned, >= 16 bytes; e.g. shared memory a supervisor
-        reads), and the loop wakes at least every ``interval`` seconds. None turns it off."""
+        into ``buffer`` (writable, 8-byte aligned, >= ``HEARTBEAT_CELL_SIZE`` bytes; e.g. shared
+        memory a supervisor reads), and the loop wakes at least every ``interval`` seconds. None
+        turns it off."""
     @property
     def running(self) -> bool: ...
     @property

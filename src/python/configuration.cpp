@@ -63,6 +63,22 @@ int init_configuration(PyObject* module) {
   configuration.json_loads = PyRef(PyObject_GetAttrString(json.get(), "loads"));
   configuration.json_dumps = PyRef(PyObject_GetAttrString(json.get(), "dumps"));
   if (!configuration.json_loads || !configuration.json_dumps) return -1;
+  // The package's own defaults. _core is imported by theframework/__init__.py, so the package is
+  // already in sys.modules (partly initialized) and these submodules import on their own.
+  PyRef errors(PyImport_ImportModule("theframework.errors"));
+  if (!errors) return -1;
+  configuration.http_error = PyRef(PyObject_GetAttrString(errors.get(), "HTTPError"));
+  if (!configuration.http_error) return -1;
+  PyRef datastructures(PyImport_ImportModule("theframework.datastructures"));
+  if (!datastructures) return -1;
+  configuration.headers_factory = PyRef(PyObject_GetAttrString(datastructures.get(), "Headers"));
+  configuration.query_factory = PyRef(PyObject_GetAttrString(datastructures.get(), "QueryParams"));
+  if (!configuration.headers_factory || !configuration.query_factory) return -1;
+  PyRef logging(PyImport_ImportModule("logging"));
+  if (!logging) return -1;
+  configuration.logger =
+      PyRef(PyObject_CallMethod(logging.get(), "getLogger", "s", "theframework.error"));
+  if (!configuration.logger) return -1;
   return PyModule_AddFunctions(module, functions);
 }
 

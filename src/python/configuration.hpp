@@ -1,4 +1,6 @@
-// Python objects the package hands to the native module once, with _core._configure(...).
+// Python objects of the package that the native module uses. init_configuration sets the defaults
+// when _core is imported (theframework.errors, theframework.datastructures, json, logging; those
+// modules import only the standard library); _core._configure(...) replaces them.
 #pragma once
 
 #include <Python.h>
@@ -8,19 +10,20 @@
 namespace tf::py {
 
 struct Configuration {
-  PyRef error_handler;    // callable(exception) for errors escaping a greenlet; null: print
+  PyRef error_handler;    // callable(exception) for errors escaping a greenlet; null: log them
   PyRef http_error;       // theframework.errors.HTTPError
   PyRef headers_factory;  // callable(list[tuple[str, str]]) -> Headers
   PyRef query_factory;    // callable(str) -> QueryParams
   PyRef json_loads;       // json.loads
   PyRef json_dumps;       // json.dumps
-  PyRef logger;           // logging.Logger for tracebacks of failing handlers
+  PyRef logger;           // logging.getLogger("theframework.error"): handler and greenlet errors
 };
 
-// Filled by _core._configure (and defaults at import); read by the hub and the HTTP server.
+// Defaults at import, then _core._configure; read by the hub and the HTTP server.
 extern Configuration& configuration;
 
-// Registers _core._configure on the module. 0 or -1 with an exception set.
+// Sets the defaults (importing the modules above) and registers _core._configure on the module.
+// 0 or -1 with an exception set.
 int init_configuration(PyObject* module);
 
 }  // namespace tf::py

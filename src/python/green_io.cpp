@@ -741,7 +741,9 @@ int init_hub(PyObject* module) {
   if (PyModule_AddObjectRef(module, "Hub", reinterpret_cast<PyObject*>(&HubType)) < 0) return -1;
   if (PyModule_AddFunctions(module, green_functions) < 0) return -1;
   if (PyModule_AddIntConstant(module, "POLLIN", POLLIN) < 0 ||
-      PyModule_AddIntConstant(module, "POLLOUT", POLLOUT) < 0) {
+      PyModule_AddIntConstant(module, "POLLOUT", POLLOUT) < 0 ||
+      PyModule_AddIntConstant(module, "HEARTBEAT_CELL_SIZE",
+                              static_cast<long>(kHeartbeatCellSize)) < 0) {
     return -1;
   }
   return 0;

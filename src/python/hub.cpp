@@ -641,10 +641,11 @@ int Hub::set_heartbeat(PyObject* buffer, double interval) {
     return -1;
   }
   if (PyObject_GetBuffer(buffer, &heartbeat_view_, PyBUF_WRITABLE) < 0) return -1;
-  if (heartbeat_view_.len < 16 ||
+  if (heartbeat_view_.len < static_cast<Py_ssize_t>(kHeartbeatCellSize) ||
       reinterpret_cast<uintptr_t>(heartbeat_view_.buf) % alignof(uint64_t) != 0) {
     PyBuffer_Release(&heartbeat_view_);
-    PyErr_SetString(PyExc_ValueError, "heartbeat buffer must be 8-byte aligned, 16 bytes or more");
+    PyErr_Format(PyExc_ValueError, "heartbeat buffer must be 8-byte aligned, %zu bytes or more",
+                 kHeartbeatCellSize);
     return -1;
   }
   heartbeat_enabled_ = true;
@@ -831,13 +832,22 @@ void Hub::report_greenlet_error() {
   if (traceback != nullptr && value != nullptr) PyException_SetTraceback(value, traceback);
   PyRef owned_type(type), owned_value(value), owned_traceback(traceback);
   PyObject* handler = error_handler();
+  PyObject* logger = configuration.logger.get();
   PyRef call;
   if (handler != nullptr && value != nullptr) {
     call = PyRef(PyObject_CallOneArg(handler, value));
+  } else if (logger != nullptr && value != nullptr) {
+    // No handler: logger.error("Unhandled exception in a greenlet", exc_info=value).
+    PyRef error_method(PyObject_GetAttrString(logger, "error"));
+    PyRef arguments(Py_BuildValue("(s)", "Unhandled exception in a greenlet"));
+    PyRef keywords(Py_BuildValue("{s:O}", "exc_info", value));
+    if (error_method && arguments && keywords) {
+      call = PyRef(PyObject_Call(error_method.get(), arguments.get(), keywords.get()));
+    }
   }
   if (!call) {
-    // No handler or the handler failed: print without touching sys.last_* (which would keep the
-    // traceback's frames, and their sockets, alive).
+    // No handler and no logger, or the call failed: print without touching sys.last_* (which
+    // would keep the traceback's frames, and their sockets, alive).
     PyErr_Clear();
     PyRef module(PyImport_ImportModule("traceback"));
     PyRef printed;

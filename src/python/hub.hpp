@@ -25,6 +25,7 @@
 #include <Python.h>
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -32,11 +33,16 @@
 #include <thread>
 #include <vector>
 
-#include "core/backend.hpp"
-#include "core/timer_heap.hpp"
+#include "core/io/backend.hpp"
+#include "core/io/timer_heap.hpp"
 #include "python/pyref.hpp"
 
 namespace tf::py {
+
+// Bytes of one heartbeat cell (Hub::set_heartbeat): the loop iteration count, then the
+// CLOCK_MONOTONIC time in ns, two native-endian uint64. _core.HEARTBEAT_CELL_SIZE in Python.
+inline constexpr size_t kHeartbeatCellSize = 2 * sizeof(uint64_t);
+static_assert(kHeartbeatCellSize == 16);
 
 // Receives the completions of operations queued by C++ code (HTTP connections) rather than by a
 // waiting greenlet. Called in the hub greenlet: must not block or switch; may queue operations.
@@ -109,9 +115,9 @@ class Hub {
   // Thread- and async-signal-safe.
   void request_stop() noexcept;
 
-  // Heartbeat for a supervisor: every loop iteration stores, into the first 16 bytes of
-  // `buffer` (writable, e.g. shared memory), the iteration count and the CLOCK_MONOTONIC time in
-  // nanoseconds (two native-endian uint64). The loop then wakes at least every `interval`
+  // Heartbeat for a supervisor: every loop iteration stores, into the first kHeartbeatCellSize
+  // bytes of `buffer` (writable, e.g. shared memory), the iteration count and the CLOCK_MONOTONIC
+  // time in nanoseconds (two native-endian uint64). The loop then wakes at least every `interval`
   // seconds, so only a loop that is stuck (a handler that never yields) stops the clock.
   // A null buffer turns it off. 0 or -1 with an exception set.
   int set_heartbeat(PyObject* buffer, double interval);
@@ -228,7 +234,8 @@ class Hub {
   void install_signal_wakeup();
   void restore_signal_wakeup();
   void arm_signal_wakeup();
-  // The callable set with _core._configure(error_handler=...), or null.
+  // The callable set with _core._configure(error_handler=...), or null (then the exception is
+  // logged to configuration.logger).
   static PyObject* error_handler() noexcept;
 
   std::unique_ptr<core::Backend> backend_;

@@ -2,7 +2,7 @@
 #include <Python.h>
 
 #include "python/configuration.hpp"
-#include "python/http_server.hpp"
+#include "python/http/server.hpp"
 #include "python/hub.hpp"
 
 namespace tf::py {

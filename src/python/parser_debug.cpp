@@ -20,7 +20,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/http_parser.hpp"
+#include "core/http/http_parser.hpp"
 #include "python/pyref.hpp"
 
 namespace tf::py {

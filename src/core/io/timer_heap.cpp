@@ -1,4 +1,4 @@
-#include "core/timer_heap.hpp"
+#include "core/io/timer_heap.hpp"
 
 #include <ctime>
 #include <stdexcept>

@@ -5,7 +5,7 @@
 // operations wait on it, with EPOLLIN when any of them needs to read and EPOLLOUT when any needs
 // to write. On readiness the waiting operations retry their syscall in queue order; EAGAIN keeps
 // an operation waiting. Completions go to ready_ and are handed out by wait().
-#include "core/epoll_backend.hpp"
+#include "core/io/epoll_backend.hpp"
 
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -19,8 +19,8 @@
 #include <system_error>
 #include <utility>
 
-#include "core/fd.hpp"
-#include "core/mapped_memory.hpp"
+#include "core/io/fd.hpp"
+#include "core/io/mapped_memory.hpp"
 
 namespace tf::core {
 namespace {

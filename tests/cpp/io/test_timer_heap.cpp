@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/timer_heap.hpp"
+#include "core/io/timer_heap.hpp"
 
 namespace tf::core {
 namespace {

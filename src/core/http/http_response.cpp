@@ -1,4 +1,4 @@
-#include "core/http_response.hpp"
+#include "core/http/http_response.hpp"
 
 #include <array>
 #include <cstring>

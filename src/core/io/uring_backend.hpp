@@ -19,7 +19,7 @@
 
 #include <memory>
 
-#include "core/backend.hpp"
+#include "core/io/backend.hpp"
 
 namespace tf::core {
 

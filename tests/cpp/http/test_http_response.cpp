@@ -7,7 +7,7 @@
 #include <string_view>
 #include <utility>
 
-#include "core/http_response.hpp"
+#include "core/http/http_response.hpp"
 
 namespace tf::http {
 namespace {

@@ -1,12 +1,12 @@
 // make_backend and the small helpers declared in backend.hpp.
-#include "core/backend.hpp"
+#include "core/io/backend.hpp"
 
 #include <cerrno>
 #include <string_view>
 #include <system_error>
 
-#include "core/epoll_backend.hpp"
-#include "core/uring_backend.hpp"
+#include "core/io/epoll_backend.hpp"
+#include "core/io/uring_backend.hpp"
 
 namespace tf::core {
 

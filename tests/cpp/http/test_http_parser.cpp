@@ -1,4 +1,4 @@
-// Tests of src/core/http_parser: every strictness rule, every request form, split invariance,
+// Tests of src/core/http/http_parser: every strictness rule, every request form, split invariance,
 // reads right before an unreadable page, and the chunked decoder fed in pieces of every size.
 #include <gtest/gtest.h>
 #include <sys/mman.h>
@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/http_parser.hpp"
+#include "core/http/http_parser.hpp"
 
 namespace tf::http {
 namespace {

@@ -31,10 +31,10 @@
 #include <thread>
 #include <vector>
 
-#include "core/backend.hpp"
-#include "core/epoll_backend.hpp"
-#include "core/fd.hpp"
-#include "core/uring_backend.hpp"
+#include "core/io/backend.hpp"
+#include "core/io/epoll_backend.hpp"
+#include "core/io/fd.hpp"
+#include "core/io/uring_backend.hpp"
 
 namespace tf::core {
 namespace {

@@ -1,7 +1,7 @@
 // io_uring backend: every operation is one SQE whose user_data is the caller's token; completions
 // are reaped from the CQ in bulk. Internal SQEs (the wake-up read on an eventfd, cancellation
 // requests) carry tokens with kReservedTokenBit set and are handled here, never reported.
-#include "core/uring_backend.hpp"
+#include "core/io/uring_backend.hpp"
 
 #include <liburing.h>
 #include <sys/eventfd.h>
@@ -13,8 +13,8 @@
 #include <system_error>
 #include <utility>
 
-#include "core/fd.hpp"
-#include "core/mapped_memory.hpp"
+#include "core/io/fd.hpp"
+#include "core/io/mapped_memory.hpp"
 
 namespace tf::core {
 namespace {

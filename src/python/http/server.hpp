@@ -13,30 +13,32 @@
 //  4. When the handler returns, the greenlet sends the response (writev: head + body objects, no
 //     copy) and, if the connection stays open, handles any pipelined request already buffered;
 //     otherwise it ends and the connection waits for the next request itself (keepalive_timeout).
+//
+// Files: connection.cpp (Connection), server.cpp (HttpServer: accepting, draining),
+// request.cpp / response.cpp / request_greenlet.cpp / wsgi_environ.cpp (the Python objects, over
+// objects.hpp) and server_type.cpp (the HttpServer Python type).
 #pragma once
 
 #include <Python.h>
 
+#include <cstdint>
 #include <iterator>
 #include <memory>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
-#include "core/http_parser.hpp"
-#include "core/http_response.hpp"
+#include "core/http/http_parser.hpp"
+#include "core/http/http_response.hpp"
+#include "core/io/timer_heap.hpp"
+#include "python/http/connection.hpp"
 #include "python/hub.hpp"
 #include "python/pyref.hpp"
 
 namespace tf::py {
 
-// A socket address in text form, looked up once per connection.
-struct Endpoint {
-  std::string host;  // numeric address; empty for UNIX sockets
-  int port = 0;
-  bool is_unix = false;
-  bool valid = false;  // false when the lookup failed
-};
-
+// Limits and timeouts of one server (HttpServer(...) keyword arguments).
 struct HttpOptions {
   http::Limits limits;
   double header_timeout = 10.0;
@@ -47,106 +49,10 @@ struct HttpOptions {
   uint64_t rebalance_every = 0;  // every Nth response closes its connection (0: never)
 };
 
-class HttpServer;
-
-class Connection final : public CompletionHandler {
- public:
-  enum class Phase : uint8_t { idle, head, handling, error_response, lingering, closed };
-
-  Connection(HttpServer& server, int fd);
-  Connection(const Connection&) = delete;
-  Connection& operator=(const Connection&) = delete;
-
-  // References: the server (while open), each pending operation and each Python object.
-  void retain() noexcept { ++references_; }
-  void release() noexcept;
-
-  void start();  // arms the receive and the keep-alive (first request) timer
-  void on_completion(const core::Completion& completion) override;
-
-  // --- Used by the request greenlet (may suspend) -----------------------------------------------
-  // Reads up to `size` body bytes (size < 0: everything) into `out`. Returns 0, or -1 with an
-  // exception (TimeoutError after body_timeout, HTTPError 413, ConnectionError if the client left).
-  int read_body(Py_ssize_t size, std::string& out);
-  bool body_complete() const noexcept;
-  // Whether the response may promise keep-alive; when not, the connection closes after it.
-  bool will_keep_alive() const noexcept;
-  void mark_close() noexcept { draining_ = true; }
-  HttpServer& server() noexcept { return server_; }
-  // Sends the buffers (green, with write_timeout); the slot keeps `views` exported while needed.
-  int send_views(std::vector<Py_buffer>& views);
-  int send_bytes(std::string_view data);
-  int send_file(int file_fd, uint64_t offset, uint64_t count);
-  // After the handler: decides between closing, the next pipelined request, or idling. Returns the
-  // next request's objects (new references) when one is ready to run in the same greenlet.
-  bool finish_request(bool response_complete, PyObject** next_request, PyObject** next_response);
-
-  // --- Shutdown ------------------------------------------------------------------------------
-  void close_now() noexcept;
-  // The server drains: the next response says Connection: close and the connection ends after it.
-  void begin_drain() noexcept;
-  // Closes the connection if it waits for a request and none has arrived (drain grace over).
-  void close_if_idle() noexcept;
-
-  int fd() const noexcept { return fd_; }
-  // The peer's address (getpeername on first use, then cached).
-  const Endpoint& peer();
-  // CLOCK_MONOTONIC ns at which the current request's head was complete.
-  int64_t request_started_ns() const noexcept { return request_started_ns_; }
-  // Bytes written for the current response (head and body).
-  uint64_t response_bytes() const noexcept { return response_bytes_; }
-  bool expect_continue_pending = false;
-
- private:
-  ~Connection();
-  void on_receive(const core::Completion& completion);
-  void on_timer();
-  void on_send(const core::Completion& completion);
-  void arm_receive();
-  void set_timer(double seconds);
-  void clear_timer() noexcept;
-  // Parses what is buffered: starts a request (spawning its greenlet when `spawn` is true, else
-  // returning the objects), answers an error, or waits for more.
-  bool parse_buffered(bool spawn, PyObject** request, PyObject** response);
-  bool create_request_objects(PyObject** request, PyObject** response);
-  void send_error(int status, const char* reason);
-  void begin_linger();
-  void wake_reader(int result) noexcept;
-  std::string_view buffered() const noexcept {
-    return std::string_view(input_).substr(input_start_);
-  }
-  void consume(size_t count) noexcept;
-  int wait_for_input();
-
-  HttpServer& server_;
-  int fd_;
-  uint32_t references_ = 1;
-  Phase phase_ = Phase::idle;
-  bool draining_ = false;
-  bool peer_closed_ = false;
-  int read_error_ = 0;
-  uint64_t receive_token_ = 0;
-  uint64_t timer_token_ = 0;
-  uint64_t send_token_ = 0;
-  uint64_t reader_token_ = 0;  // event of a greenlet waiting for input
-  Endpoint peer_;
-  bool peer_known_ = false;
-  std::string input_;
-  size_t input_start_ = 0;
-  size_t scanned_ = 0;  // buffered bytes an incomplete parse already looked at
-  // The request being handled.
-  http::RequestHead head_{};
-  uint64_t body_remaining_ = 0;  // content-length bytes not yet consumed
-  int64_t request_started_ns_ = 0;
-  uint64_t response_bytes_ = 0;
-  std::unique_ptr<http::ChunkedDecoder> chunked_;
-  std::string decoded_pending_;  // chunked payload decoded but not yet read by the handler
-  bool body_done_ = true;
-  // An error response written from C++.
-  std::string error_output_;
-  iovec error_iov_{};
-  msghdr error_message_{};
-};
+// The CLOCK_MONOTONIC time (ns) `seconds` from now: a deadline for Hub::add_handler_timer.
+inline int64_t deadline_in(double seconds) {
+  return core::monotonic_ns() + static_cast<int64_t>(seconds * 1e9);
+}
 
 // Counters of one server, read by HttpServer.stats() (Prometheus metrics are built from them).
 struct HttpStats {
@@ -166,13 +72,18 @@ struct HttpStats {
   void record_response(int status, double seconds) noexcept;
 };
 
+// The HTTP/1.1 server over listening sockets: accepts, owns the connections, drains.
 class HttpServer {
  public:
+  // Serves handler(request, response) on the (non-blocking, listening) `listen_fds`; access_log may
+  // be null.
   HttpServer(PyObject* handler, std::vector<int> listen_fds, const HttpOptions& options,
              PyObject* access_log);
 
   // Runs in a hub greenlet until shutdown completes. New reference (None) or null.
   PyObject* serve();
+  // Stops accepting and drains: idle connections close (after a short grace), the others after
+  // their response; at graceful_timeout (< 0: no limit) the remaining connections are closed.
   void shutdown(double graceful_timeout);
   // Stops accepting for good (connections already in the listeners' queues are accepted first)
   // and lets every connection close after its next response (idle ones stay until their
@@ -180,24 +91,31 @@ class HttpServer {
   // shutdown() may still follow to bound the wait.
   void retire();
 
+  // The limits and timeouts given at construction.
   const HttpOptions& options() const noexcept { return options_; }
   // Scratch header views for parsing a head (max_headers + 1 entries, one more to detect too
   // many). Shared by the server's connections: a parse never switches greenlets, and the views
   // are not kept past it.
   std::span<http::Header> header_storage() noexcept { return header_storage_; }
+  // The Python handler (borrowed).
   PyObject* handler() const noexcept { return handler_.get(); }
   // callable(request, status, bytes_sent, seconds) after each handled request, or null.
   PyObject* access_log() const noexcept { return access_log_.get(); }
+  // The hub serve() runs in (valid while serving).
   Hub& hub() noexcept { return *hub_; }
+  // The Date header value (formatted again only when the second changes).
   http::DateCache& dates() noexcept { return dates_; }
+  // Open connections.
   size_t connection_count() const noexcept { return connections_.size(); }
+  // Requests whose handler has started and whose response is not finished.
   size_t requests_in_flight() const noexcept { return requests_in_flight_; }
 
   // The Python object lets go of the server; it is deleted once no connection object and no
   // armed accept can still call back into it (at once when nothing is in flight).
   static void release(HttpServer* server) noexcept;
 
-  // Called by connections.
+  // Called by connections: one closed (leaves the registry; accepting may resume), one Connection
+  // object was created or deleted, a request started or finished.
   void connection_closed(Connection* connection) noexcept;
   void connection_created() noexcept { ++live_connections_; }
   void connection_destroyed() noexcept;
@@ -205,8 +123,9 @@ class HttpServer {
     ++requests_in_flight_;
     ++stats_.requests;
   }
-  HttpStats& stats() noexcept { return stats_; }
   void request_finished() noexcept;
+  // The counters, updated as requests are served.
+  HttpStats& stats() noexcept { return stats_; }
   // Whether responses must close their connection (shutting down or retiring).
   bool draining() const noexcept { return draining_ || retiring_; }
   // Whether idle connections are closed at once (shutdown(), not retire()).
@@ -274,13 +193,16 @@ class HttpServer {
   void release_workers() noexcept;
 };
 
-// Python objects of the HTTP layer (http_objects.cpp).
+// Python objects of the HTTP layer: a new Request (request.cpp) or Response (response.cpp) for
+// the head just parsed, attached to `connection`. New reference or null with an exception.
 PyObject* new_request_object(Connection* connection, std::string_view head_bytes,
                              const http::RequestHead& head);
 PyObject* new_response_object(Connection* connection, const http::RequestHead& head);
-// Runs handler(request, response) and sends the response, then any pipelined requests.
+// request_greenlet.cpp: runs handler(request, response) and sends the response, then any pipelined
+// requests.
 PyObject* run_request(PyObject* module, PyObject* args);
 
+// Registers Request, Response and HttpServer on the module (server_type.cpp). 0 or -1.
 int init_http(PyObject* module);
 
 }  // namespace tf::py

@@ -1,7 +1,7 @@
 // HTTP/1.1 request parsing (RFC 9112): a stateless, allocation-free parser of the request head and
 // an incremental decoder of chunked request bodies. Pure: no I/O, no Python, no global state.
 //
-// Strictness choices (each one is covered by tests/cpp/test_http_parser.cpp):
+// Strictness choices (each one is covered by tests/cpp/http/test_http_parser.cpp):
 //  - Lines end with CRLF only. A bare LF (LF not preceded by CR) anywhere in the head or in the
 //    chunked framing is rejected with 400, as llhttp does by default (h11 accepts it); a CR not
 //    followed by LF is rejected with 400 too. Accepting LF-only lines in one place and not another

@@ -5,7 +5,7 @@
 // Because every decision depends only on bytes already passed, a prefix of the input answers either
 // `incomplete` or exactly what the whole input answers. Limits are applied by parsing a window of
 // the input capped at the limit: a head that does not end inside the window is too large.
-#include "core/http_parser.hpp"
+#include "core/http/http_parser.hpp"
 
 #include <algorithm>
 #include <array>

@@ -1,0 +1,143 @@
+// A connection of the HTTP server: a C++ state machine driven by hub completions (receive, parse,
+// timers, sends), with the green calls a request greenlet makes on it (body reads, sends). The
+// request's journey is described in server.hpp.
+#pragma once
+
+#include <Python.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/http/http_parser.hpp"
+#include "python/hub.hpp"
+
+namespace tf::py {
+
+// A socket address in text form, looked up once per connection.
+struct Endpoint {
+  std::string host;  // numeric address; empty for UNIX sockets
+  int port = 0;
+  bool is_unix = false;
+  bool valid = false;  // false when the lookup failed
+};
+
+class HttpServer;
+
+// One accepted socket of an HttpServer; deletes itself when its last reference goes.
+class Connection final : public CompletionHandler {
+ public:
+  // Where the connection is: waiting for a request, reading a head, handling one, answering a
+  // parse error from C++, discarding input before closing, closed.
+  enum class Phase : uint8_t { idle, head, handling, error_response, lingering, closed };
+
+  // Takes ownership of the connected socket `fd`; start() arms it.
+  Connection(HttpServer& server, int fd);
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // References: the server (while open), each pending operation and each Python object.
+  void retain() noexcept { ++references_; }
+  void release() noexcept;
+
+  void start();  // arms the receive and the keep-alive (first request) timer
+  // Hub callback: a receive, send or timer completion of this connection.
+  void on_completion(const core::Completion& completion) override;
+
+  // --- Used by the request greenlet (may suspend) -----------------------------------------------
+  // Reads up to `size` body bytes (size < 0: everything) into `out`. Returns 0, or -1 with an
+  // exception (TimeoutError after body_timeout, HTTPError 413, ConnectionError if the client left).
+  int read_body(Py_ssize_t size, std::string& out);
+  // Whether the current request's body was read to its end.
+  bool body_complete() const noexcept;
+  // Whether the response may promise keep-alive; when not, the connection closes after it.
+  bool will_keep_alive() const noexcept;
+  // The connection closes after the current response.
+  void mark_close() noexcept { draining_ = true; }
+  // The server this connection belongs to.
+  HttpServer& server() noexcept { return server_; }
+  // Sends the buffers (green, with write_timeout); the slot keeps `views` exported while needed.
+  int send_views(std::vector<Py_buffer>& views);
+  // send_views of a copy of `data`. 0 or -1 with an exception.
+  int send_bytes(std::string_view data);
+  // Sends `count` bytes of `file_fd` from `offset` (green, with write_timeout). 0 or -1.
+  int send_file(int file_fd, uint64_t offset, uint64_t count);
+  // After the handler: decides between closing, the next pipelined request, or idling. Returns the
+  // next request's objects (new references) when one is ready to run in the same greenlet.
+  bool finish_request(bool response_complete, PyObject** next_request, PyObject** next_response);
+
+  // --- Shutdown ------------------------------------------------------------------------------
+  // Cancels what is pending, closes the socket and leaves the server's registry (idempotent).
+  void close_now() noexcept;
+  // The server drains: the next response says Connection: close and the connection ends after it.
+  void begin_drain() noexcept;
+  // Closes the connection if it waits for a request and none has arrived (drain grace over).
+  void close_if_idle() noexcept;
+
+  // The socket (valid until closed).
+  int fd() const noexcept { return fd_; }
+  // The peer's address (getpeername on first use, then cached).
+  const Endpoint& peer();
+  // CLOCK_MONOTONIC ns at which the current request's head was complete.
+  int64_t request_started_ns() const noexcept { return request_started_ns_; }
+  // Bytes written for the current response (head and body).
+  uint64_t response_bytes() const noexcept { return response_bytes_; }
+  // The request sent Expect: 100-continue and the interim response is not sent yet.
+  bool expect_continue_pending = false;
+
+ private:
+  ~Connection();
+  void on_receive(const core::Completion& completion);
+  void on_timer();
+  void on_send(const core::Completion& completion);
+  void arm_receive();
+  void set_timer(double seconds);
+  void clear_timer() noexcept;
+  // Parses what is buffered: starts a request (spawning its greenlet when `spawn` is true, else
+  // returning the objects), answers an error, or waits for more.
+  bool parse_buffered(bool spawn, PyObject** request, PyObject** response);
+  bool create_request_objects(PyObject** request, PyObject** response);
+  void send_error(int status, const char* reason);
+  void begin_linger();
+  void wake_reader(int result) noexcept;
+  std::string_view buffered() const noexcept {
+    return std::string_view(input_).substr(input_start_);
+  }
+  void consume(size_t count) noexcept;
+  int wait_for_input();
+
+  HttpServer& server_;
+  int fd_;
+  uint32_t references_ = 1;
+  Phase phase_ = Phase::idle;
+  bool draining_ = false;
+  bool peer_closed_ = false;
+  int read_error_ = 0;
+  uint64_t receive_token_ = 0;
+  uint64_t timer_token_ = 0;
+  uint64_t send_token_ = 0;
+  uint64_t reader_token_ = 0;  // event of a greenlet waiting for input
+  Endpoint peer_;
+  bool peer_known_ = false;
+  std::string input_;
+  size_t input_start_ = 0;
+  size_t scanned_ = 0;  // buffered bytes an incomplete parse already looked at
+  // The request being handled.
+  http::RequestHead head_{};
+  uint64_t body_remaining_ = 0;  // content-length bytes not yet consumed
+  int64_t request_started_ns_ = 0;
+  uint64_t response_bytes_ = 0;
+  std::unique_ptr<http::ChunkedDecoder> chunked_;
+  std::string decoded_pending_;  // chunked payload decoded but not yet read by the handler
+  bool body_done_ = true;
+  // An error response written from C++.
+  std::string error_output_;
+  iovec error_iov_{};
+  msghdr error_message_{};
+};
+
+}  // namespace tf::py

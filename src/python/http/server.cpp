@@ -1,0 +1,283 @@
+// HttpServer: the accepting side (multishot accept, max_connections backpressure), the
+// connection registry, draining and shutdown, and the response counters.
+#include "python/http/server.hpp"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "python/configuration.hpp"
+
+namespace tf::py {
+
+class HttpServer::Acceptor final : public CompletionHandler {
+ public:
+  Acceptor(HttpServer& server, size_t listener) : server_(server), listener_(listener) {}
+  void on_completion(const core::Completion& completion) override {
+    server_.on_accept(completion, listener_);
+  }
+  uint64_t token = 0;
+
+ private:
+  HttpServer& server_;
+  size_t listener_;
+};
+
+// A server timer: calls `action` on the server when it fires.
+class HttpServer::ServerTimer final : public CompletionHandler {
+ public:
+  ServerTimer(HttpServer& server, uint64_t HttpServer::*token, void (HttpServer::*action)())
+      : server_(server), token_(token), action_(action) {}
+  void on_completion(const core::Completion&) override {
+    server_.*token_ = 0;
+    (server_.*action_)();
+  }
+
+ private:
+  HttpServer& server_;
+  uint64_t HttpServer::*token_;
+  void (HttpServer::*action_)();
+};
+
+HttpServer::HttpServer(PyObject* handler, std::vector<int> listen_fds, const HttpOptions& options,
+                       PyObject* access_log)
+    : handler_(PyRef::borrow(handler)),
+      access_log_(PyRef::borrow(access_log)),
+      listen_fds_(std::move(listen_fds)),
+      options_(options),
+      header_storage_(options.limits.max_headers + 1) {
+  for (size_t i = 0; i < listen_fds_.size(); ++i) {
+    int domain = 0;
+    socklen_t length = sizeof(domain);
+    ::getsockopt(listen_fds_[i], SOL_SOCKET, SO_DOMAIN, &domain, &length);
+    listener_is_tcp_.push_back(domain == AF_INET || domain == AF_INET6);
+    acceptors_.push_back(std::make_unique<Acceptor>(*this, i));
+  }
+  drain_timer_ = std::make_unique<ServerTimer>(*this, &HttpServer::drain_timer_token_,
+                                               &HttpServer::on_drain_deadline);
+  accept_retry_ = std::make_unique<ServerTimer>(*this, &HttpServer::accept_retry_token_,
+                                                &HttpServer::retry_accept);
+  idle_grace_timer_ = std::make_unique<ServerTimer>(*this, &HttpServer::idle_grace_token_,
+                                                    &HttpServer::close_idle_connections);
+}
+
+HttpServer::~HttpServer() {
+  for (PyObject* worker : idle_workers_) Py_DECREF(worker);
+}
+
+PyObject* HttpServer::serve() {
+  Hub* hub = Hub::for_blocking_call();
+  if (hub == nullptr) return nullptr;
+  if (serving_) {
+    PyErr_SetString(PyExc_RuntimeError, "this HttpServer is already serving");
+    return nullptr;
+  }
+  if (draining_) Py_RETURN_NONE;  // shut down before it started
+  hub_ = hub;
+  serving_ = true;
+  for (int fd : listen_fds_) {
+    int flags = ::fcntl(fd, F_GETFL);
+    if (flags >= 0 && !(flags & O_NONBLOCK)) ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+  }
+  arm_accept();
+  done_token_ = hub->prepare_event();
+  int result = hub->wait_event(done_token_, -1);
+  done_token_ = 0;
+  // Whatever ended the wait (drained, or the greenlet was killed): nothing stays open.
+  pause_accept();
+  for (uint64_t* token : {&drain_timer_token_, &accept_retry_token_, &idle_grace_token_}) {
+    if (*token != 0) hub->cancel_handler_timer(*token);
+    *token = 0;
+  }
+  while (!connections_.empty()) connections_.back()->close_now();
+  serving_ = false;
+  PyObject *type, *value, *traceback;
+  PyErr_Fetch(&type, &value, &traceback);
+  release_workers();
+  PyErr_Restore(type, value, traceback);
+  if (result < 0) return nullptr;
+  Py_RETURN_NONE;
+}
+
+void HttpServer::arm_accept() {
+  if (draining_ || retiring_ || !serving_ || hub_ == nullptr) return;
+  accepting_ = true;
+  for (size_t i = 0; i < acceptors_.size(); ++i) {
+    Acceptor& acceptor = *acceptors_[i];
+    if (acceptor.token != 0) continue;
+    acceptor.token = hub_->reserve_handler_slot(&acceptor);
+    hub_->backend().accept_multishot(listen_fds_[i], acceptor.token);
+  }
+}
+
+void HttpServer::pause_accept() {
+  accepting_ = false;
+  if (hub_ == nullptr) return;
+  for (auto& acceptor : acceptors_) {
+    if (acceptor->token != 0) hub_->backend().cancel(acceptor->token);
+  }
+}
+
+void HttpServer::on_accept(const core::Completion& completion, size_t listener) {
+  Acceptor& acceptor = *acceptors_[listener];
+  if (!completion.more) acceptor.token = 0;
+  if (completion.result >= 0) {
+    const int fd = completion.result;
+    if (draining_ || !serving_ || released_) {
+      ::close(fd);  // only while shutting down
+    } else {
+      // A connection accepted while the pause was in flight is served: never accept-then-close.
+      adopt_connection(fd, listener);
+      if (connections_.size() >= options_.max_connections) {
+        ++stats_.accept_pauses;
+        pause_accept();
+      }
+    }
+  }
+  if (!completion.more && (draining_ || retiring_)) check_drained();
+  if (!completion.more && released_) {
+    delete_if_unused();  // the last callback of a server whose Python object is gone
+    return;
+  }
+  if (completion.more || !accepting_ || draining_ || !serving_) return;
+  const int error = -completion.result;
+  if (error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM) {
+    // Out of descriptors or memory: retry shortly (the kernel backlog holds clients meanwhile).
+    if (accept_retry_token_ == 0) {
+      accept_retry_token_ = hub_->add_handler_timer(deadline_in(0.1), accept_retry_.get());
+    }
+    return;
+  }
+  arm_accept();  // the multishot ended by itself: arm it again
+}
+
+void HttpServer::connection_closed(Connection* connection) noexcept {
+  auto it = std::find(connections_.begin(), connections_.end(), connection);
+  if (it != connections_.end()) {
+    *it = connections_.back();
+    connections_.pop_back();
+  }
+  if (!accepting_ && !draining_ && !retiring_ && serving_ &&
+      connections_.size() < options_.max_connections) {
+    arm_accept();
+  }
+  check_drained();
+}
+
+void HttpStats::record_response(int status, double seconds) noexcept {
+  int status_class = status / 100;
+  if (status_class >= 1 && status_class <= 5) ++responses_by_class[status_class];
+  if (seconds < 0) return;
+  size_t bucket = 0;
+  while (bucket < std::size(kDurationBounds) && seconds > kDurationBounds[bucket]) ++bucket;
+  ++duration_buckets[bucket];
+  duration_sum += seconds;
+}
+
+void HttpServer::request_finished() noexcept {
+  if (requests_in_flight_ > 0) --requests_in_flight_;
+}
+
+bool HttpServer::accept_armed() const noexcept {
+  return std::any_of(acceptors_.begin(), acceptors_.end(),
+                     [](const auto& acceptor) { return acceptor->token != 0; });
+}
+
+void HttpServer::release(HttpServer* server) noexcept {
+  server->released_ = true;
+  server->delete_if_unused();
+}
+
+void HttpServer::connection_destroyed() noexcept {
+  --live_connections_;
+  delete_if_unused();
+}
+
+void HttpServer::delete_if_unused() noexcept {
+  if (released_ && live_connections_ == 0 && !accept_armed()) delete this;
+}
+
+void HttpServer::check_drained() noexcept {
+  // Done when no connection is left and no accept is armed: a cancelled multishot accept may
+  // still deliver connections the kernel accepted before the cancel, and those are served too.
+  if ((draining_ || retiring_) && connections_.empty() && !accept_armed() && done_token_ != 0 &&
+      hub_ != nullptr) {
+    hub_->complete_event(done_token_, 0);
+  }
+}
+
+void HttpServer::shutdown(double graceful_timeout) {
+  if (draining_) {
+    if (graceful_timeout == 0) on_drain_deadline();
+    return;
+  }
+  draining_ = true;
+  if (!serving_ || hub_ == nullptr) return;
+  pause_accept();
+  accept_queued();
+  // Every connection answers its next request with Connection: close; idle ones get a short
+  // grace for a request already on its way (closing under it would lose it), then close.
+  for (Connection* connection : connections_) connection->begin_drain();
+  if (graceful_timeout >= 0 && !connections_.empty()) {
+    drain_timer_token_ = hub_->add_handler_timer(deadline_in(graceful_timeout), drain_timer_.get());
+    idle_grace_token_ = hub_->add_handler_timer(
+        deadline_in(std::min(graceful_timeout, kIdleGraceSeconds)), idle_grace_timer_.get());
+  }
+  check_drained();
+}
+
+void HttpServer::close_idle_connections() {
+  std::vector<Connection*> snapshot = connections_;
+  for (Connection* connection : snapshot) connection->close_if_idle();
+}
+
+void HttpServer::adopt_connection(int fd, size_t listener) {
+  if (listener_is_tcp_[listener]) {
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  }
+  auto* connection = new Connection(*this, fd);
+  connections_.push_back(connection);
+  ++stats_.connections_accepted;
+  connection->start();
+}
+
+void HttpServer::retire() {
+  if (retiring_ || draining_) return;
+  retiring_ = true;
+  pause_accept();
+  accept_queued();
+  check_drained();
+}
+
+void HttpServer::accept_queued() {
+  // Connections already queued on the listeners (the multishot accept only takes them when the
+  // loop enters the kernel) are taken now, so that shutting a listener down right after this
+  // resets nobody.
+  if (!serving_) return;
+  for (size_t i = 0; i < listen_fds_.size(); ++i) {
+    while (true) {
+      int fd = ::accept4(listen_fds_[i], nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) break;
+      adopt_connection(fd, i);
+      if (draining_) connections_.back()->begin_drain();
+    }
+  }
+}
+
+void HttpServer::retry_accept() {
+  if (connections_.size() < options_.max_connections) arm_accept();
+}
+
+void HttpServer::on_drain_deadline() {
+  while (!connections_.empty()) connections_.back()->close_now();
+  check_drained();
+}
+
+}  // namespace tf::py

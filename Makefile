@@ -6,6 +6,8 @@ ASAN_VENV := .venv-asan
 ASAN_PY := $(ASAN_VENV)/bin/python
 CMAKE = $(VENV)/bin/cmake
 NATIVE_SOURCES := $(shell find src -name '*.cpp' -o -name '*.hpp') CMakeLists.txt pyproject.toml
+# The editable install maps each Python module by name: a new module needs a reinstall.
+PYTHON_MODULES := $(shell find theframework -name '*.py')
 PYTEST_ARGS ?=
 
 .PHONY: all build run test cpp-test pytest test-pythons asan lint format fuzz bench clean
@@ -17,7 +19,7 @@ $(VENV)/.deps: scripts/bootstrap.sh pyproject.toml
 	$(PY) -m pip install -q --no-build-isolation -e '.[test]'
 	touch $@
 
-$(VENV)/.built: $(VENV)/.deps $(NATIVE_SOURCES)
+$(VENV)/.built: $(VENV)/.deps $(NATIVE_SOURCES) $(PYTHON_MODULES)
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	touch $@
 
@@ -44,7 +46,7 @@ test-pythons: $(VENV)/.deps
 # The pytest suite against a build of the extension with AddressSanitizer and UBSan. Python itself
 # is not instrumented, so libasan is preloaded; leak detection is off (CPython keeps objects alive
 # at exit by design).
-$(ASAN_VENV)/.built: $(VENV)/.deps $(NATIVE_SOURCES)
+$(ASAN_VENV)/.built: $(VENV)/.deps $(NATIVE_SOURCES) $(PYTHON_MODULES)
 	scripts/bootstrap.sh $(PYTHON) $(ASAN_VENV)
 	$(ASAN_PY) -m pip install -q --no-build-isolation -e '.[test]' \
 	  -C cmake.build-type=Debug -C cmake.define.THEFRAMEWORK_SANITIZE=ON \
@@ -58,10 +60,12 @@ asan: $(ASAN_VENV)/.built
 	THEFRAMEWORK_SANITIZED=1 \
 	  $(ASAN_PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
+# ruff (with complexity rules), mypy --strict, the import contracts (pyproject.toml), clang-format.
 lint: $(VENV)/.deps
 	$(VENV)/bin/ruff check theframework tests examples bench
 	$(VENV)/bin/ruff format --check theframework tests examples bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	clang-format --dry-run --Werror $$(find src tests/cpp fuzz -name '*.cpp' -o -name '*.hpp') bench/*.cpp
 	@! grep -rn 'Python.h' src/core || (echo 'src/core must not include Python.h' >&2; false)
 

@@ -117,6 +117,9 @@ def test_every_option_reaches_its_field_from_the_command_line_and_the_environmen
         "metrics_port": ("9100", 9100),
         "access_log_format": ("%(status)s", "%(status)s"),
         "log_config": ("/tmp/log.json", "/tmp/log.json"),
+        "offload_threads": ("3", 3),
+        "offload_processes": ("2", 2),
+        "offload_start_method": ("forkserver", "forkserver"),
     }
     if entry.name in samples:
         text, value = samples[entry.name]

@@ -1,5 +1,5 @@
-"""Differential test of the request-head parser (src/core/http_parser) against httptools (llhttp)
-and h11.
+"""Differential test of the request-head parser (src/core/http/http_parser) against httptools
+(llhttp) and h11.
 
 A deterministic corpus of a few hundred request heads, valid and invalid, goes through our parser
 (``_core._parse_request``), httptools and h11. For every case and every other parser the accept /

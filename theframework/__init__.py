@@ -16,6 +16,8 @@ __version__ = "0.1.0"
 
 # Public name -> the module that defines it.
 _EXPORTS = {
+    "BootError": "theframework.server.boot",
+    "SupervisorError": "theframework.process.supervisor",
     "Framework": "theframework.app",
     "HTTPError": "theframework.errors",
     "Headers": "theframework.datastructures",
@@ -31,6 +33,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "BootError",
     "Framework",
     "HTTPError",
     "Headers",
@@ -40,6 +43,7 @@ __all__ = [
     "Request",
     "Response",
     "ServerConfig",
+    "SupervisorError",
     "__version__",
     "offload",
     "serve",
@@ -53,7 +57,9 @@ if TYPE_CHECKING:
     from .datastructures import Headers, QueryParams
     from .errors import HTTPError
     from .main import serve, serve_wsgi
+    from .process.supervisor import SupervisorError
     from .runtime.offload import offload
+    from .server.boot import BootError
 
 
 def __getattr__(name: str) -> Any:
@@ -67,28 +73,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_EXPORTS})
-
-
-# TEMPORARY until _core configures itself at import (C++ restructuring branch).
-def _configure_core() -> None:
-    import logging
-
-    from . import _core
-    from .datastructures import Headers, QueryParams
-    from .errors import HTTPError
-
-    error_logger = logging.getLogger("theframework.error")
-
-    def log_greenlet_error(error: BaseException) -> None:
-        error_logger.error("Unhandled exception in a greenlet", exc_info=error)
-
-    _core._configure(
-        http_error=HTTPError,
-        headers_factory=Headers,
-        query_factory=QueryParams,
-        logger=error_logger,
-        error_handler=log_greenlet_error,
-    )
-
-
-_configure_core()

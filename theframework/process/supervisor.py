@@ -7,8 +7,9 @@ deadline) becomes the selector's timeout, so nothing ever sleeps.
 
 Slots: worker ``i`` always runs in slot ``i``; a crashed worker is respawned in its slot after a
 backoff of 0.1 s doubling up to 5 s, and a slot whose worker crashed 5 times within 60 s is
-stopped. What an exit code makes the supervisor do is in ``_after_exit`` (and the table in
-docs/processes.md).
+stopped. The policy (slot states and their deadlines, what an exit code means, the hang
+escalation, the order of replacements) is pure and lives in ``slots``; this loop carries out its
+decisions (signals, logs, starts, metrics). docs/processes.md has the exit-code table.
 
 Operations (docs/operations.md): each worker's hub writes a heartbeat into shared memory (a memfd
 mapped here); a worker whose heartbeat stalls for --worker-timeout is made to log its tracebacks
@@ -33,25 +34,45 @@ import selectors
 import signal
 import socket
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
 from ..config import ProcessConfig, ServerConfig
 from ..server.exitcodes import ExitCode, exit_code_for_os_error
 from ..server.sockets import bind_socket, listener_url, remove_own_socket_file
-from . import heartbeat, ipc
+from . import heartbeat, ipc, slots
 from .metrics import Metrics, MetricsServer
 from .pidfile import check_pid_file, remove_pid_file, write_pid_file
 from .proctitle import set_process_title
+from .slots import (
+    CRASH_LIMIT,
+    CRASH_WINDOW,
+    FAULTHANDLER_WAIT,
+    FIRST_BACKOFF,
+    HANG_DUMP_WAIT,
+    MAX_BACKOFF,
+    SHUTDOWN_HOOKS_GRACE,
+    ExitAction,
+    ExitKind,
+    Level,
+    LogLine,
+    SlotState,
+    SlotView,
+    Step,
+)
 from .spec import WorkerSpec, run_worker
 from .systemd import notify_systemd
 
 __all__ = [
     "CRASH_LIMIT",
     "CRASH_WINDOW",
+    "FAULTHANDLER_WAIT",
+    "FIRST_BACKOFF",
+    "HANG_DUMP_WAIT",
+    "MAX_BACKOFF",
+    "SHUTDOWN_HOOKS_GRACE",
     "Supervisor",
     "SupervisorError",
     "choose_start_method",
@@ -60,20 +81,8 @@ __all__ = [
 
 logger = logging.getLogger("theframework.supervisor")
 
-# A slot whose worker crashed this many times within CRASH_WINDOW seconds is stopped.
-CRASH_LIMIT = 5
-CRASH_WINDOW = 60.0
-# Respawn delay after the n-th crash in the window: FIRST_BACKOFF * 2**(n-1), at most MAX_BACKOFF.
-FIRST_BACKOFF = 0.1
-MAX_BACKOFF = 5.0
-# Time workers get after graceful_timeout (their drain) to run the shutdown hooks and exit.
-SHUTDOWN_HOOKS_GRACE = 5.0
 # Heartbeat cells (16 bytes each) in the shared memory: workers alive at once, successors included.
 HEARTBEAT_CELLS = 1024
-# A hung worker gets this long to log its tracebacks (SIGUSR1) before the faulthandler dump
-# (SIGUSR2), and then FAULTHANDLER_WAIT before SIGKILL.
-HANG_DUMP_WAIT = 3.0
-FAULTHANDLER_WAIT = 0.5
 
 # What to tell the operator when no worker can ever start, by exit code.
 _ADVICE = {
@@ -149,19 +158,16 @@ def _picklable(app: object) -> str | None:
 
 @dataclass(eq=False)
 class _Slot:
-    """One worker position; its process is replaced when it crashes."""
+    """One worker position; its process is replaced when it crashes. Its ``state`` and
+    ``deadline`` follow the policy in ``slots`` (SlotState says what happens at the deadline)."""
 
     worker_id: int
     process: multiprocessing.process.BaseProcess | None = None
     channel: socket.socket | None = None
-    ready: bool = False
-    started_at: float = 0.0
-    # Set while waiting to respawn.
-    respawn_at: float | None = None
-    # Set once the slot will never run a worker again (and the exit code that stopped it).
-    stopped_with: int | None = None
-    crashes: deque[float] = field(default_factory=deque)
-    timed_out: bool = False
+    state: SlotState = SlotState.IDLE
+    deadline: float | None = None
+    # Crash times within CRASH_WINDOW, oldest first.
+    crashes: tuple[float, ...] = ()
     # The last Failure message of the current process, if it sent one.
     failure: ipc.Failure | None = None
     pid: int | None = None
@@ -169,21 +175,31 @@ class _Slot:
     cell: int | None = None
     # Why the next process of this slot starts (metrics: worker spawns by reason).
     spawn_reason: str = "start"
-    # Hang handling: when the heartbeat stalled, and when the next step (SIGUSR2, SIGKILL) is due.
-    hung: bool = False
-    hang_step_at: float | None = None
-    hang_dumped: bool = False
-    # A successor being started for a rolling replacement: the slot it replaces and why.
+    # A successor being started for a rolling replacement: the slot it replaces.
     replacing: _Slot | None = None
-    # Draining after its successor became ready (or after SIGTTOU); killed at retire_deadline.
-    retiring: bool = False
-    retire_deadline: float | None = None
 
-    def traceback_suffix(self) -> str:
-        """The traceback the current process reported, on lines of its own after a log
-        message; "" when it reported none."""
-        trace = self.failure.traceback.rstrip() if self.failure else ""
-        return "\n" + trace if trace else ""
+    @property
+    def ready(self) -> bool:
+        return self.state in slots.READY_STATES
+
+    def view(self) -> SlotView:
+        """What the policy sees of this slot."""
+        failure = self.failure
+        return SlotView(
+            worker_id=self.worker_id,
+            pid=self.pid,
+            state=self.state,
+            crashes=self.crashes,
+            failure=failure.description if failure is not None else None,
+            traceback=failure.traceback if failure is not None else "",
+            spawn_reason=self.spawn_reason,
+            replaced_pid=self.replacing.pid if self.replacing is not None else None,
+        )
+
+    def enter(self, step: Step) -> None:
+        """Takes the step's state and deadline (the loop does the rest of it)."""
+        self.state = step.state
+        self.deadline = step.deadline
 
 
 class Supervisor:
@@ -222,7 +238,7 @@ class Supervisor:
         # Rolling replacements: the successor starting now, the queue (worker id, reason), and
         # the old workers draining.
         self.replacement: _Slot | None = None
-        self.replace_queue: deque[tuple[int, str]] = deque()
+        self.replace_queue: slots.ReplaceQueue = ()
         self.retiring: list[_Slot] = []
         self.reloading = False
         # Shared heartbeat memory (a memfd) and its free cells.
@@ -237,6 +253,33 @@ class Supervisor:
 
     def run(self) -> int:
         """Supervises until the end; returns the exit code (logging why when it is not 0)."""
+        code = self._prepare()
+        if code is not None:
+            return code
+        previous_handlers = self._install_signal_handlers()
+        try:
+            self.selector = selectors.DefaultSelector()
+            assert self.wakeup is not None
+            self.selector.register(self.wakeup[0], selectors.EVENT_READ, None)
+            multiprocessing.util.register_after_fork(self, Supervisor._close_in_worker)
+            self._open_heartbeat_memory()
+            code = self._open_metrics()
+            if code is not None:
+                return code
+            for slot in self.slots:
+                if not self.stopping:
+                    self._start(slot)
+            if self.process.worker_timeout > 0 and self.heartbeat_memory is not None:
+                self.next_heartbeat_check = time.monotonic() + self._heartbeat_period()
+            self._loop()
+        finally:
+            self._restore_signal_handlers(previous_handlers)
+            self._cleanup()
+        return self.exit_code
+
+    def _prepare(self) -> int | None:
+        """What comes before the loop: the start method, the env files, the pid file, the
+        listener. An exit code when one of them fails."""
         try:
             self.start_method, reason = choose_start_method(self.process.start_method, self.app)
         except SupervisorError as error:
@@ -268,41 +311,31 @@ class Supervisor:
             self.start_method,
             reason,
         )
-        previous_handlers = self._install_signal_handlers()
+        return None
+
+    def _open_metrics(self) -> int | None:
+        """Serves the metrics when --metrics-port is given; an exit code when that fails."""
+        if self.process.metrics_port is None:
+            return None
+        assert self.selector is not None
         try:
-            self.selector = selectors.DefaultSelector()
-            assert self.wakeup is not None
-            self.selector.register(self.wakeup[0], selectors.EVENT_READ, None)
-            multiprocessing.util.register_after_fork(self, Supervisor._close_in_worker)
-            self._open_heartbeat_memory()
-            if self.process.metrics_port is not None:
-                try:
-                    self.metrics_server = MetricsServer(
-                        self.selector,
-                        self.process.metrics_address,
-                        self.process.metrics_port,
-                        self.metrics,
-                        lambda: sum(1 for slot in self._all_slots() if slot.process is not None),
-                    )
-                except OSError as error:
-                    self._error(
-                        "cannot serve metrics on %s:%s: %s",
-                        self.process.metrics_address,
-                        self.process.metrics_port,
-                        error,
-                    )
-                    return ExitCode.GENERIC
-                logger.info("metrics: %s", self.metrics_server.url)
-            for slot in self.slots:
-                if not self.stopping:
-                    self._start(slot)
-            if self.process.worker_timeout > 0 and self.heartbeat_memory is not None:
-                self.next_heartbeat_check = time.monotonic() + self._heartbeat_period()
-            self._loop()
-        finally:
-            self._restore_signal_handlers(previous_handlers)
-            self._cleanup()
-        return self.exit_code
+            self.metrics_server = MetricsServer(
+                self.selector,
+                self.process.metrics_address,
+                self.process.metrics_port,
+                self.metrics,
+                lambda: sum(1 for slot in self._all_slots() if slot.process is not None),
+            )
+        except OSError as error:
+            self._error(
+                "cannot serve metrics on %s:%s: %s",
+                self.process.metrics_address,
+                self.process.metrics_port,
+                error,
+            )
+            return ExitCode.GENERIC
+        logger.info("metrics: %s", self.metrics_server.url)
+        return None
 
     def _open_listener(self) -> int | None:
         """Binds the UNIX socket (shared by all workers) or reserves port 0's choice. An exit
@@ -388,20 +421,17 @@ class Supervisor:
         extra = [self.replacement] if self.replacement is not None else []
         return [*self.slots, *extra, *self.retiring]
 
+    def _running_slots(self) -> list[_Slot]:
+        """The slots that are not stopped."""
+        return [slot for slot in self.slots if slot.state is not SlotState.STOPPED]
+
     def _has_live_workers(self) -> bool:
         return any(slot.process is not None for slot in self._all_slots())
 
     def _next_timeout(self) -> float | None:
-        deadlines: list[float] = []
-        for slot in self._all_slots():
-            if slot.respawn_at is not None:
-                deadlines.append(slot.respawn_at)
-            if slot.process is not None and not slot.ready and not slot.timed_out:
-                deadlines.append(slot.started_at + self.process.startup_timeout)
-            if slot.hang_step_at is not None:
-                deadlines.append(slot.hang_step_at)
-            if slot.retire_deadline is not None:
-                deadlines.append(slot.retire_deadline)
+        deadlines: list[float] = [
+            slot.deadline for slot in self._all_slots() if slot.deadline is not None
+        ]
         if self.kill_deadline is not None:
             deadlines.append(self.kill_deadline)
         if self.next_heartbeat_check is not None:
@@ -418,13 +448,8 @@ class Supervisor:
 
     def _start(self, slot: _Slot) -> None:
         assert self.selector is not None
-        slot.respawn_at = None
-        slot.ready = False
-        slot.timed_out = False
+        slot.enter(Step(SlotState.IDLE))
         slot.failure = None
-        slot.hung = False
-        slot.hang_step_at = None
-        slot.hang_dumped = False
         slot.pid = None
         heartbeat_cell = None
         if self.heartbeat_memory is not None and self.heartbeat_fd is not None:
@@ -464,7 +489,7 @@ class Supervisor:
             worker_end.close()
         slot.process = process
         slot.pid = process.pid
-        slot.started_at = time.monotonic()
+        slot.enter(slots.started(time.monotonic(), self.process.startup_timeout))
         self.metrics.spawned(slot.spawn_reason)
         supervisor_end.setblocking(False)
         self.selector.register(supervisor_end, selectors.EVENT_READ, ("channel", slot))
@@ -500,28 +525,31 @@ class Supervisor:
                 )
             elif isinstance(message, ipc.Recycle):
                 self._on_recycle(slot, message)
-            elif isinstance(message, ipc.Dumped) and slot.hung:
-                slot.hang_dumped = True
-                slot.hang_step_at = time.monotonic()
+            elif isinstance(message, ipc.Dumped):
+                slot.enter(slots.on_dumped(slot.state, slot.deadline, time.monotonic()))
 
     def _on_ready(self, slot: _Slot, message: ipc.Ready) -> None:
-        slot.ready = True
+        slot.enter(slots.became_ready(slot.state, slot.deadline))
         logger.info("worker %d ready (pid %d)", slot.worker_id, message.pid)
         if message.address.startswith("http"):
             self.address = message.address
         if slot is self.replacement:
             self._replacement_ready(slot)
             return
+        self._announce_when_ready()
+
+    def _announce_when_ready(self) -> None:
+        """Announces once every running slot's worker is ready (the first time)."""
         if self.announced or self.stopping:
             return
-        running = [slot for slot in self.slots if slot.stopped_with is None]
+        running = self._running_slots()
         if running and all(slot.ready for slot in running):
             self._announce()
 
     def _announce(self) -> None:
         """Every worker is ready for the first time: log, pid file, systemd, ready hook."""
         self.announced = True
-        running = sum(1 for slot in self.slots if slot.stopped_with is None)
+        running = len(self._running_slots())
         logger.info("ready: %s (%d workers, pid %d)", self.address, running, os.getpid())
         if self.process.pid_file is not None:
             try:
@@ -553,108 +581,76 @@ class Supervisor:
         code = process.exitcode if process.exitcode is not None else ExitCode.GENERIC
         process.close()
         slot.process = None
-        slot.ready = False
         self._after_exit(slot, code)
 
     def _after_exit(self, slot: _Slot, code: int) -> None:
-        """Decides what a worker's exit means: nothing while stopping; else halt, stop the slot
-        or respawn it (see docs/processes.md)."""
+        """Carries out what the policy (slots.decide_exit) makes of a worker's exit."""
         self.metrics.exited(slot.pid)
-        description = _describe_exit(code, slot)
-        if slot.retiring:
-            self._release_cell(slot)
-            if slot in self.retiring:
-                self.retiring.remove(slot)
-            if code == 0:
-                logger.info("worker %d (pid %s) retired", slot.worker_id, slot.pid)
-            else:
-                logger.warning(
-                    "worker %d (pid %s) ended while draining: %s", slot.worker_id, slot.pid,
-                    description,
-                )  # fmt: skip
-            self._check_reload_complete()
-            return
-        if slot is self.replacement:
-            self._release_cell(slot)
-            self.replacement = None
-            if not self.stopping:
-                self._replacement_failed(slot, code, description)
-            return
-        if self.stopping:
-            if code != 0:
-                logger.warning("worker %d ended during shutdown: %s", slot.worker_id, description)
-            else:
-                logger.debug("worker %d stopped", slot.worker_id)
-            return
-        if code in (ExitCode.USAGE, ExitCode.APP_FAILED):
-            self._error(
-                "worker %d: %s; stopping the server%s",
-                slot.worker_id,
-                description,
-                slot.traceback_suffix(),
-            )
-            self._stop_slot(slot, code, quiet=True)
-            self._begin_shutdown(code)
-            return
-        if code == ExitCode.PERMISSION_DENIED:
-            logger.warning("worker %d: %s; not restarting it", slot.worker_id, description)
-            self._stop_slot(slot, code)
-            return
-        if code == ExitCode.TOO_MANY_FILES:
-            running = sum(1 for other in self.slots if other.stopped_with is None) - 1
-            logger.warning(
-                "worker %d: %s; lowering the target worker count to %d",
-                slot.worker_id,
-                description,
-                running,
-            )
-            self._stop_slot(slot, code)
-            return
         now = time.monotonic()
-        slot.crashes.append(now)
-        while slot.crashes and slot.crashes[0] < now - CRASH_WINDOW:
-            slot.crashes.popleft()
-        if len(slot.crashes) >= CRASH_LIMIT:
-            logger.warning(
-                "worker %d failed %d times within %g s (last: %s); not restarting it",
-                slot.worker_id,
-                len(slot.crashes),
-                CRASH_WINDOW,
-                description,
-            )
-            self._stop_slot(slot, code)
-            return
-        delay = min(FIRST_BACKOFF * 2 ** (len(slot.crashes) - 1), MAX_BACKOFF)
-        logger.warning("worker %d: %s; restarting it in %.1f s", slot.worker_id, description, delay)
-        slot.spawn_reason = "hang" if slot.hung else "crash"
-        slot.respawn_at = now + delay
+        action = slots.decide_exit(
+            slot.view(),
+            code,
+            now,
+            stopping=self.stopping,
+            is_replacement=slot is self.replacement,
+            is_retiring=slot in self.retiring,
+            running_slots=len(self._running_slots()),
+        )
+        slot.crashes = action.crashes
+        for line in action.logs:
+            self._log(line)
+        kind = action.kind
+        if kind is ExitKind.RETIRED:
+            self._forget_retired(slot)
+        elif kind in (
+            ExitKind.SUCCESSOR_ENDED,
+            ExitKind.REPLACEMENT_FAILED,
+            ExitKind.RELOAD_FAILED,
+        ):
+            self._forget_successor(slot, kind)
+        elif kind is ExitKind.RESPAWN:
+            assert action.delay is not None and action.spawn_reason is not None
+            slot.spawn_reason = action.spawn_reason
+            slot.enter(Step(SlotState.WAITING, now + action.delay))
+        elif kind in (ExitKind.STOP_SLOT, ExitKind.STOP_SERVER):
+            self._stop_slot(slot, action)
+        else:
+            slot.enter(Step(SlotState.IDLE))
 
-    def _stop_slot(self, slot: _Slot, code: int, *, quiet: bool = False) -> None:
-        slot.stopped_with = code
-        slot.respawn_at = None
-        if self.stopping or any(other.stopped_with is None for other in self.slots):
-            if not self.announced and not self.stopping:
-                running = [other for other in self.slots if other.stopped_with is None]
-                if running and all(other.ready for other in running):
-                    self._announce()
+    def _forget_retired(self, slot: _Slot) -> None:
+        """An old worker ended (drained, or not): its slot is gone."""
+        slot.enter(Step(SlotState.IDLE))
+        self._release_cell(slot)
+        if slot in self.retiring:
+            self.retiring.remove(slot)
+        self._check_reload_complete()
+
+    def _forget_successor(self, successor: _Slot, kind: ExitKind) -> None:
+        """A successor ended before it was ready: the old worker stays; a failed reload stops
+        (its queued replacements are dropped); the next replacement starts."""
+        successor.enter(Step(SlotState.IDLE))
+        successor.replacing = None
+        self._release_cell(successor)
+        self.replacement = None
+        if kind is ExitKind.SUCCESSOR_ENDED:
             return
-        # No slot left: the server cannot run.
-        final = code if code in _ADVICE else ExitCode.GENERIC
-        if not quiet:
-            detail = slot.failure.description if slot.failure else _describe_exit(code, slot)
-            errno_name = _ERRNO_OF.get(code)
-            advice = _ADVICE.get(ExitCode(final)) if final in _ADVICE else None
-            if advice is not None:
-                self._log_cannot_start(final, detail, errno_name)
-            else:
-                self._error(
-                    "no worker can run (every slot failed %d times within %g s; last: %s); "
-                    "stopping",
-                    CRASH_LIMIT,
-                    CRASH_WINDOW,
-                    detail,
-                )
-        self._begin_shutdown(final)
+        if kind is ExitKind.RELOAD_FAILED:
+            self._unqueue_reloads()
+            self.reloading = False
+        self._advance_replacements()
+
+    def _stop_slot(self, slot: _Slot, action: ExitAction) -> None:
+        """The slot never runs a worker again; STOP_SERVER also stops the server (with the
+        cannot-start line when no worker can bind)."""
+        slot.enter(Step(SlotState.STOPPED))
+        if action.kind is ExitKind.STOP_SERVER:
+            assert action.exit_code is not None
+            problem = action.cannot_start
+            if problem is not None:
+                self._log_cannot_start(action.exit_code, problem.detail, problem.errno_name)
+            self._begin_shutdown(action.exit_code)
+            return
+        self._announce_when_ready()
 
     def _log_cannot_start(self, code: int, detail: str, error: int | str | None) -> None:
         """The one error line naming the address, the errno and what to do."""
@@ -670,6 +666,13 @@ class Supervisor:
         if self.error_message is None:
             self.error_message = message % arguments
 
+    def _log(self, line: LogLine) -> None:
+        """Logs a line the policy made (FATAL: the error that stops the server)."""
+        if line.level is Level.FATAL:
+            self._error(line.message, *line.args)
+        else:
+            logger.log(_LOG_LEVELS[line.level], line.message, *line.args)
+
     def _handle_timers(self) -> None:
         now = time.monotonic()
         if self.kill_deadline is not None and now >= self.kill_deadline:
@@ -681,34 +684,19 @@ class Supervisor:
             self.next_heartbeat_check = now + self._heartbeat_period()
             self._check_heartbeats()
         for slot in self._all_slots():
-            if slot.hang_step_at is not None and now >= slot.hang_step_at:
-                self._hang_step(slot)
-            if slot.retire_deadline is not None and now >= slot.retire_deadline:
-                slot.retire_deadline = None
-                if slot.process is not None:
-                    logger.warning(
-                        "worker %d (pid %s) did not finish draining in time; killing it",
-                        slot.worker_id,
-                        slot.pid,
-                    )
-                    _signal_process(slot.process, signal.SIGKILL)
-        for slot in self._all_slots():
-            if slot.respawn_at is not None and now >= slot.respawn_at and not self.stopping:
-                self._start(slot)
-            process = slot.process
-            if (
-                process is not None
-                and not slot.ready
-                and not slot.timed_out
-                and now >= slot.started_at + self.process.startup_timeout
-            ):
-                slot.timed_out = True
-                logger.warning(
-                    "worker %d not ready within %g s (--startup-timeout); killing it",
-                    slot.worker_id,
-                    self.process.startup_timeout,
-                )
-                _signal_process(process, signal.SIGKILL)
+            if slots.is_due(slot.deadline, now):
+                step = slots.on_deadline(slot.view(), now, self.process.startup_timeout)
+                self._take_step(slot, step)
+
+    def _take_step(self, slot: _Slot, step: Step) -> None:
+        """Carries out a step of the policy: log, signal the worker, start one."""
+        slot.enter(step)
+        if step.log is not None:
+            self._log(step.log)
+        if step.signal is not None and slot.process is not None:
+            _signal_process(slot.process, step.signal)
+        if step.start and not self.stopping:
+            self._start(slot)
 
     # -- hang detection ----------------------------------------------------------------------
 
@@ -720,7 +708,7 @@ class Supervisor:
         now_ns = time.monotonic_ns()
         timeout = self.process.worker_timeout
         for slot in self._all_slots():
-            if slot.process is None or not slot.ready or slot.cell is None or slot.hung:
+            if slot.process is None or slot.cell is None or slot.state not in slots.WATCHED_STATES:
                 continue
             _iterations, beat_ns = heartbeat.read(memory, slot.cell)
             if beat_ns == 0:
@@ -728,38 +716,9 @@ class Supervisor:
             age = max(0.0, (now_ns - beat_ns) / 1e9)
             if slot.pid is not None:
                 self.metrics.heartbeat_age[slot.pid] = age
-            if age < timeout:
-                continue
-            slot.hung = True
-            logger.error(
-                "worker %d (pid %s) is hung: its hub loop has not run for %.1f s "
-                "(--worker-timeout %g); logging its tracebacks, then killing it",
-                slot.worker_id,
-                slot.pid,
-                age,
-                timeout,
-            )
-            _signal_process(slot.process, signal.SIGUSR1)
-            slot.hang_step_at = time.monotonic() + HANG_DUMP_WAIT
-
-    def _hang_step(self, slot: _Slot) -> None:
-        """After the traceback dump (or its timeout): SIGUSR2 (faulthandler) when the Python
-        dump did not come, then SIGKILL."""
-        slot.hang_step_at = None
-        if slot.process is None:
-            return
-        if not slot.hang_dumped:
-            logger.warning(
-                "worker %d (pid %s) did not log its tracebacks; asking faulthandler",
-                slot.worker_id,
-                slot.pid,
-            )
-            slot.hang_dumped = True
-            _signal_process(slot.process, signal.SIGUSR2)
-            slot.hang_step_at = time.monotonic() + FAULTHANDLER_WAIT
-            return
-        logger.warning("worker %d (pid %s) hung: killing it", slot.worker_id, slot.pid)
-        _signal_process(slot.process, signal.SIGKILL)
+            step = slots.hang_detected(slot.view(), time.monotonic(), age, timeout)
+            if step is not None:
+                self._take_step(slot, step)
 
     # -- rolling replacement, reload, scaling ------------------------------------------------
 
@@ -769,11 +728,15 @@ class Supervisor:
             slot.cell = None
 
     def _on_recycle(self, slot: _Slot, message: ipc.Recycle) -> None:
-        if slot not in self.slots or self.stopping or slot.retiring:
-            return
-        if any(worker_id == slot.worker_id for worker_id, _ in self.replace_queue):
-            return
-        if self.replacement is not None and self.replacement.replacing is slot:
+        being_replaced = self.replacement is not None and self.replacement.replacing is slot
+        wanted = slots.recycle_wanted(
+            self.replace_queue,
+            slot.worker_id,
+            member=slot in self.slots,
+            stopping=self.stopping,
+            being_replaced=being_replaced,
+        )
+        if not wanted:
             return
         logger.info(
             "worker %d (pid %s) asks to be recycled (%s: %s)",
@@ -782,35 +745,43 @@ class Supervisor:
             message.reason,
             message.detail,
         )
-        self.replace_queue.append((slot.worker_id, "recycle"))
+        self.replace_queue = (*self.replace_queue, (slot.worker_id, "recycle"))
         self._advance_replacements()
 
     def _advance_replacements(self) -> None:
         """Starts the next queued replacement, unless one is starting (one at a time)."""
         if self.stopping or self.replacement is not None:
             return
-        while self.replace_queue:
-            worker_id, reason = self.replace_queue.popleft()
-            old = next((slot for slot in self.slots if slot.worker_id == worker_id), None)
-            if old is None or old.process is None or not old.ready or old.hung:
-                continue
-            successor = _Slot(worker_id, spawn_reason=reason, replacing=old)
-            self.replacement = successor
-            logger.info(
-                "replacing worker %d (pid %s) for %s: starting its successor",
-                worker_id,
-                old.pid,
-                reason,
-            )
-            self._start(successor)
+        replaceable = {
+            slot.worker_id
+            for slot in self.slots
+            if slot.process is not None and slot.state is SlotState.READY
+        }
+        item, self.replace_queue = slots.next_replacement(self.replace_queue, replaceable)
+        if item is None:
+            self._check_reload_complete()
             return
-        self._check_reload_complete()
+        worker_id, reason = item
+        old = next(slot for slot in self.slots if slot.worker_id == worker_id)
+        successor = _Slot(worker_id, spawn_reason=reason, replacing=old)
+        self.replacement = successor
+        logger.info(
+            "replacing worker %d (pid %s) for %s: starting its successor",
+            worker_id,
+            old.pid,
+            reason,
+        )
+        self._start(successor)
 
     def _check_reload_complete(self) -> None:
-        """A reload is complete once every worker was replaced and every old one has exited
-        (a draining worker still answers its open connections' next request)."""
-        idle = self.replacement is None and not self.replace_queue and not self.retiring
-        if self.reloading and idle:
+        """Logs the end of a reload once every worker was replaced and every old one exited."""
+        complete = slots.reload_complete(
+            reloading=self.reloading,
+            replacing=self.replacement is not None,
+            queue=self.replace_queue,
+            retiring=len(self.retiring),
+        )
+        if complete:
             self.reloading = False
             logger.info("reload complete: %d workers", len(self.slots))
 
@@ -838,41 +809,15 @@ class Supervisor:
             self._retire(successor)
         self._advance_replacements()
 
-    def _replacement_failed(self, successor: _Slot, code: int, description: str) -> None:
-        old = successor.replacing
-        successor.replacing = None
-        if successor.spawn_reason == "reload":
-            logger.error(
-                "reload failed: the new worker %d did not start (%s); keeping the old workers%s",
-                successor.worker_id,
-                description,
-                successor.traceback_suffix(),
-            )
-            self._unqueue_reloads()
-            self.reloading = False
-        else:
-            logger.warning(
-                "the successor of worker %d (pid %s) did not start (%s); keeping the old one",
-                successor.worker_id,
-                old.pid if old is not None else None,
-                description,
-            )
-        self._advance_replacements()
-
     def _retire(self, slot: _Slot) -> None:
         """Tells ``slot``'s worker to drain (Drain message; SIGTERM when that fails) and kills it
         if it is still there after the graceful timeout plus SHUTDOWN_HOOKS_GRACE."""
-        slot.retiring = True
+        drain_time = self.server.graceful_timeout + self.server.keepalive_timeout
+        step, drain_message = slots.retire(slot.state, slot.deadline, time.monotonic(), drain_time)
+        slot.enter(step)
         self.retiring.append(slot)
-        slot.respawn_at = None
-        slot.retire_deadline = (
-            time.monotonic()
-            + self.server.graceful_timeout
-            + self.server.keepalive_timeout
-            + SHUTDOWN_HOOKS_GRACE
-        )
         sent = False
-        if slot.channel is not None and slot.ready:
+        if slot.channel is not None and drain_message:
             try:
                 ipc.send(slot.channel, ipc.Drain(self.server.graceful_timeout))
                 sent = True
@@ -893,16 +838,17 @@ class Supervisor:
                 "reload: the application is an object, which new workers reuse as it is; "
                 "give it as 'module:attribute' to have it imported again"
             )
-        running = [slot for slot in self.slots if slot.stopped_with is None]
+        running = self._running_slots()
         logger.info("SIGHUP received: reloading, replacing %d workers one at a time", len(running))
         self.reloading = True
-        self._unqueue_reloads()
-        self.replace_queue.extend((slot.worker_id, "reload") for slot in running)
+        self.replace_queue = slots.queue_reload(
+            self.replace_queue, (slot.worker_id for slot in running)
+        )
         self._advance_replacements()
 
     def _unqueue_reloads(self) -> None:
         """Drops the replacements a reload queued (a new reload or a failed one replaces them)."""
-        self.replace_queue = deque(item for item in self.replace_queue if item[1] != "reload")
+        self.replace_queue = slots.without_reloads(self.replace_queue)
 
     def _add_worker(self) -> None:
         """SIGTTIN: one more slot."""
@@ -918,14 +864,14 @@ class Supervisor:
             logger.info("SIGTTOU received: already at one worker; ignored")
             return
         slot = self.slots.pop()
-        self.replace_queue = deque(item for item in self.replace_queue if item[0] != slot.worker_id)
+        self.replace_queue = slots.without_worker(self.replace_queue, slot.worker_id)
         logger.info(
             "SIGTTOU received: removing worker %d (%d workers)", slot.worker_id, len(self.slots)
         )
         if slot.process is not None:
             self._retire(slot)
         else:
-            slot.respawn_at = None
+            slot.enter(Step(SlotState.IDLE))
             self._release_cell(slot)
 
     # -- signals and shutdown ----------------------------------------------------------------
@@ -982,9 +928,9 @@ class Supervisor:
             return
         self.stopping = True
         self.exit_code = code
-        self.replace_queue.clear()
+        self.replace_queue = ()
         for slot in self._all_slots():
-            slot.respawn_at = None
+            slot.enter(slots.cancel_respawn(slot.state, slot.deadline))
             if slot.process is not None:
                 _signal_process(slot.process, signal.SIGTERM)
         self.kill_deadline = time.monotonic() + self.server.graceful_timeout + SHUTDOWN_HOOKS_GRACE
@@ -1019,6 +965,20 @@ class Supervisor:
             os.close(self.heartbeat_fd)
 
     def _cleanup(self) -> None:
+        self._close_descriptors()
+        if self.port_reservation is not None:
+            self.port_reservation.close()
+        if self.listener is not None:
+            self.listener.close()
+            assert self.server.uds is not None
+            remove_own_socket_file(self.server.uds, self.listener_inode)
+        if self.pid_file_written and self.process.pid_file is not None:
+            remove_pid_file(self.process.pid_file)
+        logger.info("stopped (exit code %d)", self.exit_code)
+
+    def _close_descriptors(self) -> None:
+        """Closes the metrics server, the selector, the wake-up pipe, the channels and the
+        heartbeat memory."""
         if self.metrics_server is not None:
             self.metrics_server.close()
             self.metrics_server = None
@@ -1037,15 +997,6 @@ class Supervisor:
         if self.heartbeat_fd is not None:
             os.close(self.heartbeat_fd)
             self.heartbeat_fd = None
-        if self.port_reservation is not None:
-            self.port_reservation.close()
-        if self.listener is not None:
-            self.listener.close()
-            assert self.server.uds is not None
-            remove_own_socket_file(self.server.uds, self.listener_inode)
-        if self.pid_file_written and self.process.pid_file is not None:
-            remove_pid_file(self.process.pid_file)
-        logger.info("stopped (exit code %d)", self.exit_code)
 
 
 _HANDLED_SIGNALS = (
@@ -1056,10 +1007,12 @@ _HANDLED_SIGNALS = (
     signal.SIGTTOU,
 )
 
-_ERRNO_OF: dict[int, str] = {
-    ExitCode.ADDRESS_IN_USE: "EADDRINUSE",
-    ExitCode.PERMISSION_DENIED: "EACCES",
-    ExitCode.TOO_MANY_FILES: "EMFILE",
+_LOG_LEVELS = {
+    Level.DEBUG: logging.DEBUG,
+    Level.INFO: logging.INFO,
+    Level.WARNING: logging.WARNING,
+    Level.ERROR: logging.ERROR,
+    Level.FATAL: logging.ERROR,
 }
 
 
@@ -1067,21 +1020,6 @@ def _replace_port(config: ServerConfig, port: int) -> ServerConfig:
     import dataclasses
 
     return dataclasses.replace(config, port=port)
-
-
-def _describe_exit(code: int, slot: _Slot) -> str:
-    if code < 0:
-        with contextlib.suppress(ValueError):
-            return f"killed by {signal.Signals(-code).name}" + (
-                " (startup timeout)" if slot.timed_out else ""
-            )
-        return f"killed by signal {-code}"
-    text = f"exit {code}"
-    with contextlib.suppress(ValueError):
-        text += f" ({ExitCode(code).name})"
-    if slot.failure is not None:
-        text += f": {slot.failure.description}"
-    return text
 
 
 def _signal_process(process: multiprocessing.process.BaseProcess, signum: int) -> None:

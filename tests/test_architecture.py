@@ -42,6 +42,7 @@ def _modules_loaded_by(statement: str) -> set[str]:
         "import theframework.process.supervisor",
         "from theframework.process.supervisor import Supervisor",
         "import theframework.process.spec",
+        "import theframework.process.slots",
         "import theframework.config",
         "import theframework",
     ],

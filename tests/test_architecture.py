@@ -113,6 +113,7 @@ def test_every_option_reaches_its_field_from_the_command_line_and_the_environmen
         "env_files": ("a.env", ("a.env",)),
         "pid_file": ("/tmp/x.pid", "/tmp/x.pid"),
         "patch_all": ("1", True),
+        "factory": ("1", True),
         "access_log": ("1", True),
         "metrics_address": ("0.0.0.0", "0.0.0.0"),
         "metrics_port": ("9100", 9100),

@@ -40,6 +40,7 @@ def test_defaults() -> None:
 def test_only_implemented_options_exist() -> None:
     assert [field.name for field in dataclasses.fields(ServerConfig)] == [
         "app",
+        "factory",
         "host",
         "port",
         "uds",

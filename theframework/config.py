@@ -10,7 +10,9 @@ its command-line form, and which part of the server reads it. From that table co
 - the command line (``cli.build_parser``);
 - the options table in README.md (``options_markdown``; a test fails when they disagree).
 
-Precedence, highest first: command line, environment, defaults.
+Precedence, highest first: command line, THEFRAMEWORK_<OPTION>, the conventional variable of a
+few options (PORT for --port, WEB_CONCURRENCY for --workers, as on Heroku and Cloud Run),
+defaults.
 """
 
 from __future__ import annotations
@@ -87,6 +89,8 @@ class Option:
     cli: CliKind = "value"
     # The command-line flag when it is not --<name with dashes>.
     flag: str | None = None
+    # A conventional variable read when THEFRAMEWORK_<NAME> is unset (PORT, WEB_CONCURRENCY).
+    fallback_env: str | None = None
 
     @property
     def env(self) -> str:
@@ -334,12 +338,15 @@ def _flag(name: str, section: Literal["server", "process"], help: str, reader: R
 OPTIONS: tuple[Option, ...] = (
     # -- ServerConfig: every serving process -----------------------------------------------------
     Option("app", "server", None, _parse_optional_text, "a 'module:attribute' import string",
-           _app_reference, "the application as module:attribute, e.g. myapp:app", "server",
-           cli="positional"),
+           _app_reference, "the application as module:attribute, e.g. myapp:app; "
+           "module:create_app() calls a factory", "server", cli="positional"),
+    _flag("factory", "server", "APP names a factory: call it with no arguments at start to get "
+          "the application", "server"),
     _str("host", "server", "127.0.0.1", "TCP address to listen on; IPv6 when it contains ':'",
          "server", what="a non-empty string", expected="a host", metavar="HOST"),
-    _int("port", "server", 8000, "TCP port (0: any free port)", "server", minimum=0,
-         maximum=65535, metavar="PORT"),
+    dataclasses.replace(
+        _int("port", "server", 8000, "TCP port (0: any free port)", "server", minimum=0,
+             maximum=65535, metavar="PORT"), fallback_env="PORT"),
     _str("uds", "server", None, "listen on this UNIX socket instead of TCP", "server",
          what="a non-empty path", expected="a path", metavar="PATH"),
     _int("backlog", "server", 1024, "listen backlog", "server", minimum=1),
@@ -371,8 +378,9 @@ OPTIONS: tuple[Option, ...] = (
     _str("root_path", "server", "", "URL prefix the WSGI app is mounted under (SCRIPT_NAME)",
          "server", what="a URL path", expected="a URL path", metavar="PATH", check=_url_prefix),
     # -- ProcessConfig: how processes are run -----------------------------------------------------
-    _int("workers", "process", 1, "worker processes; 1 serves in this process, 0 one per CPU",
-         "processes", minimum=0),
+    dataclasses.replace(
+        _int("workers", "process", 1, "worker processes; 1 serves in this process, 0 one per CPU",
+         "processes", minimum=0), fallback_env="WEB_CONCURRENCY"),
     _enum("start_method", "process", "auto", START_METHODS,
           "how workers start; auto forks a single-threaded supervisor", "processes",
           expected="a start method"),
@@ -457,6 +465,7 @@ class ServerConfig:
     ``dataclasses.replace(config, port=9000)``."""
 
     app: str | None = _default("app")
+    factory: bool = _default("factory")
     host: str = _default("host")
     port: int = _default("port")
     uds: str | None = _default("uds")
@@ -575,17 +584,21 @@ def config_from_env(base: _ConfigT, environ: Mapping[str, str]) -> _ConfigT:
     config = base
     for field in dataclasses.fields(base):
         entry = _BY_NAME[field.name]
-        text = environ.get(entry.env)
+        variable = entry.env
+        text = environ.get(variable)
+        if text is None and entry.fallback_env is not None:
+            variable = entry.fallback_env
+            text = environ.get(variable)
         if text is None:
             continue
         try:
             value: Any = entry.parse(text)
         except ValueError:
-            raise ValueError(f"{entry.env}={text!r} is not {entry.expected}") from None
+            raise ValueError(f"{variable}={text!r} is not {entry.expected}") from None
         try:
             config = dataclasses.replace(config, **{field.name: value})
         except ValueError as error:
-            raise ValueError(f"{entry.env}={text!r}: {error}") from None
+            raise ValueError(f"{variable}={text!r}: {error}") from None
     return config
 
 
@@ -636,5 +649,8 @@ def options_markdown(entries: Iterable[Option] = OPTIONS) -> str:
         flag = entry.cli_flag
         if entry.cli in ("value", "append") and entry.metavar and not entry.choices:
             flag += f" {entry.metavar}"
-        lines.append(f"| `{flag}` | `{entry.env}` | {default} | {entry.reader} | {text} |")
+        variables = f"`{entry.env}`"
+        if entry.fallback_env is not None:
+            variables += f", else `{entry.fallback_env}`"
+        lines.append(f"| `{flag}` | {variables} | {default} | {entry.reader} | {text} |")
     return "\n".join(lines) + "\n"

@@ -950,6 +950,10 @@ class Supervisor:
         if self.selector is not None:
             self.selector.close()
         if self.wakeup is not None:
+            # First stop signals from writing into the pipe about to be closed: a SIGTERM that
+            # reaches a worker still booting would report EBADF on stderr.
+            with contextlib.suppress(ValueError):  # not the main thread: nothing was set here
+                signal.set_wakeup_fd(-1)
             for descriptor in self.wakeup:
                 os.close(descriptor)
         if self.port_reservation is not None:

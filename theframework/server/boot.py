@@ -22,7 +22,7 @@ from ..runtime import offload
 from .accesslog import access_logger
 from .envfile import load_env_files
 from .exitcodes import ExitCode
-from .loading import AppLoadError, import_from_string, load_app
+from .loading import AppLoadError, call_factory, import_from_string, load_app
 from .logs import apply_log_config, configure_logging
 
 __all__ = ["LOGGING_UNTOUCHED", "BootError", "Booted", "boot", "set_up_logging"]
@@ -134,7 +134,10 @@ def _load_application(app: object, server: ServerConfig, multiprocess: bool) -> 
     does not exist: exit 3 without a traceback; anything the import raises: exit 3 with it."""
     module_name = app.partition(":")[0] if isinstance(app, str) else ""
     try:
-        target = import_from_string(app) if isinstance(app, str) else app
+        if isinstance(app, str):
+            target = import_from_string(app, factory=server.factory)
+        else:
+            target = call_factory(app, app) if server.factory else app
         return load_app(target, server, multiprocess=multiprocess)
     except AppLoadError as error:
         raise BootError(ExitCode.USAGE, str(error)) from None

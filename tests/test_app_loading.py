@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import signal
+from pathlib import Path
 
 import pytest
 from prefork_apps.harness import ServerProcess, http_get
@@ -127,3 +128,55 @@ def test_bad_conventional_variables_are_named() -> None:
         config_from_env(ServerConfig(), {"PORT": "http"})
     with pytest.raises(ValueError, match=r"^WEB_CONCURRENCY='-1': workers must be >= 0"):
         config_from_env(ProcessConfig(), {"WEB_CONCURRENCY": "-1"})
+
+
+@pytest.fixture
+def elsewhere(tmp_path: Path) -> Path:
+    """A directory outside the tests holding an application module."""
+    (tmp_path / "tf_elsewhere_app.py").write_text(
+        "import os\n"
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [os.getcwd().encode()]\n"
+    )
+    return tmp_path
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_app_dir_puts_the_directory_first_on_the_path(elsewhere: Path, workers: str) -> None:
+    with ServerProcess(
+        "tf_elsewhere_app:app", "--app-dir", str(elsewhere), "--workers", workers,
+        "--start-method", "spawn", "--port", "0",
+    ) as server:  # fmt: skip
+        port = _single_process_port(server) if workers == "1" else server.port()
+        status, _, body = http_get(port)
+        assert status == 200
+        assert body == str(Path(__file__).parent)  # the working directory did not change
+        server.send_signal(signal.SIGTERM)
+        assert server.wait() == 0
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_chdir_changes_the_working_directory_before_loading(elsewhere: Path, workers: str) -> None:
+    with ServerProcess(
+        "tf_elsewhere_app:app", "--chdir", str(elsewhere), "--workers", workers,
+        "--start-method", "forkserver", "--port", "0",
+    ) as server:  # fmt: skip
+        port = _single_process_port(server) if workers == "1" else server.port()
+        status, _, body = http_get(port)
+        assert (status, body) == (200, str(elsewhere))
+        server.send_signal(signal.SIGTERM)
+        assert server.wait() == 0
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [("--chdir", "--chdir {}: No such file or directory"), ("--app-dir", "--app-dir {}: not a")],
+)
+def test_bad_directories_exit_2_naming_the_option(
+    tmp_path: Path, option: str, message: str
+) -> None:
+    missing = tmp_path / "missing"
+    with ServerProcess("tf_elsewhere_app:app", option, str(missing), "--port", "0") as server:
+        assert server.wait() == 2
+        assert f"theframework: error: {message.format(missing)}" in server.output

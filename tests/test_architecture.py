@@ -114,6 +114,8 @@ def test_every_option_reaches_its_field_from_the_command_line_and_the_environmen
         "pid_file": ("/tmp/x.pid", "/tmp/x.pid"),
         "patch_all": ("1", True),
         "factory": ("1", True),
+        "chdir": ("/srv/app", "/srv/app"),
+        "app_dir": ("src", "src"),
         "access_log": ("1", True),
         "metrics_address": ("0.0.0.0", "0.0.0.0"),
         "metrics_port": ("9100", 9100),

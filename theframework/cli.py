@@ -131,7 +131,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    # Like "python -m": the application is looked up from the current directory first.
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    problem = _enter_directories(process)
+    if problem is not None:
+        print(f"{PROGRAM}: error: {problem}", file=sys.stderr)
+        return 2
     return run(config, process)
+
+
+def _enter_directories(process: ProcessConfig) -> str | None:
+    """``--chdir``, then the directory APP is looked up in first: ``--app-dir``, else (like
+    "python -m") the current directory. Workers inherit both. The usage error, or None."""
+    if process.chdir is not None:
+        try:
+            os.chdir(process.chdir)
+        except OSError as error:
+            return f"--chdir {process.chdir}: {error.strerror or error}"
+    if process.app_dir is not None:
+        directory = os.path.abspath(process.app_dir)
+        if not os.path.isdir(directory):
+            return f"--app-dir {process.app_dir}: not a directory"
+        sys.path.insert(0, directory)
+    elif os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    return None

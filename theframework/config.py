@@ -394,6 +394,11 @@ OPTIONS: tuple[Option, ...] = (
            "load KEY=VALUE lines into each worker before the application is imported; "
            "repeatable, later files win, the environment wins over files", "worker",
            metavar="PATH", cli="append", flag="--env-file"),
+    _str("chdir", "process", None, "change to this directory before loading the application",
+         "server", what="a non-empty path", expected="a path", metavar="DIR"),
+    _str("app_dir", "process", None, "look up APP in this directory first (put at the front "
+         "of sys.path; default: the current directory)", "server", what="a non-empty path",
+         expected="a path", metavar="DIR"),
     _str("pid_file", "process", None, "write the server's pid here once ready (refused when it "
          "names a live process; removed at exit if it still holds our pid)", "server",
          what="a non-empty path", expected="a path", metavar="PATH"),
@@ -511,6 +516,8 @@ class ProcessConfig:
     startup_timeout: float = _default("startup_timeout")
     proc_name: str = _default("proc_name")
     env_files: tuple[str, ...] = _default("env_files")
+    chdir: str | None = _default("chdir")
+    app_dir: str | None = _default("app_dir")
     pid_file: str | None = _default("pid_file")
     patch_all: bool = _default("patch_all")
     worker_timeout: float = _default("worker_timeout")

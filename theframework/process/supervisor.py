@@ -45,7 +45,7 @@ from ..server.sockets import bind_socket, listener_url, remove_own_socket_file
 from . import heartbeat, ipc, slots
 from .metrics import Metrics, MetricsServer
 from .pidfile import check_pid_file, remove_pid_file, write_pid_file
-from .proctitle import set_process_title
+from .proctitle import set_process_title, short_title
 from .slots import (
     CRASH_LIMIT,
     CRASH_WINDOW,
@@ -300,7 +300,9 @@ class Supervisor:
             except OSError as error:
                 self._error("%s", error.strerror or error)
                 return ExitCode.GENERIC
-        set_process_title(f"{self.process.proc_name} master")
+        set_process_title(
+            f"{self.process.proc_name} master", short_title(self.process.proc_name, "master")
+        )
         code = self._open_listener()
         if code is not None:
             return code

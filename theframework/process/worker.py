@@ -39,7 +39,7 @@ from ..server.exitcodes import ExitCode, exit_code_for_os_error
 from ..server.serve import serve_listeners
 from ..server.sockets import bind_socket, listener_url
 from . import heartbeat, ipc
-from .proctitle import set_process_title
+from .proctitle import set_process_title, short_title
 from .spec import WorkerSpec
 
 __all__ = ["main", "run"]
@@ -108,7 +108,10 @@ def run(spec: WorkerSpec) -> int:
     _reset_signals()
     _stop_with_parent()
     worker_label = f"worker-{spec.worker_id}"
-    set_process_title(f"{spec.process.proc_name} {worker_label}")
+    set_process_title(
+        f"{spec.process.proc_name} {worker_label}",
+        short_title(spec.process.proc_name, f"w{spec.worker_id}"),
+    )
     try:
         return _boot_and_serve(spec, worker_label)
     except OSError as error:

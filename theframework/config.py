@@ -387,7 +387,8 @@ OPTIONS: tuple[Option, ...] = (
     _secs("startup_timeout", "process", 60.0, "time a worker gets to report ready",
           "processes"),
     _str("proc_name", "process", "theframework",
-         "process titles '<NAME> master' / '<NAME> worker-<id>'", "worker",
+         "process titles '<NAME> master' / '<NAME> worker-<id>' (without setproctitle, "
+         "15-byte forms: tf:master / tf:w<id>)", "worker",
          what="a non-empty string", expected="a name", metavar="NAME"),
     Option("env_files", "process", (), _parse_paths,
            f"a list of paths separated by {os.pathsep!r}", _paths,

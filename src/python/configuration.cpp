@@ -55,31 +55,54 @@ PyMethodDef functions[] = {
     {nullptr, nullptr, 0, nullptr},
 };
 
+// Sets ``target`` to module.name; false with an exception set when either is missing.
+bool import_attribute(PyRef& target, const char* module, const char* name) {
+  PyRef imported(PyImport_ImportModule(module));
+  if (imported) target = PyRef(PyObject_GetAttrString(imported.get(), name));
+  return static_cast<bool>(target);
+}
+
 }  // namespace
 
 int init_configuration(PyObject* module) {
-  PyRef json(PyImport_ImportModule("json"));
-  if (!json) return -1;
-  configuration.json_loads = PyRef(PyObject_GetAttrString(json.get(), "loads"));
-  configuration.json_dumps = PyRef(PyObject_GetAttrString(json.get(), "dumps"));
-  if (!configuration.json_loads || !configuration.json_dumps) return -1;
-  // The package's own defaults. _core is imported by theframework/__init__.py, so the package is
-  // already in sys.modules (partly initialized) and these submodules import on their own.
-  PyRef errors(PyImport_ImportModule("theframework.errors"));
-  if (!errors) return -1;
-  configuration.http_error = PyRef(PyObject_GetAttrString(errors.get(), "HTTPError"));
-  if (!configuration.http_error) return -1;
-  PyRef datastructures(PyImport_ImportModule("theframework.datastructures"));
-  if (!datastructures) return -1;
-  configuration.headers_factory = PyRef(PyObject_GetAttrString(datastructures.get(), "Headers"));
-  configuration.query_factory = PyRef(PyObject_GetAttrString(datastructures.get(), "QueryParams"));
-  if (!configuration.headers_factory || !configuration.query_factory) return -1;
+  // The package's own defaults: the package's submodules import only the standard library, so
+  // they import on their own while theframework/__init__.py is still running.
+  const bool imported =
+      import_attribute(configuration.json_loads, "json", "loads") &&
+      import_attribute(configuration.json_dumps, "json", "dumps") &&
+      import_attribute(configuration.http_error, "theframework.errors", "HTTPError") &&
+      import_attribute(configuration.headers_factory, "theframework.datastructures", "Headers") &&
+      import_attribute(configuration.query_factory, "theframework.datastructures", "QueryParams");
+  if (!imported) return -1;
   PyRef logging(PyImport_ImportModule("logging"));
   if (!logging) return -1;
   configuration.logger =
       PyRef(PyObject_CallMethod(logging.get(), "getLogger", "s", "theframework.error"));
   if (!configuration.logger) return -1;
   return PyModule_AddFunctions(module, functions);
+}
+
+void print_exception(PyObject* exception) {
+  PyErr_Clear();
+  PyRef module(PyImport_ImportModule("traceback"));
+  PyRef printed;
+  if (module && exception != nullptr) {
+    printed = PyRef(PyObject_CallMethod(module.get(), "print_exception", "O", exception));
+  }
+  if (!printed) PyErr_Clear();
+}
+
+void log_exception(PyObject* arguments, PyObject* exception) {
+  PyObject* logger = configuration.logger.get();
+  PyRef logged;
+  if (logger != nullptr && arguments != nullptr) {
+    PyRef error_method(PyObject_GetAttrString(logger, "error"));
+    PyRef keywords(Py_BuildValue("{s:O}", "exc_info", exception));
+    if (error_method && keywords) {
+      logged = PyRef(PyObject_Call(error_method.get(), arguments, keywords.get()));
+    }
+  }
+  if (!logged) print_exception(exception);
 }
 
 }  // namespace tf::py

@@ -26,4 +26,12 @@ extern Configuration& configuration;
 // 0 or -1 with an exception set.
 int init_configuration(PyObject* module);
 
+// Prints ``exception`` with traceback.print_exception (never through sys.excepthook, whose
+// sys.last_* would keep the traceback's frames, and their sockets, alive). Never raises.
+void print_exception(PyObject* exception);
+
+// configuration.logger.error(*arguments, exc_info=exception); prints the exception instead when
+// there is no logger or the call fails. Never raises (clears any error it causes).
+void log_exception(PyObject* arguments, PyObject* exception);
+
 }  // namespace tf::py

@@ -831,31 +831,15 @@ void Hub::report_greenlet_error() {
   PyErr_NormalizeException(&type, &value, &traceback);
   if (traceback != nullptr && value != nullptr) PyException_SetTraceback(value, traceback);
   PyRef owned_type(type), owned_value(value), owned_traceback(traceback);
+  if (value == nullptr) return;
   PyObject* handler = error_handler();
-  PyObject* logger = configuration.logger.get();
-  PyRef call;
-  if (handler != nullptr && value != nullptr) {
-    call = PyRef(PyObject_CallOneArg(handler, value));
-  } else if (logger != nullptr && value != nullptr) {
-    // No handler: logger.error("Unhandled exception in a greenlet", exc_info=value).
-    PyRef error_method(PyObject_GetAttrString(logger, "error"));
+  if (handler == nullptr) {
     PyRef arguments(Py_BuildValue("(s)", "Unhandled exception in a greenlet"));
-    PyRef keywords(Py_BuildValue("{s:O}", "exc_info", value));
-    if (error_method && arguments && keywords) {
-      call = PyRef(PyObject_Call(error_method.get(), arguments.get(), keywords.get()));
-    }
+    log_exception(arguments.get(), value);
+    return;
   }
-  if (!call) {
-    // No handler and no logger, or the call failed: print without touching sys.last_* (which
-    // would keep the traceback's frames, and their sockets, alive).
-    PyErr_Clear();
-    PyRef module(PyImport_ImportModule("traceback"));
-    PyRef printed;
-    if (module && value != nullptr) {
-      printed = PyRef(PyObject_CallMethod(module.get(), "print_exception", "O", value));
-    }
-    if (!printed) PyErr_Clear();
-  }
+  PyRef call(PyObject_CallOneArg(handler, value));
+  if (!call) print_exception(value);
 }
 
 void Hub::handle_completion(const core::Completion& completion) {

@@ -33,26 +33,14 @@ bool answer_handler_error(RequestObject* request, ResponseObject* response) {
       value != nullptr && (PyErr_GivenExceptionMatches(type, PyExc_ConnectionError) ||
                            PyErr_GivenExceptionMatches(type, PyExc_BrokenPipeError));
   if (!is_http_error && !client_gone && value != nullptr) {
-    PyObject* logger = configuration.logger.get();
-    PyRef logged;
-    if (logger != nullptr) {
-      PyRef method(request_get_method(reinterpret_cast<PyObject*>(request), nullptr));
-      PyRef target(latin1(request->head.target));
-      PyRef keywords(Py_BuildValue("{s:O}", "exc_info", value));
-      PyRef error_method(PyObject_GetAttrString(logger, "error"));
-      PyRef arguments(
+    PyRef method(request_get_method(reinterpret_cast<PyObject*>(request), nullptr));
+    PyRef target(latin1(request->head.target));
+    PyRef arguments;
+    if (method && target) {
+      arguments = PyRef(
           Py_BuildValue("(sOO)", "Exception in handler for %s %s", method.get(), target.get()));
-      if (error_method && arguments && keywords) {
-        logged = PyRef(PyObject_Call(error_method.get(), arguments.get(), keywords.get()));
-      }
     }
-    if (!logged) {
-      PyErr_Clear();
-      PyRef module(PyImport_ImportModule("traceback"));
-      PyRef printed;
-      if (module) printed = PyRef(PyObject_CallMethod(module.get(), "print_exception", "O", value));
-      if (!printed) PyErr_Clear();
-    }
+    log_exception(arguments.get(), value);
   }
   PyErr_Clear();
   if (client_gone || response->connection == nullptr) return false;

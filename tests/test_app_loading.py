@@ -143,28 +143,22 @@ def elsewhere(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_app_dir_puts_the_directory_first_on_the_path(elsewhere: Path, workers: str) -> None:
+@pytest.mark.parametrize(
+    ("option", "start_method"), [("--app-dir", "spawn"), ("--chdir", "forkserver")]
+)
+def test_app_dir_and_chdir_find_the_application(
+    elsewhere: Path, workers: str, option: str, start_method: str
+) -> None:
+    """--app-dir puts the directory first on the path and leaves the working directory alone;
+    --chdir moves into it before loading. Workers inherit both."""
     with ServerProcess(
-        "tf_elsewhere_app:app", "--app-dir", str(elsewhere), "--workers", workers,
-        "--start-method", "spawn", "--port", "0",
+        "tf_elsewhere_app:app", option, str(elsewhere), "--workers", workers,
+        "--start-method", start_method, "--port", "0",
     ) as server:  # fmt: skip
         port = _single_process_port(server) if workers == "1" else server.port()
         status, _, body = http_get(port)
-        assert status == 200
-        assert body == str(Path(__file__).parent)  # the working directory did not change
-        server.send_signal(signal.SIGTERM)
-        assert server.wait() == 0
-
-
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_chdir_changes_the_working_directory_before_loading(elsewhere: Path, workers: str) -> None:
-    with ServerProcess(
-        "tf_elsewhere_app:app", "--chdir", str(elsewhere), "--workers", workers,
-        "--start-method", "forkserver", "--port", "0",
-    ) as server:  # fmt: skip
-        port = _single_process_port(server) if workers == "1" else server.port()
-        status, _, body = http_get(port)
-        assert (status, body) == (200, str(elsewhere))
+        working_directory = elsewhere if option == "--chdir" else Path(__file__).parent
+        assert (status, body) == (200, str(working_directory))
         server.send_signal(signal.SIGTERM)
         assert server.wait() == 0
 

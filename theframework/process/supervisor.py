@@ -81,7 +81,8 @@ __all__ = [
 
 logger = logging.getLogger("theframework.supervisor")
 
-# Heartbeat cells (16 bytes each) in the shared memory: workers alive at once, successors included.
+# Heartbeat cells (heartbeat.CELL_SIZE bytes each) in the shared memory: workers alive at once,
+# successors included.
 HEARTBEAT_CELLS = 1024
 
 # What to tell the operator when no worker can ever start, by exit code.

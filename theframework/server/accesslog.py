@@ -20,11 +20,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["ACCESS_LOGGER", "FIELDS", "access_logger", "check_format"]
+__all__ = ["ACCESS_LOGGER", "FIELDS", "AccessLog", "access_logger", "check_format"]
 
 ACCESS_LOGGER = "theframework.access"
 
-_Getter = Callable[[Any, int, int, float], object]
+# The native server's access-log hook: callback(request, status, bytes_sent, seconds).
+AccessLog = Callable[[Any, int, int, float], object]
+_Getter = AccessLog
 
 
 def _client(request: Any, status: int, sent: int, seconds: float) -> object:

@@ -12,22 +12,18 @@ from __future__ import annotations
 
 import errno
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from ..app import Handler
 from ..config import ProcessConfig, ServerConfig, option
 from ..runtime import offload
-from .accesslog import access_logger
+from .accesslog import AccessLog, access_logger
 from .envfile import load_env_files
 from .exitcodes import ExitCode
 from .loading import AppLoadError, call_factory, import_from_string, load_app
 from .logs import apply_log_config, configure_logging
 
 __all__ = ["LOGGING_UNTOUCHED", "BootError", "Booted", "boot", "set_up_logging"]
-
-AccessLog = Callable[[Any, int, int, float], object]
 
 
 class BootError(Exception):

@@ -11,12 +11,12 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from .. import _core
 from ..app import Framework, Handler
 from ..config import ServerConfig
 from ..wsgi import WSGIAdapter
+from .accesslog import AccessLog
 from .signals import drain_on_signals
 from .sockets import bind_socket, listener_url, remove_own_socket_file
 
@@ -32,7 +32,7 @@ def serve_listeners(
     *,
     ready: Callable[[], None] | None = None,
     hub_started: Callable[[], None] | None = None,
-    access_log: Callable[[Any, int, int, float], object] | None = None,
+    access_log: AccessLog | None = None,
     rebalance_every: int = 0,
     created: Callable[[_core.Hub, _core.HttpServer], None] | None = None,
     owns_listeners: bool = True,
@@ -103,7 +103,7 @@ def serve_one_process(
     config: ServerConfig,
     *,
     ready: Callable[[], None] | None = None,
-    access_log: Callable[[Any, int, int, float], object] | None = None,
+    access_log: AccessLog | None = None,
 ) -> None:
     """Binds ``config``'s address and serves ``handler`` on it in this process until
     SIGINT/SIGTERM and the drain finish (see serve_listeners); the socket is closed, and a UNIX

@@ -74,7 +74,11 @@ def hello(request: Request, response: Response) -> None:
 @app.get("/patched")
 def patched(request: Request, response: Response) -> None:
     response.json(
-        {"psycopg": is_patched("psycopg"), "drivers": sorted(green_psycopg.patched_drivers())}
+        {
+            "psycopg": is_patched("psycopg"),
+            "drivers": sorted(green_psycopg.patched_drivers()),
+            "implementation": psycopg.pq.__impl__,
+        }
     )
 
 

@@ -45,6 +45,16 @@ def _imported(name: str, module: ModuleType) -> None:
         callback(module)
 
 
+def _notify_after_exec(loader: importlib.abc.Loader, name: str) -> None:
+    execute = loader.exec_module
+
+    def exec_module(module: ModuleType) -> None:
+        execute(module)
+        _imported(name, module)
+
+    loader.exec_module = exec_module  # type: ignore[method-assign]
+
+
 class _Finder(importlib.abc.MetaPathFinder):
     """Finds the modules someone waits for with the other finders and wraps their loader's
     exec_module so that the callbacks run once the module is executed."""
@@ -64,14 +74,7 @@ class _Finder(importlib.abc.MetaPathFinder):
             spec: importlib.machinery.ModuleSpec | None = finder.find_spec(fullname, path, target)
             if spec is None:
                 continue
-            loader = spec.loader
-            if isinstance(loader, _PER_MODULE_LOADERS):
-                execute = loader.exec_module
-
-                def exec_module(module: ModuleType) -> None:
-                    execute(module)
-                    _imported(fullname, module)
-
-                loader.exec_module = exec_module  # type: ignore[method-assign]
+            if isinstance(spec.loader, _PER_MODULE_LOADERS):
+                _notify_after_exec(spec.loader, fullname)
             return spec
         return None

@@ -176,76 +176,83 @@ def _patch_psycopg3() -> None:
     psycopg.Connection.wait = connection_wait  # type: ignore[method-assign]
 
 
+class _GreenWaiting:
+    """What psycopg_pool's WaitingClient (a client waiting for a pooled connection) becomes:
+    inside a hub it waits on an eventfd that set() and fail() write, from a greenlet or from one
+    of the pool's threads. Mixed in before the original class by _patch_psycopg_pool."""
+
+    # The original's attributes (slots), and the eventfd of a waiting greenlet.
+    conn: Any
+    error: BaseException | None
+    _cond: Any
+    _wakeup: int | None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._wakeup = None
+
+    def wait(self, timeout: float) -> Any:
+        if not _core.in_hub():
+            return super().wait(timeout)  # type: ignore[misc]
+        wakeup = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        try:
+            with self._cond:
+                self._wakeup = wakeup
+            self._wait_on(wakeup, timeout)
+        finally:
+            with self._cond:
+                self._wakeup = None
+                os.close(wakeup)
+        if self.error:
+            raise self.error
+        return self.conn
+
+    def _wait_on(self, wakeup: int, timeout: float) -> None:
+        from psycopg_pool import PoolTimeout
+
+        deadline = deadline_after(timeout)
+        while True:
+            with self._cond:
+                if self.conn or self.error:
+                    return
+            try:
+                _core.wait_readable(wakeup, remaining(deadline))
+            except BaseException as error:
+                if not (isinstance(error, TimeoutError) and _expired(deadline)):
+                    self._refuse(error)  # no connection for a waiter that is gone
+                    raise
+                self._refuse(PoolTimeout(f"couldn't get a connection after {timeout:.2f} sec"))
+
+    def _refuse(self, error: BaseException) -> None:
+        with self._cond:
+            if not (self.conn or self.error):
+                self.error = error
+
+    def _wake(self) -> None:
+        if self._wakeup is not None:
+            os.eventfd_write(self._wakeup, 1)
+
+    def set(self, conn: Any) -> bool:
+        with self._cond:
+            accepted: bool = super().set(conn)  # type: ignore[misc]
+            self._wake()
+            return accepted
+
+    def fail(self, error: Exception) -> bool:
+        with self._cond:
+            accepted: bool = super().fail(error)  # type: ignore[misc]
+            self._wake()
+            return accepted
+
+
 def _patch_psycopg_pool() -> None:
     from psycopg_pool import pool
 
-    original = pool.WaitingClient
+    class WaitingClient(_GreenWaiting, pool.WaitingClient[_R]):  # type: ignore[type-var]
+        """psycopg_pool's WaitingClient, waiting on the hub inside one."""
 
-    class GreenWaitingClient(original[_R]):  # type: ignore[valid-type,misc]
-        """A client waiting for a pooled connection; inside a hub it waits on an eventfd that
-        set() and fail() write, from a greenlet or from one of the pool's threads."""
-
-        __slots__ = ("_wakeup",)
-
-        def __init__(self) -> None:
-            super().__init__()
-            self._wakeup: int | None = None
-
-        def wait(self, timeout: float) -> Any:
-            if not _core.in_hub():
-                return super().wait(timeout)
-            wakeup = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-            deadline = deadline_after(timeout)
-            try:
-                with self._cond:
-                    self._wakeup = wakeup
-                while True:
-                    with self._cond:
-                        if self.conn or self.error:
-                            break
-                    try:
-                        _core.wait_readable(wakeup, remaining(deadline))
-                    except TimeoutError as error:
-                        if not _expired(deadline):  # thrown in: an interruption
-                            self._refuse(error)
-                            raise
-                        self._refuse(
-                            pool.PoolTimeout(f"couldn't get a connection after {timeout:.2f} sec")
-                        )
-                    except BaseException as error:
-                        self._refuse(error)  # no connection for a waiter that is gone
-                        raise
-            finally:
-                with self._cond:
-                    self._wakeup = None
-                    os.close(wakeup)
-            if self.error:
-                raise self.error
-            return self.conn
-
-        def _refuse(self, error: BaseException) -> None:
-            with self._cond:
-                if not (self.conn or self.error):
-                    self.error = error
-
-        def _wake(self) -> None:
-            if self._wakeup is not None:
-                os.eventfd_write(self._wakeup, 1)
-
-        def set(self, conn: Any) -> bool:
-            with self._cond:
-                accepted: bool = super().set(conn)
-                self._wake()
-                return accepted
-
-        def fail(self, error: Exception) -> bool:
-            with self._cond:
-                accepted: bool = super().fail(error)
-                self._wake()
-                return accepted
-
-    GreenWaitingClient.__name__ = GreenWaitingClient.__qualname__ = "WaitingClient"
-    pool.WaitingClient = GreenWaitingClient  # type: ignore[misc]
+    WaitingClient.__qualname__ = "WaitingClient"
+    pool.WaitingClient = WaitingClient  # type: ignore[misc]
 
 
 # --- psycopg2 ---------------------------------------------------------------------------------

@@ -1,0 +1,98 @@
+"""patch_psycopg() alone (no patch_all): outside a hub the drivers work as before (connect,
+query, COPY, notifications, a wait timeout, psycopg2, a pool used from a plain thread); inside a
+hub 40 greenlets each run pg_sleep(0.5) (psycopg 3 and psycopg2 alternately) at the same time.
+Usage: postgres_explicit.py BACKEND DSN"""
+
+from theframework.monkey import patch_psycopg
+
+patch_psycopg()
+
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+import psycopg  # noqa: E402
+import psycopg2  # noqa: E402
+import psycopg_pool  # noqa: E402
+from common import join, report, spawn_all  # noqa: E402
+
+from theframework import _core  # noqa: E402
+from theframework.monkey import green_psycopg  # noqa: E402
+
+DSN = sys.argv[2]
+GREENLETS = 40
+
+
+def outside() -> dict[str, Any]:
+    assert not _core.in_hub()
+    result: dict[str, Any] = {}
+    with psycopg.connect(DSN, autocommit=True) as connection:
+        result["psycopg"] = list(connection.execute("SELECT 1").fetchone())
+        with connection.cursor().copy(
+            "COPY (SELECT n FROM generate_series(1, 300) AS n) TO STDOUT"
+        ) as copy:
+            result["copy"] = sum(1 for _ in copy.rows())
+        connection.execute("LISTEN outside")
+        connection.execute("NOTIFY outside, 'outside payload'")
+        result["notify"] = next(iter(connection.notifies(timeout=5, stop_after=1))).payload
+        started = time.monotonic()
+        nothing = list(connection.notifies(timeout=0.2))
+        waited = time.monotonic() - started
+        result["wait_timeout"] = "ok" if nothing == [] and 0.15 < waited < 5 else waited
+    connection2 = psycopg2.connect(DSN)
+    cursor = connection2.cursor()
+    cursor.execute("SELECT 2")
+    result["psycopg2"] = list(cursor.fetchone())
+    connection2.close()
+    pooled: dict[str, Any] = {}
+
+    def use_pool() -> None:
+        with (
+            psycopg_pool.ConnectionPool(DSN, min_size=1, max_size=2) as pool,
+            pool.connection() as connection,
+        ):
+            pooled["row"] = list(connection.execute("SELECT 3").fetchone())
+
+    thread = threading.Thread(target=use_pool)
+    thread.start()
+    thread.join(30)
+    result["pool"] = pooled.get("row")
+    return result
+
+
+def inside() -> dict[str, Any]:
+    running = {"now": 0, "most": 0}
+
+    def sleep(index: int) -> list[Any]:
+        running["now"] += 1
+        running["most"] = max(running["most"], running["now"])
+        try:
+            if index % 2:
+                connection2 = psycopg2.connect(DSN)
+                try:
+                    cursor = connection2.cursor()
+                    cursor.execute("SELECT 7 FROM pg_sleep(0.5)")
+                    return list(cursor.fetchone())
+                finally:
+                    connection2.close()
+            with psycopg.connect(DSN) as connection:
+                return list(connection.execute("SELECT 7 FROM pg_sleep(0.5)").fetchone())
+        finally:
+            running["now"] -= 1
+
+    started = time.monotonic()
+    greenlets, results = spawn_all(GREENLETS, sleep)
+    join(greenlets, timeout=60)
+    return {
+        "results": [r if isinstance(r, list) else repr(r) for r in results],
+        "elapsed": time.monotonic() - started,
+        "most_running": running["most"],
+    }
+
+
+if __name__ == "__main__":
+    outcome = {"outside": outside()}
+    outcome["inside"] = _core.Hub(sys.argv[1]).run(inside)
+    outcome["patched"] = sorted(green_psycopg.patched_drivers())
+    report(outcome)

@@ -222,7 +222,8 @@ def connect_timeout(request: Request, response: Response) -> None:
     port = request.query_params["port"]
     started = time.monotonic()
     try:
-        psycopg.connect(f"host={host} port={port} connect_timeout=1 user=postgres")
+        with counted("in_flight"):
+            psycopg.connect(f"host={host} port={port} connect_timeout=1 user=postgres")
         error_name = "none"
     except psycopg.OperationalError as error:
         error_name = type(error).__name__ + ": " + str(error).splitlines()[0]

@@ -223,6 +223,7 @@ def test_outside_a_hub_and_explicit_patch(postgres: PostgresServer, backend: str
         "notify": "outside payload",
         "wait_timeout": "ok",
         "psycopg2": [2],
+        "psycopg2_copy": "copy_expert cannot be used with an asynchronous callback.",
         "pool": [3],
     }
     assert report["patched"] == ["psycopg", "psycopg2", "psycopg_pool"]

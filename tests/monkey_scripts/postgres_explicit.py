@@ -1,5 +1,6 @@
 """patch_psycopg() alone (no patch_all): outside a hub the drivers work as before (connect,
-query, COPY, notifications, a wait timeout, psycopg2, a pool used from a plain thread); inside a
+query, COPY, notifications, a wait timeout, psycopg2 but for its COPY, a pool used from a plain
+thread); inside a
 hub 40 greenlets each run pg_sleep(0.5) (psycopg 3 and psycopg2 alternately) at the same time.
 Usage: postgres_explicit.py BACKEND DSN"""
 
@@ -7,6 +8,7 @@ from theframework.monkey import patch_psycopg
 
 patch_psycopg()
 
+import io  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -44,6 +46,11 @@ def outside() -> dict[str, Any]:
     cursor = connection2.cursor()
     cursor.execute("SELECT 2")
     result["psycopg2"] = list(cursor.fetchone())
+    try:  # psycopg2's rule while a wait callback is set (documented in docs/monkey.md)
+        cursor.copy_expert("COPY (SELECT 1) TO STDOUT", io.StringIO())
+        result["psycopg2_copy"] = "allowed"
+    except psycopg2.ProgrammingError as error:
+        result["psycopg2_copy"] = str(error)
     connection2.close()
     pooled: dict[str, Any] = {}
 

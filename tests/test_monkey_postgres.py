@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -23,6 +24,8 @@ import requests
 from monkey_scripts.runner import run_script
 from postgres_server import PostgresServer
 from prefork_apps.harness import ServerProcess
+
+from theframework.monkey._imports import when_imported
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -217,6 +220,7 @@ def test_django_connections_are_per_greenlet(postgres: PostgresServer, backend: 
 
 def test_outside_a_hub_and_explicit_patch(postgres: PostgresServer, backend: str) -> None:
     report = run_script("postgres_explicit.py", backend, postgres.dsn)
+    assert report["imported_by_patch"] == []
     assert report["outside"] == {
         "psycopg": [1],
         "copy": 300,
@@ -231,3 +235,22 @@ def test_outside_a_hub_and_explicit_patch(postgres: PostgresServer, backend: str
     assert inside["results"] == [[7]] * 40
     assert inside["elapsed"] < 10  # 40 x 0.5 s one after the other would take 20 s
     assert inside["most_running"] > 1
+
+
+def test_when_imported_runs_once_the_module_is_executed(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"probe_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text("FIRST = 1\nLAST = 2\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    seen: list[tuple[str, int]] = []
+    when_imported(name, lambda module: seen.append((module.__name__, module.LAST)))
+    assert seen == []  # not imported yet
+    try:
+        module = __import__(name)
+        assert seen == [(name, 2)]  # after the whole module ran
+        when_imported(name, lambda module: seen.append(("again", module.FIRST)))
+        assert seen == [(name, 2), ("again", 1)]  # already imported: at once
+        assert module.LAST == 2
+    finally:
+        sys.modules.pop(name, None)

@@ -10,6 +10,11 @@ patch_psycopg()
 
 import io  # noqa: E402
 import sys  # noqa: E402
+
+# Patching imports no driver: each is patched when the application imports it.
+IMPORTED_BY_PATCH = sorted(
+    name for name in ("psycopg", "psycopg2", "psycopg_pool") if name in sys.modules
+)
 import threading  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
@@ -99,7 +104,7 @@ def inside() -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    outcome = {"outside": outside()}
+    outcome: dict[str, Any] = {"imported_by_patch": IMPORTED_BY_PATCH, "outside": outside()}
     outcome["inside"] = _core.Hub(sys.argv[1]).run(inside)
     outcome["patched"] = sorted(green_psycopg.patched_drivers())
     report(outcome)

@@ -23,6 +23,7 @@ function calls the original: the drivers behave unchanged there.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 import time
@@ -130,10 +131,36 @@ def _cancel_and_finish(connection: Any, generator: Generator[Any, Any, Any]) -> 
         raise
 
 
+def _psycopg3_supported() -> bool:
+    """Whether this psycopg has the wait interface patched here: wait(gen, fileno, interval,
+    timeout), wait_conn(gen, interval, timeout), Connection.wait(gen, interval, timeout), where
+    timeout is a deadline (psycopg 3.3 has them; older versions differ)."""
+    import psycopg
+    from psycopg import waiting
+
+    wanted = {
+        psycopg.Connection.wait: {"gen", "interval", "timeout"},
+        waiting.wait: {"gen", "fileno", "interval", "timeout"},
+        getattr(waiting, "wait_conn", None): {"gen", "interval", "timeout"},
+    }
+    if all(
+        callable(function) and names <= set(inspect.signature(function).parameters)
+        for function, names in wanted.items()
+    ):
+        return True
+    _logger.warning(
+        "psycopg %s has an unknown wait interface: not patched, its queries block the worker",
+        psycopg.__version__,
+    )
+    return False
+
+
 def _patch_psycopg3() -> None:
     import psycopg
     from psycopg import waiting
 
+    if not _psycopg3_supported():
+        return
     original_wait = waiting.wait
     original_wait_conn = waiting.wait_conn
     original_connection_wait = psycopg.Connection.wait
@@ -174,6 +201,7 @@ def _patch_psycopg3() -> None:
     waiting.wait = wait
     waiting.wait_conn = wait_conn
     psycopg.Connection.wait = connection_wait  # type: ignore[method-assign]
+    _patched.add("psycopg")
 
 
 class _GreenWaiting:
@@ -253,6 +281,7 @@ def _patch_psycopg_pool() -> None:
 
     WaitingClient.__qualname__ = "WaitingClient"
     pool.WaitingClient = WaitingClient  # type: ignore[misc]
+    _patched.add("psycopg_pool")
 
 
 # --- psycopg2 ---------------------------------------------------------------------------------
@@ -305,6 +334,7 @@ def _patch_psycopg2() -> None:
     from psycopg2 import extensions
 
     extensions.set_wait_callback(_psycopg2_wait)
+    _patched.add("psycopg2")
 
 
 # --- entry point ------------------------------------------------------------------------------
@@ -317,10 +347,11 @@ _DRIVERS: tuple[tuple[str, Callable[[], None]], ...] = (
 
 
 def _patcher(name: str, patch: Callable[[], None]) -> Callable[[ModuleType], None]:
+    """The import callback patching driver ``name`` (each patch records itself in _patched)."""
+
     def patch_once(_module: ModuleType) -> None:
         if name not in _patched:
             patch()
-            _patched.add(name)
 
     return patch_once
 

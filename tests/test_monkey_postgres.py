@@ -230,11 +230,17 @@ def test_outside_a_hub_and_explicit_patch(postgres: PostgresServer, backend: str
         "psycopg2_copy": "copy_expert cannot be used with an asynchronous callback.",
         "pool": [3],
     }
-    assert report["patched"] == ["psycopg", "psycopg2", "psycopg_pool"]
     inside = report["inside"]
     assert inside["results"] == [[7]] * 40
     assert inside["elapsed"] < 10  # 40 x 0.5 s one after the other would take 20 s
     assert inside["most_running"] > 1
+    assert report["pool"] == {
+        "after_kill": True,
+        "timeout": "PoolTimeout",
+        "timeout_elapsed_ok": True,
+        "ticked_meanwhile": True,
+    }
+    assert report["patched"] == ["psycopg", "psycopg2", "psycopg_pool"]
 
 
 def test_when_imported_runs_once_the_module_is_executed(

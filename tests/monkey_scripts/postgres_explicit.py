@@ -103,8 +103,47 @@ def inside() -> dict[str, Any]:
     }
 
 
+def pool_waiters() -> dict[str, Any]:
+    """A one-connection pool: a greenlet killed while waiting for the connection must not be
+    handed it later (the next client gets it at once), and a client's timeout is honoured while
+    the hub keeps running."""
+    ticks = {"count": 0}
+
+    def tick() -> None:
+        while True:
+            ticks["count"] += 1
+            _core.sleep(0.01)
+
+    ticker = _core.spawn(tick)
+    result: dict[str, Any] = {}
+    with psycopg_pool.ConnectionPool(DSN, min_size=1, max_size=1, timeout=10) as pool:
+        holder = pool.getconn()
+        waiter = _core.spawn(pool.getconn)
+        while pool.get_stats().get("requests_waiting", 0) < 1:  # readiness: it is queued
+            _core.sleep(0.005)
+        _core.kill(waiter)
+        join([waiter])
+        pool.putconn(holder)
+        started = time.monotonic()
+        connection = pool.getconn(timeout=5)
+        result["after_kill"] = time.monotonic() - started < 1
+        started = time.monotonic()
+        ticks_before = ticks["count"]
+        try:
+            pool.getconn(timeout=0.3)
+            result["timeout"] = "got a connection"
+        except psycopg_pool.PoolTimeout:
+            result["timeout"] = "PoolTimeout"
+        result["timeout_elapsed_ok"] = 0.25 < time.monotonic() - started < 5
+        result["ticked_meanwhile"] = ticks["count"] - ticks_before > 5
+        pool.putconn(connection)
+    _core.kill(ticker)
+    return result
+
+
 if __name__ == "__main__":
     outcome: dict[str, Any] = {"imported_by_patch": IMPORTED_BY_PATCH, "outside": outside()}
     outcome["inside"] = _core.Hub(sys.argv[1]).run(inside)
+    outcome["pool"] = _core.Hub(sys.argv[1]).run(pool_waiters)
     outcome["patched"] = sorted(green_psycopg.patched_drivers())
     report(outcome)

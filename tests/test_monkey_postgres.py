@@ -234,6 +234,7 @@ def test_outside_a_hub_and_explicit_patch(postgres: PostgresServer, backend: str
     assert inside["results"] == [[7]] * 40
     assert inside["elapsed"] < 10  # 40 x 0.5 s one after the other would take 20 s
     assert inside["most_running"] > 1
+    assert inside["notifies_timeout"] == "ok"
     assert report["pool"] == {
         "after_kill": True,
         "timeout": "PoolTimeout",

@@ -96,10 +96,18 @@ def inside() -> dict[str, Any]:
     started = time.monotonic()
     greenlets, results = spawn_all(GREENLETS, sleep)
     join(greenlets, timeout=60)
+    elapsed = time.monotonic() - started
+    # psycopg's own timeout on the hub: notifies(timeout=) ends after it with nothing.
+    with psycopg.connect(DSN, autocommit=True) as connection:
+        connection.execute("LISTEN inside")
+        started = time.monotonic()
+        nothing = list(connection.notifies(timeout=0.2))
+        waited = time.monotonic() - started
     return {
         "results": [r if isinstance(r, list) else repr(r) for r in results],
-        "elapsed": time.monotonic() - started,
+        "elapsed": elapsed,
         "most_running": running["most"],
+        "notifies_timeout": "ok" if nothing == [] and 0.15 < waited < 5 else waited,
     }
 
 

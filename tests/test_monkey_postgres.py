@@ -213,9 +213,11 @@ def test_django_connections_are_per_greenlet(postgres: PostgresServer, backend: 
         open_connections = app_backends(postgres)
     # Concurrent requests each had their own connection (one per greenlet, not per thread)...
     assert [len(pids) for pids in batches] == [50, 50]
-    # ...and CONN_MAX_AGE kept them: the second batch reused the first batch's connections
-    # instead of opening more.
-    assert len(open_connections) <= 50, open_connections
+    # ...and CONN_MAX_AGE kept them with their (parked, reused) greenlets: the second batch
+    # reused the first batch's connections instead of opening 50 more. A parked greenlet may
+    # have served /hello or /driver meanwhile (one at a time), so a few may be new.
+    assert len(batches[0] & batches[1]) >= 45, batches
+    assert len(open_connections) <= 52, open_connections
 
 
 def test_outside_a_hub_and_explicit_patch(postgres: PostgresServer, backend: str) -> None:

@@ -243,6 +243,10 @@ def test_outside_a_hub_and_explicit_patch(postgres: PostgresServer, backend: str
         "timeout_elapsed_ok": True,
         "ticked_meanwhile": True,
     }
+    assert report["interrupted_connects"] == {
+        "psycopg": ["request timed out", True],
+        "psycopg2": ["request timed out", True],
+    }
     assert report["patched"] == ["psycopg", "psycopg2", "psycopg_pool"]
 
 

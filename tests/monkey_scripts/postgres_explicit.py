@@ -9,6 +9,7 @@ from theframework.monkey import patch_psycopg
 patch_psycopg()
 
 import io  # noqa: E402
+import socket  # noqa: E402
 import sys  # noqa: E402
 
 # Patching imports no driver: each is patched when the application imports it.
@@ -19,6 +20,7 @@ import threading  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
 
+import greenlet  # noqa: E402
 import psycopg  # noqa: E402
 import psycopg2  # noqa: E402
 import psycopg_pool  # noqa: E402
@@ -111,6 +113,31 @@ def inside() -> dict[str, Any]:
     }
 
 
+def interrupted_connects() -> dict[str, Any]:
+    """A connection attempt to a server that never answers, interrupted after 0.3 s by a
+    TimeoutError thrown in: the interruption comes at once (no query to cancel)."""
+    outcome: dict[str, Any] = {}
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        dsn = f"host=127.0.0.1 port={silent.getsockname()[1]} user=nobody"
+        for name, connect in (("psycopg", psycopg.connect), ("psycopg2", psycopg2.connect)):
+            me = greenlet.getcurrent()
+
+            def interrupt(target: Any = me) -> None:
+                _core.sleep(0.3)
+                _core.kill(target, TimeoutError("request timed out"))
+
+            _core.spawn(interrupt)
+            started = time.monotonic()
+            try:
+                connect(dsn)
+                outcome[name] = "connected"
+            except TimeoutError as error:
+                outcome[name] = [str(error), time.monotonic() - started < 3]
+    return outcome
+
+
 def pool_waiters() -> dict[str, Any]:
     """A one-connection pool: a greenlet killed while waiting for the connection must not be
     handed it later (the next client gets it at once), and a client's timeout is honoured while
@@ -153,5 +180,6 @@ if __name__ == "__main__":
     outcome: dict[str, Any] = {"imported_by_patch": IMPORTED_BY_PATCH, "outside": outside()}
     outcome["inside"] = _core.Hub(sys.argv[1]).run(inside)
     outcome["pool"] = _core.Hub(sys.argv[1]).run(pool_waiters)
+    outcome["interrupted_connects"] = _core.Hub(sys.argv[1]).run(interrupted_connects)
     outcome["patched"] = sorted(green_psycopg.patched_drivers())
     report(outcome)

@@ -125,9 +125,9 @@ def _cancel_and_finish(connection: Any, generator: Generator[Any, Any, Any]) -> 
         pass  # what the cancel asked for
     except Exception as error:
         _logger.warning("query not ended after cancellation (%s): closing the connection", error)
-        connection.close()
+        connection.pgconn.finish()  # not close(): a pool's close_returns would take it back
     except BaseException:
-        connection.close()  # interrupted again: the connection's state is unknown
+        connection.pgconn.finish()  # interrupted again: the connection's state is unknown
         raise
 
 
@@ -287,6 +287,15 @@ def _patch_psycopg_pool() -> None:
 # --- psycopg2 ---------------------------------------------------------------------------------
 
 
+def _wait_socket(fileno: int, write: bool, deadline: float | None) -> None:
+    """Waits for ``fileno`` on the hub (what is thrown in propagates as it is), or with the
+    real poll() outside one."""
+    if _core.in_hub():
+        _wait_ready(fileno, _WRITE if write else _READ, deadline)
+    else:
+        wait_fd(fileno, write=write, deadline=deadline)
+
+
 def _psycopg2_wait(connection: Any) -> None:
     """psycopg2's wait callback: polls the connection until the operation is done, waiting for
     its socket on the hub (with the real poll() outside one). An interruption sends the server
@@ -310,20 +319,13 @@ def _psycopg2_wait(connection: Any) -> None:
         if state not in (extensions.POLL_READ, extensions.POLL_WRITE):
             raise psycopg2.OperationalError(f"bad state from poll: {state}")
         try:
-            if _core.in_hub():  # what was thrown in propagates as it is
-                _wait_ready(
-                    connection.fileno(),
-                    _WRITE if state == extensions.POLL_WRITE else _READ,
-                    deadline,
-                )
-            else:
-                wait_fd(
-                    connection.fileno(), write=state == extensions.POLL_WRITE, deadline=deadline
-                )
+            _wait_socket(connection.fileno(), state == extensions.POLL_WRITE, deadline)
         except BaseException as error:
             if interruption is not None:  # interrupted again, or the cancel did not take
                 connection.close()
                 raise interruption from error
+            if connection.status not in (extensions.STATUS_READY, extensions.STATUS_BEGIN):
+                raise  # still connecting: no query to cancel (psycopg2 closes the connection)
             interruption = error
             deadline = deadline_after(CANCEL_TIMEOUT)
             with contextlib.suppress(psycopg2.Error):

@@ -21,6 +21,12 @@ from pathlib import Path
 
 READY_LINE = "database system is ready to accept connections"
 SERVER_USER = "nobody"
+# Not for postgres: `make asan` preloads the sanitizer runtimes into the tests' children.
+_NOT_INHERITED = ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")
+
+
+def server_environment() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items() if name not in _NOT_INHERITED}
 
 
 def postgres_bin() -> Path:
@@ -82,7 +88,11 @@ class PostgresServer:
 
     def _run(self, command: Sequence[str]) -> None:
         completed = subprocess.run(
-            [*self._as_user, *command], capture_output=True, text=True, cwd=self.directory
+            [*self._as_user, *command],
+            capture_output=True,
+            text=True,
+            cwd=self.directory,
+            env=server_environment(),
         )
         assert completed.returncode == 0, f"{command[0]} failed:\n{completed.stderr}"
 
@@ -115,6 +125,7 @@ class PostgresServer:
             stderr=subprocess.PIPE,
             text=True,
             cwd=self.directory,
+            env=server_environment(),
             start_new_session=True,
         )
         threading.Thread(target=self._read_log, daemon=True).start()

@@ -1,7 +1,8 @@
 """A throwaway PostgreSQL server for the tests: Debian's ``postgresql`` binaries
 (/usr/lib/postgresql/*/bin, installed by scripts/bootstrap.sh), a cluster initialised in a
 temporary directory, listening on 127.0.0.1:<free port> and on a UNIX socket in that directory,
-with trust authentication. Run as ``nobody`` when the tests run as root (postgres refuses root).
+with trust authentication, started and stopped with pg_ctl. Run as ``nobody`` when the tests run
+as root (postgres refuses root).
 """
 
 from __future__ import annotations
@@ -15,11 +16,9 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-READY_LINE = "database system is ready to accept connections"
 SERVER_USER = "nobody"
 # Not for postgres: `make asan` preloads the sanitizer runtimes into the tests' children.
 _NOT_INHERITED = ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")
@@ -66,9 +65,8 @@ class PostgresServer:
                 "--clear-groups",
                 "--",
             ]
-        self._lines: list[str] = []
-        self._ready = threading.Event()
-        self.process: subprocess.Popen[str] | None = None
+        self.log_path = self.directory / "postgres.log"
+        self._started = False
         try:
             self._run(
                 [
@@ -86,75 +84,77 @@ class PostgresServer:
             self.stop()
             raise
 
-    def _run(self, command: Sequence[str]) -> None:
+    def _run(self, command: Sequence[str], timeout: float = 120) -> None:
         completed = subprocess.run(
             [*self._as_user, *command],
+            stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
             cwd=self.directory,
             env=server_environment(),
+            timeout=timeout,
         )
-        assert completed.returncode == 0, f"{command[0]} failed:\n{completed.stderr}"
+        assert completed.returncode == 0, (
+            f"{command[0]} failed:\n{completed.stdout}\n{completed.stderr}\n{self.log}"
+        )
 
     def _start(self, max_connections: int) -> None:
-        self.process = subprocess.Popen(
+        # pg_ctl -w returns once the server accepts connections (its readiness signal) and
+        # leaves no thread or pipe in this process (forking tests check the thread count).
+        options = " ".join(
             [
-                *self._as_user,
-                str(self.bin / "postgres"),
-                "-D",
-                str(self.data),
-                "-p",
-                str(self.port),
-                "-k",
-                str(self.directory),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                f"max_connections={max_connections}",
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-                "-c",
-                "logging_collector=off",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=self.directory,
-            env=server_environment(),
-            start_new_session=True,
+                f"-p {self.port}",
+                f"-k {self.directory}",
+                "-c listen_addresses=127.0.0.1",
+                f"-c max_connections={max_connections}",
+                "-c fsync=off",
+                "-c synchronous_commit=off",
+                "-c full_page_writes=off",
+            ]
         )
-        threading.Thread(target=self._read_log, daemon=True).start()
-        # Readiness signal: postgres logs this line once it accepts connections.
-        if not self._ready.wait(60) or self.process.poll() is not None:
-            raise AssertionError("postgres did not start:\n" + "\n".join(self._lines))
-
-    def _read_log(self) -> None:
-        assert self.process is not None and self.process.stderr is not None
-        for line in self.process.stderr:
-            self._lines.append(line.rstrip("\n"))
-            if READY_LINE in line:
-                self._ready.set()
-        self._ready.set()  # ended: let the starter see the exit
+        self._started = True
+        self._run(
+            [
+                str(self.bin / "pg_ctl"),
+                "start",
+                "--wait",
+                "--timeout=60",
+                "--pgdata",
+                str(self.data),
+                "--log",
+                str(self.log_path),
+                "--options",
+                options,
+            ]
+        )
 
     @property
     def log(self) -> str:
-        return "\n".join(self._lines)
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
 
     def stop(self) -> None:
-        """Fast shutdown (SIGINT: running queries are cancelled), then removes the cluster."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+        """Fast shutdown (running queries are cancelled), then removes the cluster."""
+        if self._started:
+            self._started = False
             try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        if self.process is not None and self.process.stderr is not None:
-            self.process.stderr.close()
+                self._run(
+                    [
+                        str(self.bin / "pg_ctl"),
+                        "stop",
+                        "--wait",
+                        "--mode=fast",
+                        "-D",
+                        str(self.data),
+                    ]
+                )
+            except (AssertionError, subprocess.TimeoutExpired):
+                self._kill_postmaster()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _kill_postmaster(self) -> None:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pid = int((self.data / "postmaster.pid").read_text().splitlines()[0])
+            os.kill(pid, signal.SIGQUIT)  # immediate shutdown

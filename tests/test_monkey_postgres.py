@@ -73,13 +73,16 @@ def concurrently(
     return answers, hellos, time.monotonic() - started
 
 
-def app_backends(postgres: PostgresServer, like: str = "%") -> list[tuple[int, str, str]]:
-    """(pid, state, query) of the other client connections whose query matches ``like``."""
+def app_backends(
+    postgres: PostgresServer, like: str = "%", application: str = "%"
+) -> list[tuple[int, str, str]]:
+    """(pid, state, query) of the other client connections whose query matches ``like`` and
+    whose application_name matches ``application``."""
     with psycopg.connect(postgres.dsn, autocommit=True) as connection:
         rows = connection.execute(
             "SELECT pid, state, query FROM pg_stat_activity WHERE backend_type = 'client "
-            "backend' AND pid <> pg_backend_pid() AND query LIKE %s",
-            (like,),
+            "backend' AND pid <> pg_backend_pid() AND query LIKE %s AND application_name LIKE %s",
+            (like, application),
         ).fetchall()
     return [(int(pid), str(state), str(query)) for pid, state, query in rows]
 
@@ -200,7 +203,8 @@ def test_connect_timeout_is_honoured(postgres: PostgresServer, backend: str) -> 
 
 
 def test_django_connections_are_per_greenlet(postgres: PostgresServer, backend: str) -> None:
-    environment = {"PG_TEST_PORT": str(postgres.port)}
+    application = f"django_{uuid.uuid4().hex[:12]}"
+    environment = {"PG_TEST_PORT": str(postgres.port), "PG_TEST_APPLICATION": application}
     with serve("pg_apps.django_views:application", backend, environment) as (_, port):
         assert get(port, "/driver") == (200, "psycopg")
         batches = []
@@ -210,7 +214,7 @@ def test_django_connections_are_per_greenlet(postgres: PostgresServer, backend: 
             assert elapsed < 10, elapsed
             assert max(hello["queries"] for hello in hellos) > 1, hellos
             batches.append({body for _, body in answers})
-        open_connections = app_backends(postgres)
+        open_connections = app_backends(postgres, application=application)
     # Concurrent requests each had their own connection (one per greenlet, not per thread)...
     assert [len(pids) for pids in batches] == [50, 50]
     # ...and CONN_MAX_AGE kept them with their (parked, reused) greenlets: the second batch

@@ -1,7 +1,7 @@
-"""A Django project in one module (settings, URLs, views) on PostgreSQL (PG_TEST_DSN_* from the
-environment) with CONN_MAX_AGE, served as WSGI under --patch-all by
-tests/test_monkey_postgres.py. Django keeps its connections per context (asgiref's Local):
-under our server, per greenlet.
+"""A Django project in one module (settings, URLs, views) on PostgreSQL (PG_TEST_PORT, and
+PG_TEST_APPLICATION naming its connections, from the environment) with CONN_MAX_AGE, served as
+WSGI under --patch-all by tests/test_monkey_postgres.py. With the patch Django keeps its
+connections per context (asgiref's Local): under our server, per greenlet.
 
 /backend?seconds=S runs pg_sleep(S) through the ORM's connection and answers the backend pid;
 /hello answers how many of those are running."""
@@ -28,6 +28,7 @@ settings.configure(
             "NAME": "postgres",
             "USER": "postgres",
             "CONN_MAX_AGE": 60,
+            "OPTIONS": {"application_name": os.environ["PG_TEST_APPLICATION"]},
         }
     },
 )

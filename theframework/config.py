@@ -379,7 +379,8 @@ OPTIONS: tuple[Option, ...] = (
          "server", what="a URL path", expected="a URL path", metavar="PATH", check=_url_prefix),
     # -- ProcessConfig: how processes are run -----------------------------------------------------
     dataclasses.replace(
-        _int("workers", "process", 1, "worker processes; 1 serves in this process, 0 one per CPU",
+        _int("workers", "process", 1, "worker processes; 1 serves in this process, 0 one per CPU (the "
+         "smaller of the CPU affinity and the cgroup CPU quota, rounded up)",
          "processes", minimum=0), fallback_env="WEB_CONCURRENCY"),
     _enum("start_method", "process", "auto", START_METHODS,
           "how workers start; auto forks a single-threaded supervisor", "processes",
@@ -541,13 +542,6 @@ class ProcessConfig:
 
     def __post_init__(self) -> None:
         _validate(self, "process")
-
-    @property
-    def worker_count(self) -> int:
-        """``workers``, with 0 resolved to the CPUs this process may run on."""
-        if self.workers:
-            return self.workers
-        return max(1, len(os.sched_getaffinity(0)))
 
     def supervisor_only_options_set(self) -> list[str]:
         """The options only a supervisor reads whose value is not the default: meaningless

@@ -43,6 +43,7 @@ from ..config import ProcessConfig, ServerConfig
 from ..server.exitcodes import ExitCode, exit_code_for_os_error
 from ..server.sockets import bind_socket, listener_url, remove_own_socket_file
 from . import heartbeat, ipc, slots
+from .cpus import available_cpus
 from .metrics import Metrics, MetricsServer
 from .pidfile import check_pid_file, remove_pid_file, write_pid_file
 from .proctitle import set_process_title, short_title
@@ -204,7 +205,7 @@ class _Slot:
 
 
 class Supervisor:
-    """Runs ``process.worker_count`` workers serving ``app`` with ``server`` until SIGTERM or
+    """Runs ``process.workers`` workers (0: ``cpus.available_cpus()``) serving ``app`` with ``server`` until SIGTERM or
     SIGINT, or until no worker can run. ``ready()`` is called (in this process) once every
     worker is ready for the first time."""
 
@@ -220,7 +221,8 @@ class Supervisor:
         self.server = server
         self.process = process
         self.on_ready = ready
-        self.slots = [_Slot(worker_id) for worker_id in range(1, process.worker_count + 1)]
+        count = process.workers or available_cpus()
+        self.slots = [_Slot(worker_id) for worker_id in range(1, count + 1)]
         self.selector: selectors.BaseSelector | None = None
         self.wakeup: tuple[int, int] | None = None
         self.received_signals: list[int] = []

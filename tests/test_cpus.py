@@ -69,7 +69,10 @@ def test_the_tightest_group_on_the_way_up_wins(tmp_path: Path) -> None:
 
 
 def test_cgroup_v1_quota(tmp_path: Path) -> None:
-    files = {"cpu,cpuacct/cpu.cfs_quota_us": "250000\n", "cpu,cpuacct/cpu.cfs_period_us": "100000\n"}
+    files = {
+        "cpu,cpuacct/cpu.cfs_quota_us": "250000\n",
+        "cpu,cpuacct/cpu.cfs_period_us": "100000\n",
+    }
     root, membership = _tree(tmp_path, files, membership="2:cpu,cpuacct:/\n1:name=systemd:/\n")
     assert cgroup_cpu_quota(root, membership) == 2.5
     unlimited = {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}

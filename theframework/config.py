@@ -379,8 +379,8 @@ OPTIONS: tuple[Option, ...] = (
          "server", what="a URL path", expected="a URL path", metavar="PATH", check=_url_prefix),
     # -- ProcessConfig: how processes are run -----------------------------------------------------
     dataclasses.replace(
-        _int("workers", "process", 1, "worker processes; 1 serves in this process, 0 one per CPU (the "
-         "smaller of the CPU affinity and the cgroup CPU quota, rounded up)",
+        _int("workers", "process", 1, "worker processes; 1 serves in this process, 0 one per "
+         "CPU (the smaller of the CPU affinity and the cgroup CPU quota, rounded up)",
          "processes", minimum=0), fallback_env="WEB_CONCURRENCY"),
     _enum("start_method", "process", "auto", START_METHODS,
           "how workers start; auto forks a single-threaded supervisor", "processes",

@@ -42,3 +42,13 @@ def patched(request: Request, response: Response) -> None:
 
     monkey = sys.modules.get("theframework.monkey")
     response.write("yes" if monkey is not None and monkey.is_patched("socket") else "no")
+
+
+@app.get("/dotenv")
+def dotenv_presence(request: Request, response: Response) -> None:
+    try:
+        import dotenv  # noqa: F401
+    except ImportError:
+        response.write("hidden")
+    else:
+        response.write("present")

@@ -40,6 +40,7 @@ from types import FrameType
 from typing import Any
 
 from ..config import ProcessConfig, ServerConfig
+from ..server.envfile import env_files_problem
 from ..server.exitcodes import ExitCode, exit_code_for_os_error
 from ..server.sockets import bind_socket, listener_url, remove_own_socket_file
 from . import heartbeat, ipc, slots
@@ -205,9 +206,9 @@ class _Slot:
 
 
 class Supervisor:
-    """Runs ``process.workers`` workers (0: ``cpus.available_cpus()``) serving ``app`` with ``server`` until SIGTERM or
-    SIGINT, or until no worker can run. ``ready()`` is called (in this process) once every
-    worker is ready for the first time."""
+    """Runs ``process.workers`` workers (0: ``available_cpus()``) serving ``app`` with ``server``
+    until SIGTERM or SIGINT, or until no worker can run. ``ready()`` is called (in this process)
+    once every worker is ready for the first time."""
 
     def __init__(
         self,
@@ -288,10 +289,10 @@ class Supervisor:
         except SupervisorError as error:
             self._error("%s", error)
             return error.exit_code
-        for path in self.process.env_files:
-            if not os.access(path, os.R_OK):
-                self._error("cannot read the environment file %r", path)
-                return ExitCode.USAGE
+        problem = env_files_problem(self.process.env_files)
+        if problem is not None:
+            self._error("%s", problem)
+            return ExitCode.USAGE
         self.context = multiprocessing.get_context(self.start_method)
         if self.start_method == "forkserver":
             # Preloading __main__ would import the command line's (or the embedding script's)
@@ -834,10 +835,10 @@ class Supervisor:
     def _reload(self) -> None:
         """SIGHUP: replaces every worker, one at a time (new workers import the application
         and read the env files again); a new worker that cannot start stops the reload."""
-        for path in self.process.env_files:
-            if not os.access(path, os.R_OK):
-                logger.error("reload refused: cannot read the environment file %r", path)
-                return
+        problem = env_files_problem(self.process.env_files)
+        if problem is not None:
+            logger.error("reload refused: %s", problem)
+            return
         if not isinstance(self.app, str):
             logger.warning(
                 "reload: the application is an object, which new workers reuse as it is; "

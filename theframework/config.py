@@ -328,6 +328,14 @@ def _enum(
     )
 
 
+def _globs(name: str, help: str, metavar: str, flag: str) -> Option:
+    """A repeatable ProcessConfig option of --reload holding paths or globs (a tuple)."""
+    return Option(
+        name, "process", (), _parse_paths, f"a list separated by {os.pathsep!r}", _paths, help,
+        "processes", metavar=metavar, cli="append", flag=flag,
+    )  # fmt: skip
+
+
 def _flag(name: str, section: Literal["server", "process"], help: str, reader: Reader) -> Option:
     return Option(
         name, section, False, _parse_bool, _BOOLEAN_TEXT, _boolean, help, reader, cli="flag"
@@ -445,6 +453,16 @@ OPTIONS: tuple[Option, ...] = (
     _str("log_config", "process", None, "a logging dictConfig JSON file applied after the "
          "default set-up", "worker", what="a non-empty path", expected="a path",
          metavar="PATH"),
+    # -- development: --reload (theframework.process.reloader) -----------------------------------
+    _flag("reload", "process", "development: watch the source files and, on a change, start a "
+          "new worker with the new code and stop the old one once it is ready (one worker; "
+          "needs theframework[reload])", "processes"),
+    _globs("reload_dirs", "directories --reload watches; repeatable (default: --app-dir, else "
+           "the current directory)", "DIR", "--reload-dir"),
+    _globs("reload_includes", "file-name globs --reload watches, besides *.py; repeatable",
+           "GLOB", "--reload-include"),
+    _globs("reload_excludes", "globs --reload ignores (a file or any directory above it), "
+           "besides .git, __pycache__, .venv, *.pyc; repeatable", "GLOB", "--reload-exclude"),
 )  # fmt: skip
 
 _BY_NAME = {entry.name: entry for entry in OPTIONS}
@@ -539,6 +557,10 @@ class ProcessConfig:
     offload_start_method: str | None = _default("offload_start_method")
     dns_threads: int = _default("dns_threads")
     log_config: str | None = _default("log_config")
+    reload: bool = _default("reload")
+    reload_dirs: tuple[str, ...] = _default("reload_dirs")
+    reload_includes: tuple[str, ...] = _default("reload_includes")
+    reload_excludes: tuple[str, ...] = _default("reload_excludes")
 
     def __post_init__(self) -> None:
         _validate(self, "process")
@@ -554,8 +576,9 @@ class ProcessConfig:
 
     @property
     def supervised(self) -> bool:
-        """True when a supervisor runs worker processes (``workers`` is not 1)."""
-        return self.workers != 1
+        """True when a supervisor runs worker processes (``workers`` is not 1, or ``reload``:
+        the supervisor replaces its one worker on each change)."""
+        return self.workers != 1 or self.reload
 
 
 def _check_table() -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from .config import ProcessConfig, ServerConfig
 from .process.pidfile import check_pid_file, remove_pid_file, write_pid_file
 from .process.proctitle import set_process_title
+from .process.reloader import reload_problem, run_reloading
 from .process.supervisor import Supervisor, SupervisorError
 from .server.boot import Booted, BootError, boot, set_up_logging
 from .server.exitcodes import ExitCode, exit_code_for_os_error
@@ -113,6 +114,8 @@ def serve(
     ready, and a failure raises SupervisorError carrying the exit code.
     """
     server, process = _configs(app, config, process, options)
+    if process.reload:
+        raise ValueError("reload: only the command line watches files (theframework APP --reload)")
     if process.supervised:
         supervisor = Supervisor(app, server, process, ready=ready)
         code = supervisor.run()
@@ -149,16 +152,26 @@ def _usage_error(message: str) -> int:
     return ExitCode.USAGE
 
 
+def _run_supervised(app: str, server: ServerConfig, process: ProcessConfig) -> int:
+    """The supervisor (with the --reload watcher when asked), after its logging set-up."""
+    try:
+        set_up_logging(server, process, "master")
+    except BootError as error:
+        return _usage_error(error.message)
+    if process.reload:
+        return run_reloading(app, server, process)
+    return Supervisor(app, server, process).run()
+
+
 def run(server: ServerConfig, process: ProcessConfig) -> int:
     """The command line's server: runs ``server.app`` to the end; returns the exit status
     (README has the table). Logging is set up here."""
     assert server.app is not None
+    problem = reload_problem(process)
+    if problem is not None:
+        return _usage_error(problem)
     if process.supervised:
-        try:
-            set_up_logging(server, process, "master")
-        except BootError as error:
-            return _usage_error(error.message)
-        return Supervisor(server.app, server, process).run()
+        return _run_supervised(server.app, server, process)
     problem = _refuse_supervisor_options(process)
     if problem is not None:
         return _usage_error(problem)

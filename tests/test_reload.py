@@ -5,6 +5,8 @@ watch filter (pure), and SIGINT/SIGTERM stopping the watcher with the server."""
 
 from __future__ import annotations
 
+import os
+import py_compile
 import signal
 import threading
 from pathlib import Path
@@ -117,6 +119,26 @@ def test_edits_are_served_and_a_broken_edit_keeps_the_old_code(tmp_path: Path) -
         server.send_signal(signal.SIGINT)
         assert server.wait() == 0
         assert _live_processes_in_group(server.pid) == []  # no watcher nor worker left behind
+
+
+def test_an_edit_keeping_size_and_mtime_is_served(tmp_path: Path) -> None:
+    """The bytecode cache would hand the new worker the old code: the watcher removes it."""
+    _write_app(tmp_path, "version 1")
+    source = tmp_path / "reload_app.py"
+    # The cache as an import writes it (made here: PYTHONDONTWRITEBYTECODE may be set).
+    py_compile.compile(str(source), invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
+    server, port = _start(tmp_path)
+    with server:
+        assert http_get(port)[2] == "version 1"
+        before = source.stat()
+        mark = _lines(server)
+        _write_app(tmp_path, "version 2")
+        os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert source.stat().st_size == before.st_size
+        server.wait_for_line(r"reload complete", start=mark)
+        assert http_get(port)[2] == "version 2"
+        server.send_signal(signal.SIGTERM)
+        assert server.wait() == 0
 
 
 def test_ignored_files_do_not_reload_and_sigterm_stops_everything(tmp_path: Path) -> None:

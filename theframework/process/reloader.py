@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fnmatch
+import importlib.util
 import json
 import logging
 import os
@@ -131,6 +132,16 @@ def _describe(paths: Iterable[str], spec: WatchSpec) -> str:
     return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
+def forget_bytecode(paths: Iterable[str]) -> None:
+    """Removes the cached bytecode of the ``.py`` files among ``paths``: Python trusts a cache
+    whose recorded source size and mtime (whole seconds) match, so an edit that keeps both (a
+    "1" made a "2" within the second the cache was written) would import the old code."""
+    for path in paths:
+        if path.endswith(".py"):
+            with contextlib.suppress(OSError, ValueError):
+                os.remove(importlib.util.cache_from_source(path))
+
+
 def watch_and_signal(spec: WatchSpec, parent: int, log_level: str) -> None:
     """The watcher process: sends SIGHUP to ``parent`` after each batch of watched changes,
     logs "watching ..." once the watch is in place, and returns when ``parent`` is gone."""
@@ -161,7 +172,9 @@ def watch_and_signal(spec: WatchSpec, parent: int, log_level: str) -> None:
             )
         if not changes:
             continue
-        logger.info("%s changed: reloading", _describe({path for _, path in changes}, spec))
+        paths = {path for _, path in changes}
+        forget_bytecode(paths)
+        logger.info("%s changed: reloading", _describe(paths, spec))
         try:
             os.kill(parent, signal.SIGHUP)
         except ProcessLookupError:

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from ..config import ProcessConfig, ServerConfig
+from ..config import ProcessConfig, ServerConfig, option
 from ..server.logs import configure_logging
 from .supervisor import Supervisor
 
@@ -63,10 +63,12 @@ class WatchSpec:
 
 def reload_problem(process: ProcessConfig) -> str | None:
     """The usage error of the --reload options (exit 2), or None."""
-    flags = {"reload_dirs": "--reload-dir", "reload_includes": "--reload-include"}
-    flags["reload_excludes"] = "--reload-exclude"
     if not process.reload:
-        given = [flag for name, flag in flags.items() if getattr(process, name)]
+        given = [
+            option(name).cli_flag
+            for name in ("reload_dirs", "reload_includes", "reload_excludes")
+            if getattr(process, name)
+        ]
         return f"{', '.join(given)}: only --reload uses these" if given else None
     if process.workers != 1:
         return (

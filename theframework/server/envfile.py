@@ -2,7 +2,7 @@
 imported.
 
 One parser, whether or not python-dotenv is installed, that reads every file python-dotenv
-(1.x, ``dotenv_values``) reads and gives the same values (tests/test_envfile.py compares them on
+(``dotenv_values``, compared with 1.2.4) reads and gives the same values (tests/test_envfile.py compares them on
 a corpus of tricky files). Where python-dotenv would log a warning and skip a statement it cannot
 parse, this parser refuses the file with ``EnvFileError`` naming the file and line.
 

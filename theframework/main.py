@@ -3,7 +3,8 @@ Each chooses between one serving process (``workers`` 1) and the supervisor (any
 
 Single process: boot sequence (theframework.server.boot) -> pid file check -> bind -> serve ->
 pid file removed. Supervisor: theframework.process.supervisor, which runs the same boot sequence
-in every worker.
+in every worker; with ``--reload`` (command line only) theframework.process.reloader runs it with
+one worker and a watcher that makes it reload on each change.
 """
 
 from __future__ import annotations

@@ -141,6 +141,40 @@ def test_an_edit_keeping_size_and_mtime_is_served(tmp_path: Path) -> None:
         assert server.wait() == 0
 
 
+def test_broken_at_the_start_waits_for_a_fix(tmp_path: Path) -> None:
+    (tmp_path / "reload_app.py").write_text("import not_a_module_anywhere\n")
+    with ServerProcess(
+        "reload_app:app", "--reload", "--port", "0", "--app-dir", str(tmp_path)
+    ) as server:
+        waiting = server.wait_for_line(r"cannot be imported: waiting for a change to start again")
+        assert server.output.count("Traceback (most recent call last)") == 1
+        assert "ModuleNotFoundError: No module named 'not_a_module_anywhere'" in server.output
+        mark = _lines(server)
+        server.wait_for_line(r"\[reloader\] .*watching .* for changes", start=mark)
+        _write_app(tmp_path, "fixed at last")
+        server.wait_for_line(r"reload_app\.py changed: starting again", start=mark)
+        port = int(server.wait_for_line(r"ready: \S+:(\d+) ", start=mark).group(1))
+        assert http_get(port)[2] == "fixed at last"
+        assert waiting.string in server.output
+        server.send_signal(signal.SIGTERM)
+        assert server.wait() == 0
+        assert _live_processes_in_group(server.pid) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_stopping_while_waiting_for_a_fix(tmp_path: Path, signum: signal.Signals) -> None:
+    (tmp_path / "reload_app.py").write_text("raise RuntimeError('broken at import')\n")
+    with ServerProcess(
+        "reload_app:app", "--reload", "--port", "0", "--app-dir", str(tmp_path)
+    ) as server:
+        server.wait_for_line(r"waiting for a change to start again")
+        server.wait_for_line(r"\[reloader\] .*watching .* for changes")
+        server.send_signal(signum)
+        assert server.wait() == 3
+        assert f"{signum.name} received: stopping" in server.output
+        assert _live_processes_in_group(server.pid) == []
+
+
 def test_ignored_files_do_not_reload_and_sigterm_stops_everything(tmp_path: Path) -> None:
     _write_app(tmp_path, "version one")
     (tmp_path / "skipped").mkdir()

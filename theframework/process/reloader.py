@@ -8,6 +8,10 @@ its traceback and the old one keeps serving until the next change. So the watche
 send SIGHUP: it runs in a process of its own (spawned once every worker is first ready: the
 supervisor holds no threads, and watchfiles runs one), watches with watchfiles, and exits when
 its parent does. SIGINT / SIGTERM stop the supervisor as usual; the watcher is stopped with it.
+
+An application that cannot be imported at the very start (the supervisor stops with exit 3)
+has no old code to keep serving: the traceback is logged once, a watcher waits for the next
+change, and the supervisor starts again.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
+from types import FrameType
 
 from ..config import ProcessConfig, ServerConfig, option
+from ..server.exitcodes import ExitCode
 from ..server.logs import configure_logging
 from .supervisor import Supervisor
 
@@ -46,6 +52,7 @@ DEFAULT_INCLUDES = ("*.py",)
 DEFAULT_EXCLUDES = (".git", "__pycache__", ".venv", "*.pyc")
 # How often (milliseconds) the watcher looks up from watching to see whether its parent is gone.
 _PARENT_CHECK_MS = 500
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # A file that changes again within this many milliseconds of the first change is in one reload.
 _DEBOUNCE_MS = 1600
 
@@ -144,9 +151,10 @@ def forget_bytecode(paths: Iterable[str]) -> None:
                 os.remove(importlib.util.cache_from_source(path))
 
 
-def watch_and_signal(spec: WatchSpec, parent: int, log_level: str) -> None:
-    """The watcher process: sends SIGHUP to ``parent`` after each batch of watched changes,
-    logs "watching ..." once the watch is in place, and returns when ``parent`` is gone."""
+def watch_and_signal(spec: WatchSpec, parent: int, log_level: str, once: bool = False) -> None:
+    """The watcher process: sends SIGHUP to ``parent`` after each batch of watched changes (with
+    ``once``: returns after the first batch instead), logs "watching ..." once the watch is in
+    place, and returns when ``parent`` is gone."""
     configure_logging(log_level, "reloader")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: parent decides
     if log_level != "debug":
@@ -176,6 +184,9 @@ def watch_and_signal(spec: WatchSpec, parent: int, log_level: str) -> None:
             continue
         paths = {path for _, path in changes}
         forget_bytecode(paths)
+        if once:
+            logger.info("%s changed: starting again", _describe(paths, spec))
+            return
         logger.info("%s changed: reloading", _describe(paths, spec))
         try:
             os.kill(parent, signal.SIGHUP)
@@ -195,17 +206,19 @@ def watcher_main(argument: str) -> None:
     """The watcher process's entry point: ``argument`` is the JSON _Watcher.start() writes."""
     data = json.loads(argument)
     spec = WatchSpec(*(tuple(data[field.name]) for field in dataclasses.fields(WatchSpec)))
-    watch_and_signal(spec, data["parent"], data["log_level"])
+    watch_and_signal(spec, data["parent"], data["log_level"], data["once"])
 
 
 class _Watcher:
     """The watcher process, started by ``start()`` (the supervisor's ready callback) and ended
-    by ``stop()``."""
+    by ``stop()``. With ``once`` it exits (0) at the first change instead of signalling."""
 
-    def __init__(self, spec: WatchSpec, log_level: str) -> None:
+    def __init__(self, spec: WatchSpec, log_level: str, *, once: bool = False) -> None:
         self.spec = spec
         self.log_level = log_level
+        self.once = once
         self.process: subprocess.Popen[bytes] | None = None
+        self.started = False
 
     def start(self) -> None:
         if self.process is not None:
@@ -215,11 +228,19 @@ class _Watcher:
                 **dataclasses.asdict(self.spec),
                 "parent": os.getpid(),
                 "log_level": self.log_level,
+                "once": self.once,
                 "sys_path": sys.path,
             }
         )
         command: Sequence[str] = (sys.executable, "-c", _WATCHER_CODE, argument)
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        self.started = True
+
+    def terminate(self) -> None:
+        """Sends SIGTERM to a running watcher (safe in a signal handler)."""
+        if self.process is not None and self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.terminate()
 
     def stop(self) -> None:
         if self.process is None:
@@ -234,12 +255,46 @@ class _Watcher:
         self.process = None
 
 
+def _wait_for_change(spec: WatchSpec, log_level: str) -> bool:
+    """Waits for the first watched change: True; False when SIGINT or SIGTERM comes first (or
+    the watcher fails)."""
+    watcher = _Watcher(spec, log_level, once=True)
+    stop_signals: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop_signals.append(signum)
+        watcher.terminate()
+
+    previous = {signum: signal.signal(signum, on_signal) for signum in _STOP_SIGNALS}
+    try:
+        watcher.start()
+        assert watcher.process is not None
+        if stop_signals:
+            return False
+        code = watcher.process.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        watcher.stop()
+    if stop_signals:
+        logger.info("%s received: stopping", signal.Signals(stop_signals[0]).name)
+    return code == 0 and not stop_signals
+
+
 def run_reloading(app: str, server: ServerConfig, process: ProcessConfig) -> int:
     """Serves ``app`` with one worker that is replaced on every watched change, until SIGINT
-    or SIGTERM; returns the supervisor's exit code. ``reload_problem(process)`` must be None."""
+    or SIGTERM; returns the supervisor's exit code. When the application cannot be imported
+    at the start (exit 3), waits for a change and starts again; SIGINT or SIGTERM while it
+    waits exits 3. ``reload_problem(process)`` must be None."""
     spec = watch_spec(process, os.getcwd())
-    watcher = _Watcher(spec, server.log_level)
-    try:
-        return Supervisor(app, server, process, ready=watcher.start).run()
-    finally:
-        watcher.stop()
+    while True:
+        watcher = _Watcher(spec, server.log_level)
+        try:
+            code = Supervisor(app, server, process, ready=watcher.start).run()
+        finally:
+            watcher.stop()
+        if code != ExitCode.APP_FAILED or watcher.started:
+            return code
+        logger.error("the application cannot be imported: waiting for a change to start again")
+        if not _wait_for_change(spec, server.log_level):
+            return code

@@ -129,6 +129,7 @@ def _configure(
     json_loads: Callable[..., Any] | None = ...,
     json_dumps: Callable[..., str] | None = ...,
     logger: Any = ...,
+    proxy_logger: Any = ...,
 ) -> None:
     """Hands the package's objects to the native module (internal)."""
 

@@ -472,7 +472,8 @@ OPTIONS: tuple[Option, ...] = (
     _flag("access_log", "process", "log every request to the 'theframework.access' logger",
           "worker"),
     _str("access_log_format", "process", DEFAULT_ACCESS_LOG_FORMAT, "access log line, %-style "
-         "over named fields (docs/operations.md)", "worker", what="a non-empty string",
+         "over named fields and header atoms, or a preset: combined, common (nginx's formats; "
+         "docs/operations.md)", "worker", what="a non-empty string",
          expected="a format", metavar="FORMAT"),
     _int("offload_threads", "process", None, "threads of offload(); unset: min(32, CPUs + 4)",
          "runtime", minimum=1, optional=True),

@@ -50,6 +50,7 @@ struct ResponseObject {
   std::vector<std::pair<std::string, std::string>> headers;
   std::vector<PyObject*> body;  // strong references to bytes objects
   size_t body_length;
+  size_t head_length;  // bytes of the status line and headers sent (0 before)
   int status;
   uint8_t version_minor;
   bool is_head;

@@ -86,7 +86,7 @@ def test_trusted_peer_x_forwarded_headers_wsgi(backend: str) -> None:
 @pytest.mark.parametrize("extra", [(), ("--no-proxy-headers",)], ids=["untrusted", "off"])
 def test_spoofed_headers_change_nothing(backend: str, extra: tuple[str, ...]) -> None:
     """From an untrusted peer (or with --no-proxy-headers) the headers are never believed."""
-    arguments = UNTRUSTED if not extra else extra
+    arguments = extra if extra else UNTRUSTED
     with ServerProcess(FRAMEWORK, backend, *arguments) as server:
         sock = connect(server)
         local_port = sock.getsockname()[1]

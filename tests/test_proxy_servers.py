@@ -160,11 +160,8 @@ def test_nginx_untrusted_when_not_in_the_allow_list(backend: str, tmp_path: Path
     """With nginx's address left out of --forwarded-allow-ips its headers are not believed."""
     listen = free_port()
     with ServerProcess(FRAMEWORK, backend, "--forwarded-allow-ips", "10.0.0.1") as server:
-        with nginx(
-            tmp_path,
-            http=render("nginx-tcp.conf", LISTEN_PORT=listen, APP_PORT=server.port),
-            port=listen,
-        ):
+        site = render("nginx-tcp.conf", LISTEN_PORT=listen, APP_PORT=server.port)
+        with nginx(tmp_path, http=site, port=listen):
             seen, _ = client_get(listen, "/", SPOOF)
             assert seen["client"][0] == "127.0.0.1"
             assert seen["host"] == "shop.test"
@@ -213,3 +210,12 @@ def test_haproxy_proxy_protocol_and_health_checks(
             assert seen["x_forwarded_for"] == "6.6.6.6"
             # The health checks arrive with their own PROXY header and are answered.
             server.wait_for_stderr('127.0.0.1 "GET /healthz HTTP/1.1" 200')
+
+
+def test_the_deployment_page_shows_the_tested_configurations() -> None:
+    """docs/deployment.md shows every configuration file the tests start, as it is."""
+    page = (REPO_ROOT / "docs" / "deployment.md").read_text()
+    files = sorted(CONFIGS.iterdir())
+    assert files
+    for path in files:
+        assert path.read_text() in page, f"docs/deployment.md does not show {path.name} as it is"

@@ -175,7 +175,7 @@ class Request:
         PROXY protocol's source address)."""
     @property
     def scheme(self) -> str:
-        """"http", or what a trusted proxy said (X-Forwarded-Proto / Forwarded proto=)."""
+        """ "http", or what a trusted proxy said (X-Forwarded-Proto / Forwarded proto=)."""
     @property
     def host(self) -> str:
         """host[:port] the client addressed: a trusted proxy's X-Forwarded-Host / Forwarded

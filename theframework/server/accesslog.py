@@ -104,9 +104,7 @@ FIELDS: dict[str, _Getter] = {
     "host": _header("host"),
     "scheme": lambda request, status, sent, seconds, response: request.scheme,
     "pid": lambda request, status, sent, seconds, response: os.getpid(),
-    "time": lambda request, status, sent, seconds, response: time.strftime(
-        "%d/%b/%Y:%H:%M:%S %z"
-    ),
+    "time": lambda request, status, sent, seconds, response: time.strftime("%d/%b/%Y:%H:%M:%S %z"),
 }
 
 # Header atoms: request_header:NAME, response_header:NAME (NAME a header-name token).

@@ -11,9 +11,10 @@ in a rotated order every round. CPU is the server's utime + stime from /proc ove
 divided by the requests wrk completed. Prints a Markdown table of medians over the rounds.
 
 Callgrind mode (exact, immune to a shared machine's noise): each variant's server runs under
-``valgrind --tool=callgrind --collect-atstart=no`` (epoll backend); once it listens, collection is
-switched on, ``--requests`` pipelined-free keep-alive GETs are sent one after another on one
-connection, collection is dumped, and the instructions per request are reported.
+``valgrind --tool=callgrind --instr-atstart=no`` (epoll backend); once it listens and has answered
+one warm-up request, instrumentation is switched on (``callgrind_control -i on``), ``--requests``
+keep-alive GETs are sent one after another on one connection, instrumentation is switched off,
+and the instructions counted, divided by the requests, are reported.
 
 The handler reads ``request.client`` and ``request.scheme`` so that the forwarded values are
 really built.
@@ -101,7 +102,7 @@ def callgrind_instructions(option: str, headers: tuple[str, ...], requests: int)
     """Instructions the server executed for ``requests`` keep-alive GETs (callgrind)."""
     with tempfile.TemporaryDirectory() as directory:
         output = Path(directory) / "callgrind.out"
-        command = ["valgrind", "--tool=callgrind", "--collect-atstart=no"]
+        command = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
         command += [f"--callgrind-out-file={output}", sys.executable, "-m", "theframework"]
         command += ["proxy_headers_cost:app", "--port", "0", "--backend", "epoll", option]
         process = subprocess.Popen(

@@ -63,8 +63,9 @@ class TrustedNetworks {
   bool all_ = false;
 };
 
-// Whether `name` is one of the forwarding headers (Forwarded, X-Forwarded-For/-Proto/-Host/-Port),
-// case-insensitively. Cheap: a request without one costs a length and first-letter test per header.
+// Whether `name` (a token, as the parser delivers header names) is one of the forwarding headers
+// (Forwarded, X-Forwarded-For/-Proto/-Host/-Port), case-insensitively. Cheap: a length switch per
+// header, and one branch-free comparison for a name of a matching length.
 bool is_forwarding_header(std::string_view name) noexcept;
 
 // What the forwarding headers of one request say. Empty fields: not said (or malformed).
@@ -78,8 +79,9 @@ struct ForwardedInfo {
   const char* malformed = nullptr;  // static text naming the first malformed value, or null
 };
 
-// Resolves the forwarding headers among `headers` (sent by a peer the caller trusts); `trusted`
-// decides which hops of X-Forwarded-For / Forwarded for= are skipped. Never fails.
+// Resolves the forwarding headers among `headers` (sent by a peer the caller trusts; names are
+// tokens, as the parser delivers them); `trusted` decides which hops of X-Forwarded-For /
+// Forwarded for= are skipped. Never fails.
 ForwardedInfo resolve_forwarded(std::span<const Header> headers, const TrustedNetworks& trusted);
 
 // One node of X-Forwarded-For or Forwarded for=: "192.0.2.1", "192.0.2.1:80", "2001:db8::1",

@@ -67,11 +67,13 @@ Endpoint peer_endpoint(int fd) {
   endpoint.valid = true;
   if (address.ss_family == AF_INET) {
     auto& in = reinterpret_cast<sockaddr_in&>(address);
-    inet_ntop(AF_INET, &in.sin_addr, host, sizeof(host));
     endpoint.port = ntohs(in.sin_port);
     endpoint.address.bytes[10] = endpoint.address.bytes[11] = 0xff;  // IPv4-mapped
     std::memcpy(endpoint.address.bytes.data() + 12, &in.sin_addr, 4);
-  } else if (address.ss_family == AF_INET6) {
+    endpoint.host = http::format_ip(endpoint.address);  // without inet_ntop's sprintf
+    return endpoint;
+  }
+  if (address.ss_family == AF_INET6) {
     auto& in6 = reinterpret_cast<sockaddr_in6&>(address);
     inet_ntop(AF_INET6, &in6.sin6_addr, host, sizeof(host));
     endpoint.port = ntohs(in6.sin6_port);

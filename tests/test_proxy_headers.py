@@ -296,17 +296,24 @@ def test_proxy_header_from_an_untrusted_peer_closes_the_connection(backend: str)
 # -- access log -------------------------------------------------------------------------------
 
 
-def test_access_log_combined_with_forwarded_client_and_header_atoms(backend: str) -> None:
-    with ServerProcess(
-        FRAMEWORK, backend, "--access-log", "--access-log-format", "combined"
-    ) as server:
-        ask(server, request(path="/c?d=1", headers=SPOOF + b'User-Agent: ua "quoted"\r\n'))
+@pytest.mark.parametrize("preset", ["combined", "common"])
+def test_access_log_presets_with_the_forwarded_client(backend: str, preset: str) -> None:
+    """nginx's formats, with the client a trusted proxy named and header values escaped."""
+    with ServerProcess(FRAMEWORK, backend, "--access-log", "--access-log-format", preset) as server:
+        agent = 'User-Agent: ua "quoted" \xe9\r\n'.encode("latin-1")
+        response, reader = exchange(server, request(path="/c?d=1", headers=SPOOF + agent))
+        reader.sock.close()
+        body_bytes = len(response.body)
         text = server.wait_for_stderr('"GET /c?d=1 HTTP/1.1"')
-        assert re.search(
+        tail = ' "-" "ua \\x22quoted\\x22 \\xE9"' if preset == "combined" else ""
+        pattern = (
             r"203\.0\.113\.7 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "
-            r'"GET /c\?d=1 HTTP/1\.1" 200 \d+ "-" "ua \\x22quoted\\x22"',
-            text,
-        ), text
+            rf'"GET /c\?d=1 HTTP/1\.1" 200 {body_bytes}{re.escape(tail)}$'
+        )
+        assert re.search(pattern, text, re.MULTILINE), text
+
+
+def test_access_log_header_atoms(backend: str) -> None:
     log_format = "%(request_header:x-request-id)s %(response_header:content-type)s %(scheme)s"
     with ServerProcess(
         FRAMEWORK, backend, "--access-log", "--access-log-format", log_format
@@ -315,3 +322,14 @@ def test_access_log_combined_with_forwarded_client_and_header_atoms(backend: str
         server.wait_for_stderr("abc-123 application/json https")
         ask(server, request())
         server.wait_for_stderr("- application/json http")
+
+
+@pytest.mark.parametrize("log_format", ["%(request_header:)s", "%(response_header:a b)s"])
+def test_bad_header_atom_is_a_usage_error(log_format: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "theframework", FRAMEWORK, "--access-log",
+         "--access-log-format", log_format],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "unknown access log field" in result.stderr

@@ -14,7 +14,8 @@ $body_bytes_sent), ``duration`` (seconds), ``duration_ms``, ``user_agent``, ``re
 ``request_header:NAME`` (a request header, e.g. ``%(request_header:x-request-id)s``) and
 ``response_header:NAME`` (a header the handler set, e.g. ``%(response_header:content-type)s``):
 "-" when absent; several values joined with ", ". Header values are escaped as nginx does (``"``,
-``\\`` and control characters as ``\\xHH``), so a client cannot forge a log line or a field.
+``\\``, control characters and non-ASCII bytes as ``\\xHH``), so a client cannot forge a log line
+or a field.
 
 Presets: ``combined`` and ``common`` (``PRESETS``) are nginx's log formats of the same names.
 """
@@ -63,13 +64,11 @@ def _path(request: Any, status: int, sent: int, seconds: float, response: Any) -
 
 
 def _escape(value: str) -> str:
-    """``"``, ``\\``, control characters and DEL as ``\\xHH`` (nginx's escaping of logged
-    variables)."""
-    if value.isprintable() and '"' not in value and "\\" not in value:
+    """``"``, ``\\``, control characters, DEL and non-ASCII bytes as ``\\xHH`` (nginx's escaping
+    of logged variables; header values are latin-1 text, one character per byte)."""
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
         return value
-    return "".join(
-        f"\\x{ord(c):02X}" if c in '"\\' or ord(c) < 0x20 or ord(c) == 0x7F else c for c in value
-    )
+    return "".join(f"\\x{ord(c):02X}" if c in '"\\' or not " " <= c < "\x7f" else c for c in value)
 
 
 def _header(name: str) -> _Getter:

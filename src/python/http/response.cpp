@@ -396,7 +396,6 @@ void response_clear_body(ResponseObject* response) {
   for (PyObject* chunk : response->body) Py_DECREF(chunk);
   response->body.clear();
   response->body_length = 0;
-  response->head_length = 0;
 }
 
 bool header_text(PyObject* object, const char* what, std::string_view& out) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/http/forwarded.hpp"
+#include "guarded_buffer.hpp"
 
 namespace tf::http {
 namespace {
@@ -190,6 +191,34 @@ TEST(Rfc7239, MalformedIsIgnored) {
   ForwardedInfo info = resolve({{"Forwarded", "for=[2001:db8::1]:80"}});
   EXPECT_EQ(info.client_host, "2001:db8::1");
   EXPECT_EQ(info.client_port, 80);
+}
+
+TEST(ForwardedGuardPage, NoReadPastTheValues) {
+  GuardedBuffer buffer;
+  ASSERT_TRUE(buffer.valid());
+  const TrustedNetworks trusted = networks("127.0.0.1, 10.0.0.0/8");
+  const std::string values[] = {
+      "6.6.6.6, 203.0.113.7, 127.0.0.1",
+      "for=\"[2001:db8:cafe::17]:4711\";proto=https;host=\"a\\.test\"",
+      "[2001:db8::7]:4711",
+      "https",
+      "shop.test:8443",
+  };
+  const char* names[] = {"X-Forwarded-For", "Forwarded", "X-Forwarded-Host", "X-Forwarded-Proto",
+                         "X-Forwarded-Port"};
+  for (const std::string& value : values) {
+    for (size_t length = 0; length <= value.size(); ++length) {
+      for (const char* name : names) {
+        std::string_view placed = buffer.place(std::string_view(value).substr(0, length));
+        const Header headers[] = {{name, placed}};
+        resolve_forwarded(headers, trusted);
+        parse_forwarded_node(placed);
+        valid_host(placed);
+        std::string error;
+        TrustedNetworks::parse(placed, error);
+      }
+    }
+  }
 }
 
 }  // namespace

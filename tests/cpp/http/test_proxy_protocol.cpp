@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/http/proxy_protocol.hpp"
+#include "guarded_buffer.hpp"
 
 namespace tf::http {
 namespace {
@@ -209,6 +210,25 @@ TEST(ProxyV2, RefusedBeforeTheWholeHeaderArrives) {
   // The largest accepted length waits for its bytes rather than failing.
   std::string largest = kSignature + "\x21\x11\x10\x00"s + std::string(100, '\0');
   EXPECT_EQ(parse(largest, header).status, ProxyStatus::incomplete);
+}
+
+TEST(ProxyGuardPage, NoReadPastTheInput) {
+  GuardedBuffer buffer;
+  ASSERT_TRUE(buffer.valid());
+  const std::string inputs[] = {
+      "PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n",
+      "PROXY TCP6 2001:db8::1 2001:db8::2 4711 80\r\n",
+      "PROXY UNKNOWN\r\n",
+      kV2Tcp4,
+      kSignature + "\x21\x11\x00\x10"s + std::string(12, '\0') + "\x01\x00\x01x"s,
+      kSignature + "\x21\x11\x00\x0e"s + std::string(14, '\0'),
+  };
+  for (const std::string& input : inputs) {
+    for (size_t length = 0; length <= input.size(); ++length) {
+      ProxyHeader header;
+      parse_proxy_header(buffer.place(std::string_view(input).substr(0, length)), header);
+    }
+  }
 }
 
 }  // namespace

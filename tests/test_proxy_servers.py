@@ -1,6 +1,8 @@
 """theframework behind a real nginx and a real HAProxy (Debian packages, installed by
 scripts/bootstrap.sh), each started in the foreground on free ports in a temporary directory with
-the very configuration files docs/deployment.md shows (docs/deployment/*.conf, *.cfg).
+the very configuration files docs/deployment.md shows (docs/deployment/*.conf, *.cfg). They are
+not skipped when nginx, its stream module or HAProxy is missing: `make test` installs them, and a
+machine without them fails here rather than passing without the checks.
 
 The client connects to the proxy from 127.0.0.2 (all of 127.0.0.0/8 is loopback), so that the
 proxy's own address (127.0.0.1) is trusted and the client's is not: a spoofed X-Forwarded-For from
@@ -30,12 +32,10 @@ FRAMEWORK = "tests.apps.proxied:app"
 WSGI = "tests.apps.proxied:wsgi_app"
 CLIENT_ADDRESS = "127.0.0.2"
 STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("nginx", path="/usr/sbin:/usr/bin") is None
-    or shutil.which("haproxy", path="/usr/sbin:/usr/bin") is None,
-    reason="nginx and haproxy are installed by scripts/bootstrap.sh (make test)",
-)
+# Debian installs both in /usr/sbin, which a non-root PATH may lack.
+_SEARCH = f"{os.environ.get('PATH', '')}:/usr/sbin:/usr/bin"
+NGINX = shutil.which("nginx", path=_SEARCH) or "nginx"
+HAPROXY = shutil.which("haproxy", path=_SEARCH) or "haproxy"
 
 
 def free_port() -> int:
@@ -109,7 +109,7 @@ def nginx(tmp_path: Path, *, http: str = "", main: str = "", port: int) -> Itera
         lines.append(f"http {{ access_log {prefix}/access.log; {temporary}\n{http}\n}}")
     configuration = prefix / "nginx.conf"
     configuration.write_text("\n".join(lines) + "\n")
-    command = ["nginx", "-p", str(prefix), "-c", str(configuration)]
+    command = [NGINX, "-p", str(prefix), "-c", str(configuration)]
     with foreground(command, port, prefix / "stderr.log"):
         yield
 
@@ -179,7 +179,6 @@ def test_nginx_unix_socket(tmp_path: Path) -> None:
             assert seen["url"] == f"http://shop.test:{listen}/u"
 
 
-@pytest.mark.skipif(not STREAM_MODULE.exists(), reason="libnginx-mod-stream (scripts/bootstrap.sh)")
 def test_nginx_stream_proxy_protocol(backend: str, tmp_path: Path) -> None:
     listen = free_port()
     with ServerProcess(FRAMEWORK, backend, "--proxy-protocol") as server:
@@ -203,7 +202,7 @@ def test_haproxy_proxy_protocol_and_health_checks(
         text = render("haproxy.cfg", LISTEN_PORT=listen, APP_PORT=server.port)
         configuration = tmp_path / "haproxy.cfg"
         configuration.write_text(text.replace("send-proxy-v2", version))
-        command = ["haproxy", "-db", "-f", str(configuration)]
+        command = [HAPROXY, "-db", "-f", str(configuration)]
         with foreground(command, listen, tmp_path / "haproxy.log"):
             seen, client_port = client_get(listen, "/h", SPOOF)
             assert seen["client"] == [CLIENT_ADDRESS, client_port]

@@ -43,8 +43,9 @@ std::string_view last_item(std::string_view value) noexcept {
 
 // Whether the header name `name` equals `lower` (lower-case letters and '-') ignoring case. Only
 // for token names, as the parser delivers them: OR-ing 0x20 folds the case of letters, and the
-// only other byte it maps onto '-' is CR, which no token holds. Branch-free: about a quarter of
-// the instructions of iequals's per-byte lowering, on the path of every request's header names.
+// only other byte it maps onto '-' is CR, which no token holds. Branch-free, unlike iequals's
+// per-byte lowering (about 15 instructions a byte, measured with callgrind): it runs on the names
+// of every request with --proxy-headers.
 bool name_equals(std::string_view name, std::string_view lower) noexcept {
   if (name.size() != lower.size()) return false;
   unsigned difference = 0;

@@ -121,6 +121,30 @@ def test_rfc7239_forwarded_quoted_ipv6(backend: str) -> None:
         assert (seen["SERVER_NAME"], seen["SERVER_PORT"]) == ("shop.test", "443")
 
 
+def test_host_without_host_header_and_forwarded_port(backend: str) -> None:
+    """HTTP/1.0 without Host: the listening address; X-Forwarded-Port replaces the Host's port
+    and is left out when it is the scheme's default."""
+    with ServerProcess(FRAMEWORK, backend) as server:
+        response, reader = exchange(server, b"GET /x HTTP/1.0\r\n\r\n")
+        reader.sock.close()
+        seen = json.loads(response.body)
+        assert seen["host"] == f"127.0.0.1:{server.port}"
+        assert seen["url"] == f"http://127.0.0.1:{server.port}/x"
+        port_only = b"X-Forwarded-Port: 8080\r\n"
+        assert ask(server, request(headers=port_only))["host"] == "inner:8080"
+        default = b"X-Forwarded-Proto: https\r\nX-Forwarded-Port: 443\r\n"
+        assert ask(server, request(headers=default))["url"] == "https://inner/a?b=1"
+    with ServerProcess(WSGI, backend, "--interface", "wsgi") as server:
+        seen = ask(
+            server, request(headers=b"X-Forwarded-Proto: https\r\nX-Forwarded-Port: 443\r\n")
+        )
+        assert (seen["HTTP_HOST"], seen["SERVER_NAME"], seen["SERVER_PORT"]) == (
+            "inner",
+            "inner",
+            "443",
+        )
+
+
 def test_right_most_untrusted_hop_with_trusted_networks(backend: str) -> None:
     """Hops in the trusted list are skipped from the right; the next one is the client."""
     allow = ("--forwarded-allow-ips", "127.0.0.0/8, 10.0.0.0/8")

@@ -357,3 +357,19 @@ def test_bad_header_atom_is_a_usage_error(log_format: str) -> None:
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
     assert "unknown access log field" in result.stderr
+
+
+def test_supervised_workers_take_the_options() -> None:
+    """With --workers 2 every worker's server gets --forwarded-allow-ips and --proxy-protocol."""
+    from prefork_apps.harness import ServerProcess as Supervised
+
+    arguments = ("--workers", "2", "--port", "0", "--proxy-protocol")
+    with Supervised("apps.proxied:app", *arguments, "--forwarded-allow-ips", "127.0.0.1") as server:
+        port = server.port()
+        for index in range(4):  # new connections, to whichever worker accepts each
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(f"PROXY TCP4 192.0.2.{index} 192.0.2.99 4000 80\r\n".encode())
+                sock.sendall(request(headers=b"X-Forwarded-Proto: https\r\n"))
+                seen = json.loads(ResponseReader(sock).read_response().body)
+                assert seen["client"] == [f"192.0.2.{index}", 4000]
+                assert seen["scheme"] == "http"  # 192.0.2.x is not trusted for headers

@@ -1,27 +1,32 @@
 """The entry points: ``serve()`` / ``serve_wsgi()`` for programs, ``run()`` for the command line.
 Each chooses between one serving process (``workers`` 1) and the supervisor (any other count).
 
-Single process: boot sequence (theframework.server.boot) -> pid file check -> bind -> serve ->
-pid file removed. Supervisor: theframework.process.supervisor, which runs the same boot sequence
-in every worker.
+Single process: boot sequence (theframework.server.boot) -> pid file check -> bind (or the
+inherited sockets) -> serve (systemd told READY=1, watchdog pings from the hub) -> pid file
+removed. Supervisor: theframework.process.supervisor, which runs the same boot sequence in every
+worker. Both take systemd's socket activation ($LISTEN_FDS) first.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
+from . import _core
 from .config import ProcessConfig, ServerConfig
 from .process.pidfile import check_pid_file, remove_pid_file, write_pid_file
 from .process.proctitle import set_process_title
 from .process.supervisor import Supervisor, SupervisorError
+from .process.systemd import ActivatedSocket, take_listen_fds, tell_systemd, watchdog_interval
 from .server.boot import Booted, BootError, boot, set_up_logging
 from .server.exitcodes import ExitCode, exit_code_for_os_error
 from .server.logs import configure_logging
 from .server.serve import serve_one_process
+from .server.sockets import InheritedSocketError
 
 __all__ = ["make_config", "run", "run_app", "serve", "serve_wsgi"]
 
@@ -67,31 +72,98 @@ def _refuse_supervisor_options(process: ProcessConfig) -> str | None:
     return f"{flags}: only a supervisor uses these; use --workers 0 or --workers 2 or more"
 
 
+def _socket_activation(server: ServerConfig) -> tuple[ServerConfig, list[ActivatedSocket]]:
+    """``server`` serving the sockets systemd passed ($LISTEN_FDS, consumed here) unless
+    ``--fd`` names its own; and those sockets, to be logged once logging is set up."""
+    activated = take_listen_fds()
+    if server.fds or not activated:
+        return server, []
+    return dataclasses.replace(server, fds=tuple(entry.fd for entry in activated)), activated
+
+
+def _log_activation(activated: list[ActivatedSocket]) -> None:
+    for entry in activated:
+        logger.info("socket activation: fd %d (name %s)", entry.fd, entry.name)
+
+
+@dataclasses.dataclass
+class _Progress:
+    """How far the single process got: a failure before the hub ran is the engine's, between
+    that and ready one of the startup hooks'."""
+
+    hub_started: bool = False
+    serving: bool = False
+
+
+def _watchdog(interval: float) -> None:
+    """In a hub greenlet: WATCHDOG=1 every ``interval`` s. It runs only while the hub's loop
+    turns (timers fire, greenlets get switched to), which is what proves the process alive."""
+    while True:
+        tell_systemd("WATCHDOG=1")
+        _core.sleep(interval)
+
+
+def _tell_systemd_ready(server: ServerConfig) -> None:
+    """In the hub, once serving: READY=1 and, when systemd asks, the watchdog greenlet."""
+    tell_systemd(
+        f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving on {server.bind_description} "
+        "(1 process, no supervisor)"
+    )
+    interval = watchdog_interval()
+    if interval is not None:
+        _core.spawn(_watchdog, interval)
+
+
 def _serve_booted(
     booted: Booted,
     server: ServerConfig,
     process: ProcessConfig,
     ready: Callable[[], None] | None,
+    progress: _Progress | None = None,
 ) -> None:
-    """Serves what the boot sequence loaded in this process, with the pid file around it."""
+    """Serves what the boot sequence loaded in this process, with the pid file around it and
+    systemd told (READY=1, STOPPING=1, watchdog). KeyboardInterrupt when a second SIGINT
+    stopped it before the drain finished."""
+    progress = _Progress() if progress is None else progress
     pid_file = process.pid_file
     if pid_file is not None:
         check_pid_file(pid_file)
 
+    def hub_started() -> None:
+        progress.hub_started = True
+
     def on_ready() -> None:
+        progress.serving = True
         if pid_file is not None:
             try:
                 write_pid_file(pid_file)
             except OSError as error:
                 logger.error("cannot write the pid file: %s", error)
+        _tell_systemd_ready(server)
         if ready is not None:
             ready()
 
+    def stopping() -> None:
+        logger.info(
+            "stopping: draining for at most %g s (a second SIGINT stops at once)",
+            server.graceful_timeout,
+        )
+        tell_systemd("STOPPING=1\nSTATUS=draining")
+
     try:
-        serve_one_process(booted.handler, server, ready=on_ready, access_log=booted.access_log)
+        stopped_at_once = serve_one_process(
+            booted.handler,
+            server,
+            ready=on_ready,
+            hub_started=hub_started,
+            access_log=booted.access_log,
+            stopping=stopping,
+        )
     finally:
         if pid_file is not None:
             remove_pid_file(pid_file)
+    if stopped_at_once:
+        raise KeyboardInterrupt
 
 
 def serve(
@@ -108,11 +180,15 @@ def serve(
     ``options`` are ServerConfig or ProcessConfig fields applied over ``config`` / ``process``.
     With ``workers`` 1 (the default) it serves in this process: ``ready()`` is called in the hub
     once the socket listens and the startup hooks ran; raises BootError (the application cannot
-    be loaded), OSError (bind, backend), or what the startup/shutdown hooks raise. Otherwise a
+    be loaded), OSError (bind, backend), InheritedSocketError (``fds`` or $LISTEN_FDS name no
+    listening stream socket), KeyboardInterrupt (a second SIGINT stopped it before the drain
+    finished), or what the startup/shutdown hooks raise. Otherwise a
     supervisor runs the workers: ``ready()`` is called in this process once every worker is
     ready, and a failure raises SupervisorError carrying the exit code.
     """
     server, process = _configs(app, config, process, options)
+    server, activated = _socket_activation(server)
+    _log_activation(activated)
     if process.supervised:
         supervisor = Supervisor(app, server, process, ready=ready)
         code = supervisor.run()
@@ -151,14 +227,23 @@ def _usage_error(message: str) -> int:
 
 def run(server: ServerConfig, process: ProcessConfig) -> int:
     """The command line's server: runs ``server.app`` to the end; returns the exit status
-    (README has the table). Logging is set up here."""
+    (README has the table; the single process exits with the same codes as the supervisor).
+    Logging is set up here."""
     assert server.app is not None
+    server, activated = _socket_activation(server)
     if process.supervised:
         try:
             set_up_logging(server, process, "master")
         except BootError as error:
             return _usage_error(error.message)
+        _log_activation(activated)
         return Supervisor(server.app, server, process).run()
+    return _run_single_process(server, process, activated)
+
+
+def _run_single_process(
+    server: ServerConfig, process: ProcessConfig, activated: list[ActivatedSocket]
+) -> int:
     problem = _refuse_supervisor_options(process)
     if problem is not None:
         return _usage_error(problem)
@@ -166,19 +251,44 @@ def run(server: ServerConfig, process: ProcessConfig) -> int:
     try:
         booted = boot(server.app, server, process, log_label=None)
     except BootError as error:
-        if error.traceback:
-            sys.stderr.write(error.traceback)
-        print(f"{PROGRAM}: error: {error.message}", file=sys.stderr)
-        return error.exit_code
+        return _boot_failed(error)
+    except OSError as error:  # out of file descriptors while importing
+        return _os_error(error)
+    _log_activation(activated)
+    progress = _Progress()
     try:
-        _serve_booted(booted, server, process, None)
+        _serve_booted(booted, server, process, None, progress)
+    except InheritedSocketError as error:
+        return _usage_error(f"cannot serve an inherited socket: {error}")
     except OSError as error:
-        # The same codes as a supervised worker: 42 address in use, 43 permission, 44 no fds.
-        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
-        return exit_code_for_os_error(error)
+        if progress.hub_started and not progress.serving:
+            return _startup_hook_failed()
+        return _os_error(error)
     except KeyboardInterrupt:
-        return 130
+        logger.warning("second SIGINT: stopped at once")
+        return ExitCode.INTERRUPTED
     except Exception:
+        if progress.hub_started and not progress.serving:
+            return _startup_hook_failed()
         logger.exception("server failed")
         return ExitCode.GENERIC
     return ExitCode.OK
+
+
+def _boot_failed(error: BootError) -> int:
+    if error.traceback:
+        sys.stderr.write(error.traceback)
+    print(f"{PROGRAM}: error: {error.message}", file=sys.stderr)
+    return error.exit_code
+
+
+def _os_error(error: OSError) -> int:
+    """The same codes as a supervised worker: 42 address in use, 43 permission, 44 no fds."""
+    print(f"{PROGRAM}: error: {error}", file=sys.stderr)
+    return exit_code_for_os_error(error)
+
+
+def _startup_hook_failed() -> int:
+    """A startup hook raised (the exception being handled): exit 3 with its traceback."""
+    logger.exception("a startup hook failed; not serving")
+    return ExitCode.APP_FAILED

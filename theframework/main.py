@@ -21,7 +21,7 @@ from .config import ProcessConfig, ServerConfig
 from .process.pidfile import check_pid_file, remove_pid_file, write_pid_file
 from .process.proctitle import set_process_title
 from .process.supervisor import Supervisor, SupervisorError
-from .process.systemd import ActivatedSocket, take_listen_fds, tell_systemd, watchdog_interval
+from .process.systemd import Activation, take_listen_fds, tell_systemd, watchdog_interval
 from .server.boot import Booted, BootError, boot, set_up_logging
 from .server.exitcodes import ExitCode, exit_code_for_os_error
 from .server.logs import configure_logging
@@ -72,17 +72,24 @@ def _refuse_supervisor_options(process: ProcessConfig) -> str | None:
     return f"{flags}: only a supervisor uses these; use --workers 0 or --workers 2 or more"
 
 
-def _socket_activation(server: ServerConfig) -> tuple[ServerConfig, list[ActivatedSocket]]:
+def _socket_activation(server: ServerConfig) -> tuple[ServerConfig, Activation]:
     """``server`` serving the sockets systemd passed ($LISTEN_FDS, consumed here) unless
-    ``--fd`` names its own; and those sockets, to be logged once logging is set up."""
-    activated = take_listen_fds()
-    if server.fds or not activated:
-        return server, []
-    return dataclasses.replace(server, fds=tuple(entry.fd for entry in activated)), activated
+    ``--fd`` names its own; and what was passed, to be logged once logging is set up."""
+    activation = take_listen_fds()
+    if server.fds or not activation.sockets:
+        return server, activation
+    return dataclasses.replace(
+        server, fds=tuple(entry.fd for entry in activation.sockets)
+    ), activation
 
 
-def _log_activation(activated: list[ActivatedSocket]) -> None:
-    for entry in activated:
+def _log_activation(server: ServerConfig, activation: Activation) -> None:
+    if activation.note is not None:
+        logger.warning("%s", activation.note)
+    if activation.sockets and server.fds != tuple(entry.fd for entry in activation.sockets):
+        logger.warning("socket activation: ignored, --fd %s given", server.bind_description)
+        return
+    for entry in activation.sockets:
         logger.info("socket activation: fd %d (name %s)", entry.fd, entry.name)
 
 
@@ -188,7 +195,7 @@ def serve(
     """
     server, process = _configs(app, config, process, options)
     server, activated = _socket_activation(server)
-    _log_activation(activated)
+    _log_activation(server, activated)
     if process.supervised:
         supervisor = Supervisor(app, server, process, ready=ready)
         code = supervisor.run()
@@ -236,14 +243,12 @@ def run(server: ServerConfig, process: ProcessConfig) -> int:
             set_up_logging(server, process, "master")
         except BootError as error:
             return _usage_error(error.message)
-        _log_activation(activated)
+        _log_activation(server, activated)
         return Supervisor(server.app, server, process).run()
     return _run_single_process(server, process, activated)
 
 
-def _run_single_process(
-    server: ServerConfig, process: ProcessConfig, activated: list[ActivatedSocket]
-) -> int:
+def _run_single_process(server: ServerConfig, process: ProcessConfig, activated: Activation) -> int:
     problem = _refuse_supervisor_options(process)
     if problem is not None:
         return _usage_error(problem)
@@ -254,7 +259,7 @@ def _run_single_process(
         return _boot_failed(error)
     except OSError as error:  # out of file descriptors while importing
         return _os_error(error)
-    _log_activation(activated)
+    _log_activation(server, activated)
     progress = _Progress()
     try:
         _serve_booted(booted, server, process, None, progress)

@@ -36,6 +36,7 @@ class ServerProcess:
         environment: dict[str, str] | None = None,
         command_prefix: Sequence[str] = (),
         preexec_fn: Callable[[], Any] | None = None,
+        pass_fds: Sequence[int] = (),
     ) -> None:
         env = {
             name: value for name, value in os.environ.items() if not name.startswith("THEFRAMEWORK")
@@ -57,6 +58,7 @@ class ServerProcess:
             text=True,
             start_new_session=True,
             preexec_fn=preexec_fn,
+            pass_fds=pass_fds,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

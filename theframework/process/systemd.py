@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "ActivatedSocket",
+    "Activation",
     "notify_systemd",
     "reloading_message",
     "take_listen_fds",
@@ -83,27 +84,37 @@ class ActivatedSocket:
     name: str
 
 
-def take_listen_fds(environ: MutableMapping[str, str] | None = None) -> list[ActivatedSocket]:
+@dataclass(frozen=True, slots=True)
+class Activation:
+    """What socket activation passed: the sockets, and a note to log (a variable that was
+    ignored, and why) once logging is set up."""
+
+    sockets: tuple[ActivatedSocket, ...] = ()
+    note: str | None = None
+
+
+def take_listen_fds(environ: MutableMapping[str, str] | None = None) -> Activation:
     """The sockets systemd passed this process ($LISTEN_FDS from fd 3 on, when $LISTEN_PID is
     this pid; names from $LISTEN_FDNAMES, "unknown" when absent). The three variables are
     removed from the environment in any case, so that no child process takes them for its own.
-    A malformed value is logged and yields no socket."""
+    A malformed value yields no socket and a note saying so."""
     variables = os.environ if environ is None else environ
     count_text = variables.pop("LISTEN_FDS", None)
     pid_text = variables.pop("LISTEN_PID", None)
     names_text = variables.pop("LISTEN_FDNAMES", None)
     if count_text is None:
-        return []
+        return Activation()
     if pid_text is not None and pid_text.strip() != str(os.getpid()):
-        logger.info("LISTEN_FDS is for pid %s, not this one: ignored", pid_text)
-        return []
+        return Activation(note=f"LISTEN_FDS is for pid {pid_text}, not this one: ignored")
     with contextlib.suppress(ValueError):
         count = int(count_text)
         if count >= 0:
             names = names_text.split(":") if names_text else []
             names += ["unknown"] * (count - len(names))
-            return [
-                ActivatedSocket(LISTEN_FDS_START + index, names[index]) for index in range(count)
-            ]
-    logger.warning("LISTEN_FDS=%r is not a count of descriptors: ignored", count_text)
-    return []
+            return Activation(
+                tuple(
+                    ActivatedSocket(LISTEN_FDS_START + index, names[index])
+                    for index in range(count)
+                )
+            )
+    return Activation(note=f"LISTEN_FDS={count_text!r} is not a count of descriptors: ignored")

@@ -79,6 +79,31 @@ def test_single_process_notifies_ready_watchdog_and_stopping(notify: NotifySocke
         assert server.wait() == 0
 
 
+def test_single_process_watchdog_stops_while_a_handler_blocks_the_hub(
+    notify: NotifySocket,
+) -> None:
+    # The pings come from a hub greenlet: a handler that never yields stops them (a thread would
+    # keep pinging a process that serves nothing), so systemd restarts it.
+    environment = {"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "200000"}
+    with ServerProcess(
+        "ops_apps.ops_app:app", "--workers", "1", "--port", "0", environment=environment
+    ) as server:  # fmt: skip
+        port = int(server.wait_for_line(r"listening on http://127\.0\.0\.1:(\d+)").group(1))
+        assert notify.wait_for("WATCHDOG", timeout=5) == {"WATCHDOG": "1"}
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as stuck:
+            stuck.sendall(b"GET /spin HTTP/1.1\r\nHost: t\r\n\r\n")
+            # Pings every 0.1 s until the handler runs, then none: a gap of 10 intervals.
+            for _ in range(100):
+                try:
+                    assert notify.next(timeout=1.0) == {"WATCHDOG": "1"}
+                except AssertionError as error:
+                    assert "no notification within" in str(error)
+                    break
+            else:
+                raise AssertionError("the watchdog kept pinging while the hub was blocked")
+            server.send_signal(signal.SIGKILL)
+
+
 def test_single_process_without_notify_socket_serves_as_before() -> None:
     with ServerProcess(APP, "--workers", "1", "--port", "0", environment={}) as server:
         port = int(server.wait_for_line(r"listening on http://127\.0\.0\.1:(\d+)").group(1))

@@ -38,6 +38,7 @@ __all__ = [
     "config_from_env",
     "env_name",
     "env_value",
+    "octal_mode",
     "option",
     "options_markdown",
 ]

@@ -76,7 +76,7 @@ from .slots import (
     Step,
 )
 from .spec import WorkerSpec, run_worker
-from .systemd import reloading_message, tell_systemd, watchdog_interval
+from .systemd import reloading_message, stale_heartbeat, tell_systemd, watchdog_interval
 
 __all__ = [
     "CRASH_LIMIT",
@@ -739,20 +739,25 @@ class Supervisor:
 
     # -- hang detection ----------------------------------------------------------------------
 
-    def _check_heartbeats(self) -> None:
-        """Reads every ready worker's heartbeat; a stalled one is dumped, then killed."""
+    def _heartbeat_ages(self) -> list[tuple[_Slot, float]]:
+        """Each watched worker that has beaten, with the age of its last beat in seconds."""
         memory = self.heartbeat_memory
         if memory is None:
-            return
+            return []
         now_ns = time.monotonic_ns()
-        timeout = self.process.worker_timeout
+        ages = []
         for slot in self._all_slots():
             if slot.process is None or slot.cell is None or slot.state not in slots.WATCHED_STATES:
                 continue
             _iterations, beat_ns = heartbeat.read(memory, slot.cell)
-            if beat_ns == 0:
-                continue
-            age = max(0.0, (now_ns - beat_ns) / 1e9)
+            if beat_ns != 0:
+                ages.append((slot, max(0.0, (now_ns - beat_ns) / 1e9)))
+        return ages
+
+    def _check_heartbeats(self) -> None:
+        """Reads every ready worker's heartbeat; a stalled one is dumped, then killed."""
+        timeout = self.process.worker_timeout
+        for slot, age in self._heartbeat_ages():
             if slot.pid is not None:
                 self.metrics.heartbeat_age[slot.pid] = age
             step = slots.hang_detected(slot.view(), time.monotonic(), age, timeout)
@@ -767,27 +772,17 @@ class Supervisor:
         return f"STATUS=serving on {self.address}: {ready} of {len(self.slots)} workers ready"
 
     def _ping_watchdog(self) -> None:
-        """WATCHDOG=1, unless a worker's heartbeat is older than $WATCHDOG_USEC (then systemd
-        restarts the service unless the hang detection replaces that worker first)."""
+        """WATCHDOG=1, unless a worker's heartbeat is stale (systemd then restarts the service,
+        unless the hang detection replaces that worker first)."""
         assert self.watchdog_interval is not None
-        limit = 2 * self.watchdog_interval
-        memory = self.heartbeat_memory
-        if memory is not None:
-            now_ns = time.monotonic_ns()
-            for slot in self._all_slots():
-                if slot.cell is None or slot.state not in slots.WATCHED_STATES:
-                    continue
-                _iterations, beat_ns = heartbeat.read(memory, slot.cell)
-                age = (now_ns - beat_ns) / 1e9
-                if beat_ns and age >= limit:
-                    logger.warning(
-                        "not pinging systemd's watchdog: worker %d (pid %s) last beat %.1f s ago",
-                        slot.worker_id,
-                        slot.pid,
-                        age,
-                    )
-                    return
-        tell_systemd("WATCHDOG=1")
+        ages = [(slot.worker_id, slot.pid, age) for slot, age in self._heartbeat_ages()]
+        stale = stale_heartbeat(ages, self.watchdog_interval)
+        if stale is None:
+            tell_systemd("WATCHDOG=1")
+            return
+        logger.warning(
+            "not pinging systemd's watchdog: worker %d (pid %s) last beat %.1f s ago", *stale
+        )
 
     # -- rolling replacement, reload, scaling ------------------------------------------------
 
@@ -1012,13 +1007,19 @@ class Supervisor:
 
     def _dump(self, signum: int) -> None:
         """SIGUSR1/SIGUSR2: logs this process's state and forwards the signal to every worker
-        (tracebacks of its greenlets / a faulthandler dump)."""
+        that has its dump handlers (tracebacks of its greenlets / a faulthandler dump; a worker
+        still starting would be killed by it)."""
         name = signal.Signals(signum).name
         workers = [
-            f"worker {slot.worker_id} pid {slot.pid} {slot.state.name.lower()}"
+            f"worker {slot.worker_id} pid {slot.pid} {slot.state.value}"
             for slot in self._all_slots()
             if slot.process is not None
         ]
+        dumpable = sum(
+            1
+            for slot in self._all_slots()
+            if slot.process is not None and slot.state in slots.DUMPABLE_STATES
+        )
         logger.warning(
             "%s: supervisor pid %d, %s%s; %s; forwarding to %d workers",
             name,
@@ -1026,10 +1027,10 @@ class Supervisor:
             "stopping, " if self.stopping else "",
             f"reloading ({len(self.replace_queue)} queued)" if self.reloading else "serving",
             ", ".join(workers) or "no worker running",
-            len(workers),
+            dumpable,
         )
         for slot in self._all_slots():
-            if slot.process is not None:
+            if slot.process is not None and slot.state in slots.DUMPABLE_STATES:
                 _signal_process(slot.process, signum)
 
     def _kill_all(self, why: str) -> None:

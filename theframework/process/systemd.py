@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "Activation",
     "notify_systemd",
     "reloading_message",
+    "stale_heartbeat",
     "take_listen_fds",
     "tell_systemd",
     "watchdog_interval",
@@ -74,6 +75,15 @@ def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:
     except ValueError:
         return None
     return microseconds / 2e6 if microseconds > 0 else None
+
+
+def stale_heartbeat(
+    ages: Iterable[tuple[int, int | None, float]], interval: float
+) -> tuple[int, int | None, float] | None:
+    """The first (worker id, pid, heartbeat age) whose age reaches $WATCHDOG_USEC (twice the
+    ping ``interval``): the supervisor does not ping while there is one. None when all are
+    fresh."""
+    return next((entry for entry in ages if entry[2] >= 2 * interval), None)
 
 
 @dataclass(frozen=True, slots=True)

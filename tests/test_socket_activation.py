@@ -103,17 +103,24 @@ def inherited_listener() -> Iterator[socket.socket]:
     listener.close()
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize(
+    ("workers", "start_method"), [("1", "auto"), ("2", "fork"), ("2", "spawn")]
+)
 def test_fd_option_serves_an_inherited_socket(
-    inherited_listener: socket.socket, workers: str
+    inherited_listener: socket.socket, workers: str, start_method: str
 ) -> None:
     descriptor = inherited_listener.fileno()
     port = inherited_listener.getsockname()[1]
     with ServerProcess(
-        APP, "--workers", workers, "--fd", str(descriptor), "--port", "1",
-        pass_fds=[descriptor],
+        APP, "--workers", workers, "--start-method", start_method, "--fd", str(descriptor),
+        "--port", "1", pass_fds=[descriptor],
     ) as server:  # fmt: skip
         _ready(server, workers)
+        if workers == "2":
+            assert f"(start method {start_method}" in server.output
+        # The inherited socket, not --port 1, is what it listens on.
+        assert f"listening on http://127.0.0.1:{port} " in server.output
+        assert "127.0.0.1:1 " not in server.output
         assert http_get(port)[0] == 200
         server.send_signal(signal.SIGTERM)
         assert server.wait() == 0

@@ -38,14 +38,17 @@ LISTEN_FDS_START = 3
 
 def notify_systemd(state: str, environ: Mapping[str, str] | None = None) -> bool:
     """Sends ``state`` (e.g. "READY=1") to $NOTIFY_SOCKET (a datagram UNIX socket; "@name" is
-    in the abstract namespace). False when the variable is unset; OSError when sending fails."""
+    in the abstract namespace). False when the variable is unset; OSError when sending fails
+    (BlockingIOError when the receiver's queue is full)."""
     path = (os.environ if environ is None else environ).get("NOTIFY_SOCKET")
     if not path:
         return False
     address = "\0" + path[1:] if path.startswith("@") else path
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notifier:
+        # Never blocks (the single process sends from its hub): a full queue is an OSError.
+        notifier.setblocking(False)
         notifier.connect(address)
-        notifier.sendall(state.encode())
+        notifier.send(state.encode())
     return True
 
 

@@ -93,13 +93,57 @@ def _log_activation(server: ServerConfig, activation: Activation) -> None:
         logger.info("socket activation: fd %d (name %s)", entry.fd, entry.name)
 
 
-@dataclasses.dataclass
-class _Progress:
-    """How far the single process got: a failure before the hub ran is the engine's, between
-    that and ready one of the startup hooks'."""
+class _SingleProcess:
+    """The single process's callbacks around serving: how far it got (a failure before the hub
+    ran is the engine's, between that and ready one of the startup hooks'), the pid file, and
+    what systemd is told (READY=1 and the watchdog, STOPPING=1)."""
 
-    hub_started: bool = False
-    serving: bool = False
+    def __init__(
+        self, server: ServerConfig, pid_file: str | None, ready: Callable[[], None] | None
+    ) -> None:
+        self.server = server
+        self.pid_file = pid_file
+        self.ready = ready
+        self.hub_started = False
+        self.serving = False
+        # What it listens on ("http://127.0.0.1:8000"), once the sockets are open.
+        self.address = ""
+
+    def on_listening(self, address: str) -> None:
+        self.address = address
+
+    def on_hub_started(self) -> None:
+        self.hub_started = True
+
+    def on_ready(self) -> None:
+        """In the hub, once serving: the pid file, READY=1, the watchdog greenlet, ready()."""
+        self.serving = True
+        if self.pid_file is not None:
+            try:
+                write_pid_file(self.pid_file)
+            except OSError as error:
+                logger.error("cannot write the pid file: %s", error)
+        tell_systemd(
+            f"READY=1\nMAINPID={os.getpid()}\n"
+            f"STATUS=serving on {self.address} (1 process, no supervisor)"
+        )
+        interval = watchdog_interval()
+        if interval is not None:
+            _core.spawn(_watchdog, interval)
+        if self.ready is not None:
+            self.ready()
+
+    def on_stopping(self) -> None:
+        logger.info(
+            "stopping: draining for at most %g s (a second SIGINT stops at once)",
+            self.server.graceful_timeout,
+        )
+        tell_systemd("STOPPING=1\nSTATUS=draining")
+
+    @property
+    def startup_hooks_failed(self) -> bool:
+        """A failure now came from the startup hooks (the hub ran, serving had not begun)."""
+        return self.hub_started and not self.serving
 
 
 def _watchdog(interval: float) -> None:
@@ -110,65 +154,25 @@ def _watchdog(interval: float) -> None:
         _core.sleep(interval)
 
 
-def _tell_systemd_ready(server: ServerConfig) -> None:
-    """In the hub, once serving: READY=1 and, when systemd asks, the watchdog greenlet."""
-    tell_systemd(
-        f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving on {server.bind_description} "
-        "(1 process, no supervisor)"
-    )
-    interval = watchdog_interval()
-    if interval is not None:
-        _core.spawn(_watchdog, interval)
-
-
-def _serve_booted(
-    booted: Booted,
-    server: ServerConfig,
-    process: ProcessConfig,
-    ready: Callable[[], None] | None,
-    progress: _Progress | None = None,
-) -> None:
+def _serve_booted(booted: Booted, server: ServerConfig, life: _SingleProcess) -> None:
     """Serves what the boot sequence loaded in this process, with the pid file around it and
-    systemd told (READY=1, STOPPING=1, watchdog). KeyboardInterrupt when a second SIGINT
-    stopped it before the drain finished."""
-    progress = _Progress() if progress is None else progress
-    pid_file = process.pid_file
-    if pid_file is not None:
-        check_pid_file(pid_file)
-
-    def hub_started() -> None:
-        progress.hub_started = True
-
-    def on_ready() -> None:
-        progress.serving = True
-        if pid_file is not None:
-            try:
-                write_pid_file(pid_file)
-            except OSError as error:
-                logger.error("cannot write the pid file: %s", error)
-        _tell_systemd_ready(server)
-        if ready is not None:
-            ready()
-
-    def stopping() -> None:
-        logger.info(
-            "stopping: draining for at most %g s (a second SIGINT stops at once)",
-            server.graceful_timeout,
-        )
-        tell_systemd("STOPPING=1\nSTATUS=draining")
-
+    systemd told (see _SingleProcess). KeyboardInterrupt when a second SIGINT stopped it before
+    the drain finished."""
+    if life.pid_file is not None:
+        check_pid_file(life.pid_file)
     try:
         stopped_at_once = serve_one_process(
             booted.handler,
             server,
-            ready=on_ready,
-            hub_started=hub_started,
+            ready=life.on_ready,
+            hub_started=life.on_hub_started,
             access_log=booted.access_log,
-            stopping=stopping,
+            stopping=life.on_stopping,
+            listening=life.on_listening,
         )
     finally:
-        if pid_file is not None:
-            remove_pid_file(pid_file)
+        if life.pid_file is not None:
+            remove_pid_file(life.pid_file)
     if stopped_at_once:
         raise KeyboardInterrupt
 
@@ -206,7 +210,9 @@ def serve(
     problem = _refuse_supervisor_options(process)
     if problem is not None:
         raise ValueError(problem)
-    _serve_booted(boot(app, server, process), server, process, ready)
+    _serve_booted(
+        boot(app, server, process), server, _SingleProcess(server, process.pid_file, ready)
+    )
 
 
 def serve_wsgi(
@@ -260,20 +266,20 @@ def _run_single_process(server: ServerConfig, process: ProcessConfig, activated:
     except OSError as error:  # out of file descriptors while importing
         return _os_error(error)
     _log_activation(server, activated)
-    progress = _Progress()
+    life = _SingleProcess(server, process.pid_file, None)
     try:
-        _serve_booted(booted, server, process, None, progress)
+        _serve_booted(booted, server, life)
     except InheritedSocketError as error:
         return _usage_error(f"cannot serve an inherited socket: {error}")
     except OSError as error:
-        if progress.hub_started and not progress.serving:
+        if life.startup_hooks_failed:
             return _startup_hook_failed()
         return _os_error(error)
     except KeyboardInterrupt:
         logger.warning("second SIGINT: stopped at once")
         return ExitCode.INTERRUPTED
     except Exception:
-        if progress.hub_started and not progress.serving:
+        if life.startup_hooks_failed:
             return _startup_hook_failed()
         logger.exception("server failed")
         return ExitCode.GENERIC

@@ -118,11 +118,13 @@ def serve_one_process(
     hub_started: Callable[[], None] | None = None,
     access_log: AccessLog | None = None,
     stopping: Callable[[], None] | None = None,
+    listening: Callable[[str], None] | None = None,
 ) -> bool:
     """Serves ``handler`` in this process until SIGINT/SIGTERM and the drain finish (see
-    serve_listeners, which gets the callbacks), on the inherited sockets ``config.fds`` (left
-    listening for whoever passed them) or on a socket bound to ``config``'s address (closed at
-    the end; a UNIX socket file it made is removed). SIGHUP/SIGTTIN/SIGTTOU/SIGUSR1/SIGUSR2 as
+    serve_listeners, which gets the other callbacks), on the inherited sockets ``config.fds``
+    (left listening for whoever passed them) or on a socket bound to ``config``'s address
+    (closed at the end; a UNIX socket file it made is removed). ``listening(urls)`` is called
+    with the addresses once the sockets are open. SIGHUP/SIGTTIN/SIGTTOU/SIGUSR1/SIGUSR2 as
     README's table says (single_process_signals). OSError (bind, backend) and
     InheritedSocketError propagate. True when a second SIGINT stopped it at once."""
     inherited = bool(config.fds)
@@ -136,6 +138,8 @@ def serve_one_process(
             listeners.append(bind_socket(config))
             if config.uds is not None:
                 socket_inode = os.stat(config.uds).st_ino
+        if listening is not None:
+            listening(", ".join(listener_url(listener) for listener in listeners))
         with single_process_signals():
             return serve_listeners(
                 handler,

@@ -129,6 +129,29 @@ def test_fd_option_serves_an_inherited_socket(
         pass
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_fd_option_is_repeatable_tcp_and_unix_together(
+    inherited_listener: socket.socket, workers: str, tmp_path: Path
+) -> None:
+    path = str(tmp_path / "inherited.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as unix_listener:
+        unix_listener.bind(path)
+        unix_listener.listen(64)
+        descriptors = [inherited_listener.fileno(), unix_listener.fileno()]
+        port = inherited_listener.getsockname()[1]
+        with ServerProcess(
+            APP, "--workers", workers, "--fd", str(descriptors[0]), "--fd", str(descriptors[1]),
+            pass_fds=descriptors,
+        ) as server:  # fmt: skip
+            _ready(server, workers)
+            assert f"listening on http://127.0.0.1:{port}, unix:{path} " in server.output
+            assert http_get(port)[0] == 200
+            assert unix_get(path)[0] == 200
+            server.send_signal(signal.SIGTERM)
+            assert server.wait() == 0
+        assert os.path.exists(path)  # not ours to remove
+
+
 def test_listen_pid_of_another_process_is_ignored() -> None:
     environment = {"LISTEN_FDS": "1", "LISTEN_PID": "1"}
     with ServerProcess(

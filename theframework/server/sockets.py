@@ -138,7 +138,8 @@ def adopt_socket(descriptor: int) -> socket.socket:
         kind = listener.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
         listening = listener.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
         if listener.family not in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX):
-            raise InheritedSocketError(f"{where} is a {listener.family.name} socket")
+            family = getattr(listener.family, "name", listener.family)
+            raise InheritedSocketError(f"{where} is a {family} socket, not TCP or UNIX")
         if kind != socket.SOCK_STREAM:
             raise InheritedSocketError(f"{where} is not a stream socket (SOCK_STREAM)")
         if not listening:

@@ -192,3 +192,24 @@ def _pending(notify: NotifySocket) -> bool:
     except BlockingIOError:
         return False
     return True
+
+
+def test_a_failed_reload_still_ends_with_ready(notify: NotifySocket, tmp_path: Path) -> None:
+    # systemd waits for READY=1 after RELOADING=1: a reload whose new workers cannot import the
+    # application must send it too (the old workers keep serving), saying so in STATUS=.
+    marker = tmp_path / "broken"
+    environment = {"NOTIFY_SOCKET": notify.path, "OPS_APP_BROKEN_MARKER": str(marker)}
+    with ServerProcess(
+        "ops_apps.ops_app:app", "--workers", "2", "--port", "0", environment=environment
+    ) as server:  # fmt: skip
+        address = server.wait_ready()
+        notify.wait_for("READY")
+        marker.touch()
+        server.send_signal(signal.SIGHUP)
+        notify.wait_for("RELOADING")
+        done = notify.wait_for("READY")
+        assert done["STATUS"] == f"serving on {address}: 2 of 2 workers ready (the reload failed)"
+        server.wait_for_line(r"reload failed: the new worker \d+ did not start")
+        assert http_get(server.port())[0] == 200
+        server.send_signal(signal.SIGTERM)
+        assert server.wait() == 0

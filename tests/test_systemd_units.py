@@ -34,8 +34,8 @@ def test_listen_fds_for_this_process_with_names_are_taken_and_removed() -> None:
     assert environ == {"OTHER": "kept"}
 
 
-def test_missing_names_are_unknown_and_a_missing_pid_is_accepted() -> None:
-    environ = {"LISTEN_FDS": "2", "LISTEN_FDNAMES": "web"}
+def test_missing_names_are_unknown() -> None:
+    environ = {"LISTEN_FDS": "2", "LISTEN_PID": str(os.getpid()), "LISTEN_FDNAMES": "web"}
     activation = take_listen_fds(environ)
     assert [entry.name for entry in activation.sockets] == ["web", "unknown"]
     assert environ == {}
@@ -45,8 +45,15 @@ def test_missing_names_are_unknown_and_a_missing_pid_is_accepted() -> None:
     ("environ", "note"),
     [
         ({"LISTEN_FDS": "1", "LISTEN_PID": "1"}, "LISTEN_FDS is for pid 1, not this one: ignored"),
-        ({"LISTEN_FDS": "many"}, "LISTEN_FDS='many' is not a count of descriptors: ignored"),
-        ({"LISTEN_FDS": "-1"}, "LISTEN_FDS='-1' is not a count of descriptors: ignored"),
+        ({"LISTEN_FDS": "1"}, "LISTEN_FDS without LISTEN_PID: ignored (as sd_listen_fds does)"),
+        (
+            {"LISTEN_FDS": "many", "LISTEN_PID": str(os.getpid())},
+            "LISTEN_FDS='many' is not a count of descriptors: ignored",
+        ),
+        (
+            {"LISTEN_FDS": "-1", "LISTEN_PID": str(os.getpid())},
+            "LISTEN_FDS='-1' is not a count of descriptors: ignored",
+        ),
     ],
 )
 def test_listen_fds_not_for_us_are_removed_with_a_note(environ: dict[str, str], note: str) -> None:

@@ -117,7 +117,9 @@ def take_listen_fds(environ: MutableMapping[str, str] | None = None) -> Activati
     names_text = variables.pop("LISTEN_FDNAMES", None)
     if count_text is None:
         return Activation()
-    if pid_text is not None and pid_text.strip() != str(os.getpid()):
+    if pid_text is None:
+        return Activation(note="LISTEN_FDS without LISTEN_PID: ignored (as sd_listen_fds does)")
+    if pid_text.strip() != str(os.getpid()):
         return Activation(note=f"LISTEN_FDS is for pid {pid_text}, not this one: ignored")
     with contextlib.suppress(ValueError):
         count = int(count_text)

@@ -82,10 +82,11 @@ def test_watchdog_interval_is_half_watchdog_usec_for_this_process(
     assert watchdog_interval(environ) == interval
 
 
-def test_a_heartbeat_as_old_as_watchdog_usec_stops_the_pings() -> None:
-    assert stale_heartbeat([(1, 10, 0.5), (2, 11, 1.9)], 1.0) is None
-    assert stale_heartbeat([(1, 10, 0.5), (2, 11, 2.0), (3, 12, 5.0)], 1.0) == (2, 11, 2.0)
-    assert stale_heartbeat([], 1.0) is None
+def test_a_heartbeat_older_than_watchdog_usec_and_a_beat_period_stops_the_pings() -> None:
+    # WATCHDOG_USEC 2 s (pings every 1 s); an idle hub beats every 0.5 s.
+    assert stale_heartbeat([(1, 10, 0.5), (2, 11, 2.4)], 1.0, 0.5) is None
+    assert stale_heartbeat([(1, 10, 0.5), (2, 11, 2.5), (3, 12, 5.0)], 1.0, 0.5) == (2, 11, 2.5)
+    assert stale_heartbeat([], 1.0, 0.5) is None
 
 
 def test_reloading_message_carries_the_monotonic_clock() -> None:

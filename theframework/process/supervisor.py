@@ -22,8 +22,8 @@ served on --metrics-port.
 
 systemd (``systemd``): READY=1 once every worker is ready, RELOADING=1 / READY=1 around a reload,
 STATUS= with the worker count, STOPPING=1; WATCHDOG=1 from this loop only while every worker's
-heartbeat is younger than $WATCHDOG_USEC. Inherited sockets (``--fd``, socket activation) are
-shared by all workers, as the UNIX socket is.
+heartbeat is younger than $WATCHDOG_USEC (plus the heartbeat's own period). Inherited sockets
+(``--fd``, socket activation) are shared by all workers, as the UNIX socket is.
 """
 
 from __future__ import annotations
@@ -776,7 +776,7 @@ class Supervisor:
         unless the hang detection replaces that worker first)."""
         assert self.watchdog_interval is not None
         ages = [(slot.worker_id, slot.pid, age) for slot, age in self._heartbeat_ages()]
-        stale = stale_heartbeat(ages, self.watchdog_interval)
+        stale = stale_heartbeat(ages, self.watchdog_interval, self._heartbeat_period())
         if stale is None:
             tell_systemd("WATCHDOG=1")
             return

@@ -81,12 +81,13 @@ def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:
 
 
 def stale_heartbeat(
-    ages: Iterable[tuple[int, int | None, float]], interval: float
+    ages: Iterable[tuple[int, int | None, float]], interval: float, beat_period: float
 ) -> tuple[int, int | None, float] | None:
     """The first (worker id, pid, heartbeat age) whose age reaches $WATCHDOG_USEC (twice the
-    ping ``interval``): the supervisor does not ping while there is one. None when all are
-    fresh."""
-    return next((entry for entry in ages if entry[2] >= 2 * interval), None)
+    ping ``interval``) plus ``beat_period`` (an idle hub beats that often): the supervisor does
+    not ping while there is one. None when all are fresh."""
+    limit = 2 * interval + beat_period
+    return next((entry for entry in ages if entry[2] >= limit), None)
 
 
 @dataclass(frozen=True, slots=True)

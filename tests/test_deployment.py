@@ -28,17 +28,14 @@ from test_systemd_notify import NotifySocket
 pytestmark = pytest.mark.timeout(120)
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples"
+CONFIGS = ROOT / "docs" / "deployment"
 DEPLOYMENT = (ROOT / "docs" / "deployment.md").read_text()
 
 
-@pytest.mark.parametrize(
-    "example",
-    ["systemd/theframework.socket", "systemd/theframework.service", "kubernetes/deployment.yaml"],
-)
-def test_the_page_shows_each_example_unchanged(example: str) -> None:
-    text = (EXAMPLES / example).read_text()
-    assert f"`examples/{example}`:\n\n```" in DEPLOYMENT
+@pytest.mark.parametrize("name", ["theframework.socket", "theframework.service", "kubernetes.yaml"])
+def test_the_page_shows_each_file_unchanged(name: str) -> None:
+    text = (CONFIGS / name).read_text()
+    assert f"`docs/deployment/{name}`:\n\n```" in DEPLOYMENT
     assert "\n" + text in DEPLOYMENT
 
 
@@ -49,7 +46,7 @@ def _unit(name: str) -> configparser.RawConfigParser:
     parser.read_string(
         "\n".join(
             f"{line}\n" if not line.startswith("Environment=") else line.replace("=", f"{i}=", 1)
-            for i, line in enumerate((EXAMPLES / "systemd" / name).read_text().splitlines())
+            for i, line in enumerate((CONFIGS / name).read_text().splitlines())
         )
     )
     return parser
@@ -120,7 +117,7 @@ def test_systemd_unit_pair_as_systemd_runs_it(notify: NotifySocket) -> None:
 
 
 def _kubernetes() -> str:
-    return (EXAMPLES / "kubernetes" / "deployment.yaml").read_text()
+    return (CONFIGS / "kubernetes.yaml").read_text()
 
 
 def _yaml_number(key: str) -> float:

@@ -39,6 +39,7 @@ __all__ = [
     "config_from_env",
     "env_name",
     "env_value",
+    "octal_mode",
     "option",
     "options_markdown",
 ]
@@ -190,6 +191,37 @@ def _app_reference(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be 'module:attribute', got {value!r}")
 
 
+def _file_mode(name: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o777:
+        raise ValueError(f"{name} must be an octal mode between 0 and 0777, got {value!r}")
+
+
+def _group(name: str, value: Any) -> None:
+    """A group that exists on this machine: a name, or a number."""
+    if value is None:
+        return
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a group name or number, got {value!r}")
+    import grp
+
+    try:
+        if value.isdigit():
+            grp.getgrgid(int(value))
+        else:
+            grp.getgrnam(value)
+    except KeyError:
+        raise ValueError(f"{name}: no group {value!r} on this machine") from None
+
+
+def _descriptors(name: str, value: Any) -> None:
+    if not isinstance(value, tuple) or not all(
+        isinstance(fd, int) and not isinstance(fd, bool) and fd >= 0 for fd in value
+    ):
+        raise ValueError(f"{name} must be a tuple of file descriptor numbers, got {value!r}")
+
+
 def _url_prefix(name: str, value: Any) -> None:
     if not isinstance(value, str) or (value and not value.startswith("/")):
         raise ValueError(f"{name} must be empty or start with '/', got {value!r}")
@@ -211,6 +243,16 @@ def _parse_seconds(text: str) -> float:
 
 def _parse_optional_int(text: str) -> int | None:
     return _parse_int(text) if text.strip() else None
+
+
+def octal_mode(text: str) -> int | None:
+    """An octal file mode ("0660", "660", "0o660"); None for an empty text."""
+    word = text.strip().lower().removeprefix("0o")
+    return int(word, 8) if word else None
+
+
+def _parse_descriptors(text: str) -> tuple[int, ...]:
+    return tuple(_parse_int(part) for part in text.replace(",", " ").split())
 
 
 def _parse_optional_text(text: str) -> str | None:
@@ -388,6 +430,17 @@ OPTIONS: tuple[Option, ...] = (
              maximum=65535, metavar="PORT"), fallback_env="PORT"),
     _str("uds", "server", None, "listen on this UNIX socket instead of TCP", "server",
          what="a non-empty path", expected="a path", metavar="PATH"),
+    Option("uds_mode", "server", None, octal_mode, "an octal mode", _file_mode,
+           "permissions of the --uds socket file, octal (e.g. 0660: owner and group may "
+           "connect), set before it listens; unset: the umask decides", "server",
+           cli_type=octal_mode, metavar="MODE"),
+    _str("uds_group", "server", None, "group owning the --uds socket file (name or number), "
+         "set before it listens", "server", what="a group", expected="a group",
+         metavar="GROUP", check=_group),
+    Option("fds", "server", (), _parse_descriptors, "file descriptor numbers separated by "
+           "spaces or commas", _descriptors, "serve this inherited listening socket instead "
+           "of binding (repeatable); systemd socket activation (LISTEN_FDS) does this by "
+           "itself", "server", cli_type=int, metavar="N", cli="append", flag="--fd"),
     _int("backlog", "server", 1024, "listen backlog", "server", minimum=1),
     _enum("backend", "server", "auto", BACKENDS, "I/O backend; auto tries io_uring, then epoll "
           "when the kernel or seccomp refuses it (the startup log says which and why)", "server",
@@ -538,6 +591,9 @@ class ServerConfig:
     host: str = _default("host")
     port: int = _default("port")
     uds: str | None = _default("uds")
+    uds_mode: int | None = _default("uds_mode")
+    uds_group: str | None = _default("uds_group")
+    fds: tuple[int, ...] = _default("fds")
     backlog: int = _default("backlog")
     backend: str = _default("backend")
     max_header_size: int = _default("max_header_size")
@@ -560,7 +616,10 @@ class ServerConfig:
 
     @property
     def bind_description(self) -> str:
-        """The listening address as written in logs: "unix:/path" or "host:port"."""
+        """The listening address as written in logs: "fd:3,4" (inherited sockets),
+        "unix:/path" or "host:port"."""
+        if self.fds:
+            return "fd:" + ",".join(str(fd) for fd in self.fds)
         if self.uds is not None:
             return f"unix:{self.uds}"
         host = self.host.strip("[]")

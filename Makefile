@@ -44,9 +44,10 @@ test-pythons: $(VENV)/.deps
 	scripts/test_all_pythons.sh -q
 
 # Release wheels for every CPython >= 3.10 on the machine, repaired by auditwheel into
-# manylinux_*_x86_64 wheels in dist/ (scripts/build_wheels.sh prints each one's `auditwheel show`).
+# manylinux_*_x86_64 wheels in dist/ (scripts/build_wheels.sh prints each one's `auditwheel show`),
+# and the source distribution beside them.
 wheel: $(VENV)/.deps
-	scripts/build_wheels.sh dist
+	scripts/build_wheels.sh --sdist dist
 
 # The running interpreter's wheel installed where nothing can be compiled and serving hello world,
 # and the source build's messages for what a machine lacks (both are part of `make pytest` too).

@@ -28,4 +28,4 @@ if [[ ! -x "$venv/bin/python" ]]; then
   "$python" -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q "scikit-build-core>=0.10" "greenlet>=3.0" cmake ninja
+"$venv/bin/python" -m pip install -q "scikit-build-core>=0.11" "greenlet>=3.0" cmake ninja

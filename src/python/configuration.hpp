@@ -12,6 +12,7 @@ namespace tf::py {
 struct Configuration {
   PyRef error_handler;    // callable(exception) for errors escaping a greenlet; null: log them
   PyRef http_error;       // theframework.errors.HTTPError
+  PyRef websocket_closed;  // theframework.errors.WebSocketClosed
   PyRef headers_factory;  // callable(list[tuple[str, str]]) -> Headers
   PyRef query_factory;    // callable(str) -> QueryParams
   PyRef json_loads;       // json.loads

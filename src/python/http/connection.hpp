@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/http/http_parser.hpp"
+#include "python/http/websocket.hpp"
 #include "python/hub.hpp"
 
 namespace tf::py {
@@ -89,6 +90,26 @@ class Connection final : public CompletionHandler {
   // The request sent Expect: 100-continue and the interim response is not sent yet.
   bool expect_continue_pending = false;
 
+  // --- WebSocket (websocket.cpp) -----------------------------------------------------------------
+  // The request was upgraded: the connection now carries a WebSocket session until it closes.
+  void upgrade();
+  // The session, or null when the connection was not upgraded.
+  WebSocketSession* websocket() noexcept { return websocket_.get(); }
+  // Unread input.
+  std::string_view buffered() const noexcept {
+    return std::string_view(input_).substr(input_start_);
+  }
+  // Drops `count` bytes of buffered input.
+  void consume(size_t count) noexcept;
+  // Re-arms a receive that backpressure paused, once the buffered input is small again.
+  void resume_receive();
+  // The client's end of the stream was read (or the connection failed or closed).
+  bool input_ended() const noexcept { return peer_closed_ || phase_ == Phase::closed; }
+  bool open() const noexcept { return phase_ != Phase::closed; }
+  // Waits for more input (green): 0, or -1 with TimeoutError after `timeout` seconds (< 0: none),
+  // ConnectionResetError when the client left, or the exception thrown into the greenlet.
+  int wait_input(double timeout);
+
  private:
   ~Connection();
   void on_receive(const core::Completion& completion);
@@ -104,10 +125,6 @@ class Connection final : public CompletionHandler {
   void send_error(int status, const char* reason);
   void begin_linger();
   void wake_reader(int result) noexcept;
-  std::string_view buffered() const noexcept {
-    return std::string_view(input_).substr(input_start_);
-  }
-  void consume(size_t count) noexcept;
   int wait_for_input();
 
   HttpServer& server_;
@@ -138,6 +155,7 @@ class Connection final : public CompletionHandler {
   std::string error_output_;
   iovec error_iov_{};
   msghdr error_message_{};
+  std::unique_ptr<WebSocketSession> websocket_;
 };
 
 }  // namespace tf::py

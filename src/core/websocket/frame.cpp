@@ -134,7 +134,7 @@ void append_close_payload(std::string& out, uint16_t code, std::string_view reas
 
 bool is_valid_close_code(uint16_t code) noexcept {
   if (code >= 3000 && code <= 4999) return true;
-  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011);
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014);
 }
 
 uint16_t parse_close_payload(std::string_view payload, CloseFrame& out) noexcept {

@@ -86,7 +86,8 @@ void append_frame(std::string& out, Opcode opcode, std::string_view payload, boo
 // at 123 bytes (on a character boundary), so the frame stays a valid control frame.
 void append_close_payload(std::string& out, uint16_t code, std::string_view reason);
 
-// Whether a peer may send `code` in a close frame (RFC 6455 §7.4: 1000-1003, 1007-1011,
+// Whether a peer may send `code` in a close frame (RFC 6455 §7.4 and the IANA registry:
+// 1000-1003, 1007-1014,
 // 3000-4999; 1004-1006, 1015 and unassigned codes are not).
 bool is_valid_close_code(uint16_t code) noexcept;
 

@@ -31,10 +31,10 @@ bool answer_handler_error(RequestObject* request, ResponseObject* response) {
       http_error != nullptr && value != nullptr && PyObject_IsInstance(value, http_error) == 1;
   PyObject* websocket_closed = configuration.websocket_closed.get();
   const bool client_gone =
-      value != nullptr && (PyErr_GivenExceptionMatches(type, PyExc_ConnectionError) ||
-                           PyErr_GivenExceptionMatches(type, PyExc_BrokenPipeError) ||
-                           (websocket_closed != nullptr &&
-                            PyErr_GivenExceptionMatches(type, websocket_closed)));
+      value != nullptr &&
+      (PyErr_GivenExceptionMatches(type, PyExc_ConnectionError) ||
+       PyErr_GivenExceptionMatches(type, PyExc_BrokenPipeError) ||
+       (websocket_closed != nullptr && PyErr_GivenExceptionMatches(type, websocket_closed)));
   if (!is_http_error && !client_gone && value != nullptr) {
     PyRef method(request_get_method(reinterpret_cast<PyObject*>(request), nullptr));
     PyRef target(latin1(request->head.target));

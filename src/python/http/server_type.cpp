@@ -20,12 +20,23 @@ struct HttpServerObject {
 };
 
 PyObject* http_server_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
-  static const char* keywords[] = {
-      "handler",           "listen_fds",    "max_header_size", "max_headers",
-      "max_request_line",  "max_body_size", "header_timeout",  "body_timeout",
-      "keepalive_timeout", "write_timeout", "max_connections", "access_log",
-      "rebalance_every",   "ws_max_message_size", "ws_ping_interval", "ws_ping_timeout",
-      nullptr};
+  static const char* keywords[] = {"handler",
+                                   "listen_fds",
+                                   "max_header_size",
+                                   "max_headers",
+                                   "max_request_line",
+                                   "max_body_size",
+                                   "header_timeout",
+                                   "body_timeout",
+                                   "keepalive_timeout",
+                                   "write_timeout",
+                                   "max_connections",
+                                   "access_log",
+                                   "rebalance_every",
+                                   "ws_max_message_size",
+                                   "ws_ping_interval",
+                                   "ws_ping_timeout",
+                                   nullptr};
   PyObject* handler = nullptr;
   PyObject* fds_object = nullptr;
   HttpOptions options;
@@ -144,14 +155,13 @@ PyObject* http_server_stats(PyObject* self, PyObject*) {
                                  stats.websocket_messages_in, "messages_out",
                                  stats.websocket_messages_out, "closes", closes.get()));
   if (!websockets) return nullptr;
-  return Py_BuildValue("{sKsKsnsKsnsOsKsKsOsdsO}", "connections_accepted", stats.connections_accepted,
-                       "accept_pauses", stats.accept_pauses, "connections_active",
-                       static_cast<Py_ssize_t>(server->connection_count()), "requests",
-                       stats.requests, "requests_in_flight",
-                       static_cast<Py_ssize_t>(server->requests_in_flight()), "responses",
-                       responses.get(), "bytes_in", stats.bytes_in, "bytes_out", stats.bytes_out,
-                       "duration_buckets", buckets.get(), "duration_sum", stats.duration_sum,
-                       "websockets", websockets.get());
+  return Py_BuildValue(
+      "{sKsKsnsKsnsOsKsKsOsdsO}", "connections_accepted", stats.connections_accepted,
+      "accept_pauses", stats.accept_pauses, "connections_active",
+      static_cast<Py_ssize_t>(server->connection_count()), "requests", stats.requests,
+      "requests_in_flight", static_cast<Py_ssize_t>(server->requests_in_flight()), "responses",
+      responses.get(), "bytes_in", stats.bytes_in, "bytes_out", stats.bytes_out, "duration_buckets",
+      buckets.get(), "duration_sum", stats.duration_sum, "websockets", websockets.get());
 }
 
 PyObject* http_server_retire(PyObject* self, PyObject*) {

@@ -25,8 +25,8 @@ void set_websocket_closed(uint16_t code, std::string_view reason) {
     PyErr_Format(PyExc_ConnectionError, "WebSocket closed (%d)", int(code));
     return;
   }
-  PyRef text(PyUnicode_DecodeUTF8(reason.data(), static_cast<Py_ssize_t>(reason.size()),
-                                  "replace"));
+  PyRef text(
+      PyUnicode_DecodeUTF8(reason.data(), static_cast<Py_ssize_t>(reason.size()), "replace"));
   if (!text) return;
   PyRef error(PyObject_CallFunction(type, "iO", int(code), text.get()));
   if (error) PyErr_SetObject(type, error.get());
@@ -458,15 +458,20 @@ PyObject* websocket_ping(PyObject* self, PyObject* const* args, Py_ssize_t nargs
 PyObject* websocket_close(PyObject* self, PyObject* args, PyObject* kwargs) {
   static const char* keywords[] = {"code", "reason", nullptr};
   int code = ws::kCloseNormal;
+  PyObject* reason_object = nullptr;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|iU", const_cast<char**>(keywords), &code,
+                                   &reason_object)) {
+    return nullptr;
+  }
   const char* reason = "";
   Py_ssize_t reason_size = 0;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|is#", const_cast<char**>(keywords), &code,
-                                   &reason, &reason_size)) {
-    return nullptr;
+  if (reason_object != nullptr) {
+    reason = PyUnicode_AsUTF8AndSize(reason_object, &reason_size);
+    if (reason == nullptr) return nullptr;
   }
   if (code < 0 || code > 65535 || !ws::is_valid_close_code(static_cast<uint16_t>(code))) {
     PyErr_Format(PyExc_ValueError,
-                 "close code %d may not be sent (1000-1003, 1007-1011 or 3000-4999)", code);
+                 "close code %d may not be sent (1000-1003, 1007-1014 or 3000-4999)", code);
     return nullptr;
   }
   if (reason_size > 123) {
@@ -550,9 +555,9 @@ PyObject* encode_frame(PyObject*, PyObject* message) {
   } else {
     Py_buffer payload;
     if (PyObject_GetBuffer(message, &payload, PyBUF_SIMPLE) < 0) return nullptr;
-    ws::append_frame(frame, ws::Opcode::binary,
-                     std::string_view(static_cast<const char*>(payload.buf),
-                                      static_cast<size_t>(payload.len)));
+    ws::append_frame(
+        frame, ws::Opcode::binary,
+        std::string_view(static_cast<const char*>(payload.buf), static_cast<size_t>(payload.len)));
     PyBuffer_Release(&payload);
   }
   return PyBytes_FromStringAndSize(frame.data(), static_cast<Py_ssize_t>(frame.size()));
@@ -627,10 +632,10 @@ PyObject* websocket_accept(Connection* connection, std::string_view head_bytes,
     answer += "\r\n";
   }
   answer += "\r\n";
-  PyRef subprotocol(chosen.empty() ? Py_NewRef(Py_None)
-                                   : PyUnicode_DecodeUTF8(chosen.data(),
-                                                          static_cast<Py_ssize_t>(chosen.size()),
-                                                          nullptr));
+  PyRef subprotocol(
+      chosen.empty()
+          ? Py_NewRef(Py_None)
+          : PyUnicode_DecodeUTF8(chosen.data(), static_cast<Py_ssize_t>(chosen.size()), nullptr));
   if (!subprotocol) return nullptr;
   auto* object = PyObject_New(WebSocketObject, &WebSocketType);
   if (object == nullptr) return nullptr;

@@ -232,12 +232,13 @@ TEST(Frame, ClosePayloads) {
   EXPECT_EQ(close.code, 1000);
   EXPECT_EQ(close.reason, "bye");
   EXPECT_EQ(parse_close_payload("\x03\xe8\xff", close), kCloseInvalidData);
-  for (uint16_t code : {0, 999, 1004, 1005, 1006, 1012, 1015, 1016, 1100, 2000, 2999, 5000}) {
+  for (uint16_t code : {0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000}) {
     std::string payload;
     append_close_payload(payload, code, "");
     EXPECT_EQ(parse_close_payload(payload, close), kCloseProtocolError) << code;
   }
-  for (uint16_t code : {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 4999}) {
+  for (uint16_t code :
+       {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1014, 3000, 4999}) {
     std::string payload;
     append_close_payload(payload, code, "é");
     EXPECT_EQ(parse_close_payload(payload, close), 0) << code;

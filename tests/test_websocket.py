@@ -1,0 +1,210 @@
+"""WebSocket over real server processes: the websockets and wsproto client libraries (text,
+binary, fragmented, ping/pong, subprotocols, close codes), and a raw client for bad input (each
+closed with its code, none disturbing a connection open beside it) and handshake errors."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+import websockets
+import wsproto
+import wsproto.events
+from prefork_apps.harness import ServerProcess, http_get
+from websocket_helpers import RawClient, frame, handshake_request, read_until_eof, serve
+from websockets.sync.client import connect
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[ServerProcess, int]]:
+    process, port = serve("--ws-max-message-size", "65536")
+    with process:
+        yield process, port
+
+
+@pytest.fixture
+def port(server: tuple[ServerProcess, int]) -> int:
+    return server[1]
+
+
+def test_websockets_client_echoes_text_binary_and_fragments(port: int) -> None:
+    with connect(f"ws://127.0.0.1:{port}/echo", compression=None) as ws:
+        ws.send("héllo")
+        assert ws.recv() == "héllo"
+        ws.send(b"\x00\x01\xff")
+        assert ws.recv() == b"\x00\x01\xff"
+        ws.send(["frag", "mént", "ed"])
+        assert ws.recv() == "fragménted"
+        ws.send([b"ab", b"cd"])
+        assert ws.recv() == b"abcd"
+        big = bytes(range(256)) * 200  # 51,200 bytes: a 16-bit length, several reads
+        ws.send(big)
+        assert ws.recv() == big
+        assert ws.ping(b"are you there").wait(10)
+
+
+def test_subprotocol_is_the_first_the_client_offers_that_the_route_supports(port: int) -> None:
+    with connect(f"ws://127.0.0.1:{port}/chat", subprotocols=["chat.v1", "chat.v2"]) as ws:  # type: ignore[list-item]
+        assert ws.subprotocol == "chat.v1"
+        assert ws.recv() == "chat.v1"
+    with connect(f"ws://127.0.0.1:{port}/chat") as ws:
+        assert ws.subprotocol is None
+        assert ws.recv() == "none"
+
+
+def test_send_many_sends_each_message(port: int) -> None:
+    with connect(f"ws://127.0.0.1:{port}/many") as ws:
+        assert [ws.recv(), ws.recv(), ws.recv()] == ["one", b"two", "three"]
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1008, 3000, 4999])
+def test_server_close_code_and_reason_reach_the_client(port: int, code: int) -> None:
+    with (
+        connect(f"ws://127.0.0.1:{port}/close/{code}") as ws,
+        pytest.raises(websockets.ConnectionClosed) as closed,
+    ):
+        ws.recv()
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (code, "bye")
+
+
+def test_client_close_code_reaches_the_handler(server: tuple[ServerProcess, int]) -> None:
+    process, port = server
+    start = len(process.lines)
+    with connect(f"ws://127.0.0.1:{port}/closed") as ws:
+        ws.close(4001, "client done")
+    process.wait_for_line(r"closed code=4001 reason='client done'", start=start)
+
+
+def test_receive_timeout_leaves_the_websocket_open(port: int) -> None:
+    with connect(f"ws://127.0.0.1:{port}/timeout") as ws:
+        assert ws.recv() == "timed out"
+        ws.send("still open")
+        assert ws.recv() == "still open"
+
+
+def test_wsproto_client_echo_and_close_handshake(port: int) -> None:
+    connection = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(connection.send(wsproto.events.Request(host="test", target="/echo")))
+        events: list[wsproto.events.Event] = []
+
+        def next_event() -> wsproto.events.Event:
+            while not events:
+                connection.receive_data(sock.recv(65536) or None)
+                events.extend(connection.events())
+            return events.pop(0)
+
+        assert isinstance(next_event(), wsproto.events.AcceptConnection)
+        sock.sendall(connection.send(wsproto.events.TextMessage(data="over wsproto")))
+        message = next_event()
+        assert isinstance(message, wsproto.events.TextMessage)
+        assert message.data == "over wsproto"
+        sock.sendall(
+            connection.send(wsproto.events.BytesMessage(data=b"x", message_finished=False))
+        )
+        sock.sendall(connection.send(wsproto.events.BytesMessage(data=b"yz")))
+        message = next_event()
+        assert isinstance(message, wsproto.events.BytesMessage) and message.data == b"xyz"
+        sock.sendall(connection.send(wsproto.events.Ping(payload=b"p")))
+        pong = next_event()
+        assert isinstance(pong, wsproto.events.Pong) and pong.payload == b"p"
+        sock.sendall(connection.send(wsproto.events.CloseConnection(code=1000, reason="done")))
+        closing = next_event()
+        assert isinstance(closing, wsproto.events.CloseConnection)
+        assert closing.code == 1000
+        # The server ends the TCP stream after the close handshake.
+        assert read_until_eof(sock) == b""
+
+
+BAD_INPUT = [
+    pytest.param(frame(0x81, b"hi", masked=False), 1002, id="unmasked-frame"),
+    pytest.param(frame(0x89, b"x" * 126), 1002, id="oversized-ping"),
+    pytest.param(frame(0x09, b"x"), 1002, id="fragmented-ping"),
+    pytest.param(frame(0x83, b""), 1002, id="reserved-opcode"),
+    pytest.param(frame(0xC1, b"hi"), 1002, id="rsv1-without-extension"),
+    pytest.param(frame(0x80, b"hi"), 1002, id="continuation-first"),
+    pytest.param(frame(0x81, b"ok \xc0\xaf"), 1007, id="invalid-utf8"),
+    pytest.param(frame(0x01, b"ok") + frame(0x80, b"\xed\xa0\x80"), 1007, id="surrogate-fragment"),
+    pytest.param(frame(0x88, b"\x03"), 1002, id="one-byte-close"),
+    pytest.param(frame(0x88, b"\x03\xed"), 1002, id="close-code-1005"),
+    pytest.param(frame(0x82, b"z" * 65537), 1009, id="message-over-limit"),
+    pytest.param(frame(0x02, b"z" * 40000) + frame(0x80, b"z" * 40000), 1009, id="fragments-over"),
+]
+
+
+@pytest.mark.parametrize(("data", "code"), BAD_INPUT)
+def test_bad_input_closes_with_its_code_and_leaves_others_alone(
+    port: int, data: bytes, code: int
+) -> None:
+    with connect(f"ws://127.0.0.1:{port}/echo") as bystander:
+        bystander.send("before")
+        assert bystander.recv() == "before"
+        client = RawClient(port)
+        try:
+            client.send(data)
+            assert client.read_close()[0] == code
+            assert client.at_eof()
+        finally:
+            client.close()
+        bystander.send("after")
+        assert bystander.recv() == "after"
+
+
+HANDSHAKE_ERRORS = [
+    pytest.param({"Sec-WebSocket-Version": "8"}, 426, id="version-8"),
+    pytest.param({"Sec-WebSocket-Version": ""}, 426, id="no-version"),
+    pytest.param({"Sec-WebSocket-Key": "c2hvcnQ="}, 400, id="short-key"),
+    pytest.param({"Sec-WebSocket-Key": ""}, 400, id="no-key"),
+    pytest.param({"Upgrade": ""}, 400, id="no-upgrade"),
+    pytest.param({"Connection": "keep-alive"}, 400, id="no-connection-upgrade"),
+]
+
+
+@pytest.mark.parametrize(("headers", "status"), HANDSHAKE_ERRORS)
+def test_handshake_errors_answer_and_close(port: int, headers: dict[str, str], status: int) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(handshake_request("/echo", **headers))
+        response = read_until_eof(sock)  # the server closes after answering
+    head = response.partition(b"\r\n\r\n")[0].decode("latin-1")
+    assert head.startswith(f"HTTP/1.1 {status} "), head
+    assert "connection: close" in head.lower()
+    if status == 426:
+        assert "sec-websocket-version: 13" in head.lower()
+
+
+def test_post_handshake_is_refused(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        request = handshake_request("/echo").replace(b"GET ", b"POST ", 1)
+        sock.sendall(request.replace(b"\r\n\r\n", b"\r\nContent-Length: 0\r\n\r\n"))
+        response = read_until_eof(sock)
+    # The route is GET-only: the router answers 405 before the handler runs.
+    assert response.startswith(b"HTTP/1.1 405 ")
+
+
+def test_plain_http_beside_websockets(port: int) -> None:
+    assert http_get(port, "/plain")[0::2] == (200, "plain")
+
+
+def test_unanswered_pings_close_the_websocket() -> None:
+    process, port = serve("--ws-ping-interval", "0.2", "--ws-ping-timeout", "0.3")
+    with process:
+        client = RawClient(port)
+        try:
+            first, _ = client.read_frame()
+            assert first == 0x89  # a ping, which this client never answers
+            assert client.read_close() == (1011, "keepalive ping timeout")
+            assert client.at_eof()
+        finally:
+            client.close()
+        # A client that answers stays open across several pings.
+        with connect(f"ws://127.0.0.1:{port}/echo") as ws:
+            ws.send("x")
+            assert ws.recv() == "x"
+            # websockets answers pings itself; three intervals later the echo still works.
+            ws.ping().wait(10)
+            ws.send("y")
+            assert ws.recv() == "y"

@@ -4,6 +4,8 @@ closed with its code, none disturbing a connection open beside it) and handshake
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import socket
 from collections.abc import Iterator
 
@@ -208,3 +210,43 @@ def test_unanswered_pings_close_the_websocket() -> None:
             ws.ping().wait(10)
             ws.send("y")
             assert ws.recv() == "y"
+
+
+def test_group_broadcast_reaches_every_member_and_drops_closed_ones(port: int) -> None:
+    url = f"ws://127.0.0.1:{port}/room"
+    with connect(url) as first:
+        # A member announces itself: every member sees the broadcast, the sender the count.
+        first.send("count")
+        assert [first.recv(), first.recv()] == ["count", "reached 1"]
+        with connect(url) as second:
+            second.send("count")
+            assert [first.recv(), second.recv(), second.recv()] == ["count", "count", "reached 2"]
+            with contextlib.ExitStack() as stack:
+                third = stack.enter_context(connect(url))
+                third.send("count")
+                assert [first.recv(), second.recv(), third.recv()] == ["count"] * 3
+                assert third.recv() == "reached 3"
+                first.send("hello room")
+                assert [first.recv(), second.recv(), third.recv()] == ["hello room"] * 3
+                third.close()  # returns once the server answered the close
+                # The third left (its close handshake is over): two members again.
+                second.send("count")
+                assert [first.recv(), second.recv(), second.recv()] == [
+                    "count",
+                    "count",
+                    "reached 2",
+                ]
+
+
+def test_sigterm_closes_websockets_with_1001_and_exits() -> None:
+    process, port = serve("--graceful-timeout", "20")
+    with process:
+        with connect(f"ws://127.0.0.1:{port}/echo") as ws:
+            ws.send("up")
+            assert ws.recv() == "up"
+            process.send_signal(signal.SIGTERM)
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                ws.recv()
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1001, "server shutting down")
+        assert process.wait() == 0

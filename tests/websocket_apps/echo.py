@@ -4,6 +4,7 @@ close with a code, send many, or ping; and a plain HTTP route beside them."""
 from __future__ import annotations
 
 from theframework import Framework, Request, Response, WebSocketClosed
+from theframework.websocket import Group
 
 app = Framework()
 
@@ -58,3 +59,22 @@ def timeout(request: Request, response: Response) -> None:
 @app.get("/plain")
 def plain(request: Request, response: Response) -> None:
     response.write("plain")
+
+
+room = Group()
+
+
+@app.get("/room")
+def join_room(request: Request, response: Response) -> None:
+    """Members of one group: a text message from a member is broadcast to every member, a
+    message "count" answers the number of members reached by that broadcast."""
+    ws = request.websocket()
+    room.add(ws)
+    try:
+        for message in ws:
+            reached = room.broadcast(message)
+            if message == "count":
+                ws.send(f"reached {reached}")
+    finally:
+        room.discard(ws)
+

@@ -338,8 +338,8 @@ void Connection::resume_receive() {
   }
 }
 
-void Connection::upgrade() {
-  websocket_ = std::make_unique<WebSocketSession>(*this, server_.options().websocket);
+void Connection::upgrade(const ws::DeflateParameters* deflate) {
+  websocket_ = std::make_unique<WebSocketSession>(*this, server_.options().websocket, deflate);
   server_.websocket_opened();
 }
 
@@ -597,6 +597,10 @@ void Connection::begin_linger() {
 
 void Connection::begin_drain() noexcept {
   draining_ = true;
+  if (websocket_) {
+    websocket_->going_away();
+    wake_reader(0);
+  }
 }
 
 void Connection::close_if_idle() noexcept {

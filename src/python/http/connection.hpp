@@ -74,7 +74,8 @@ class Connection final : public CompletionHandler {
   // --- Shutdown ------------------------------------------------------------------------------
   // Cancels what is pending, closes the socket and leaves the server's registry (idempotent).
   void close_now() noexcept;
-  // The server drains: the next response says Connection: close and the connection ends after it.
+  // The server drains or retires: the next response says Connection: close and the connection
+  // ends after it; a WebSocket session is closed with 1001 (going away).
   void begin_drain() noexcept;
   // Closes the connection if it waits for a request and none has arrived (drain grace over).
   void close_if_idle() noexcept;
@@ -91,8 +92,9 @@ class Connection final : public CompletionHandler {
   bool expect_continue_pending = false;
 
   // --- WebSocket (websocket.cpp) -----------------------------------------------------------------
-  // The request was upgraded: the connection now carries a WebSocket session until it closes.
-  void upgrade();
+  // The request was upgraded: the connection now carries a WebSocket session until it closes
+  // (`deflate`: the negotiated permessage-deflate parameters, or null).
+  void upgrade(const ws::DeflateParameters* deflate);
   // The session, or null when the connection was not upgraded.
   WebSocketSession* websocket() noexcept { return websocket_.get(); }
   // Unread input.

@@ -20,23 +20,12 @@ struct HttpServerObject {
 };
 
 PyObject* http_server_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
-  static const char* keywords[] = {"handler",
-                                   "listen_fds",
-                                   "max_header_size",
-                                   "max_headers",
-                                   "max_request_line",
-                                   "max_body_size",
-                                   "header_timeout",
-                                   "body_timeout",
-                                   "keepalive_timeout",
-                                   "write_timeout",
-                                   "max_connections",
-                                   "access_log",
-                                   "rebalance_every",
-                                   "ws_max_message_size",
-                                   "ws_ping_interval",
-                                   "ws_ping_timeout",
-                                   nullptr};
+  static const char* keywords[] = {"handler",         "listen_fds",          "max_header_size",
+                                   "max_headers",     "max_request_line",    "max_body_size",
+                                   "header_timeout",  "body_timeout",        "keepalive_timeout",
+                                   "write_timeout",   "max_connections",     "access_log",
+                                   "rebalance_every", "ws_max_message_size", "ws_ping_interval",
+                                   "ws_ping_timeout", "ws_compression",      nullptr};
   PyObject* handler = nullptr;
   PyObject* fds_object = nullptr;
   HttpOptions options;
@@ -45,15 +34,22 @@ PyObject* http_server_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) 
   Py_ssize_t max_connections = 1024;
   PyObject* access_log = Py_None;
   unsigned long long rebalance_every = 0;
+  const char* compression = "deflate";
   if (!PyArg_ParseTupleAndKeywords(
-          args, kwargs, "OO|$nnnKddddnOKKdd", const_cast<char**>(keywords), &handler, &fds_object,
+          args, kwargs, "OO|$nnnKddddnOKKdds", const_cast<char**>(keywords), &handler, &fds_object,
           &max_header_size, &max_headers, &max_request_line, &max_body_size,
           &options.header_timeout, &options.body_timeout, &options.keepalive_timeout,
           &options.write_timeout, &max_connections, &access_log, &rebalance_every,
           &options.websocket.max_message_size, &options.websocket.ping_interval,
-          &options.websocket.ping_timeout)) {
+          &options.websocket.ping_timeout, &compression)) {
     return nullptr;
   }
+  const std::string_view compression_name(compression);
+  if (compression_name != "deflate" && compression_name != "none") {
+    PyErr_SetString(PyExc_ValueError, "ws_compression must be 'deflate' or 'none'");
+    return nullptr;
+  }
+  options.websocket.compression = compression_name == "deflate";
   if (options.websocket.ping_interval < 0 || options.websocket.ping_timeout < 0) {
     PyErr_SetString(PyExc_ValueError, "ws_ping_interval and ws_ping_timeout must be >= 0");
     return nullptr;

@@ -18,6 +18,9 @@ namespace {
 
 // How long close() waits for the peer's answer when ping_timeout is 0.
 constexpr double kDefaultCloseTimeout = 10.0;
+// Messages shorter than this go uncompressed even when permessage-deflate was negotiated: the
+// deflate framing would make them longer, or barely shorter, for the CPU it costs.
+constexpr size_t kCompressFrom = 64;
 
 void set_websocket_closed(uint16_t code, std::string_view reason) {
   PyObject* type = configuration.websocket_closed.get();
@@ -54,11 +57,43 @@ double seconds_until(int64_t deadline_ns, int64_t now_ns) {
 // ---------------------------------------------------------------------------------------------
 // WebSocketSession
 
-WebSocketSession::WebSocketSession(Connection& connection, const WebSocketOptions& options)
+WebSocketSession::WebSocketSession(Connection& connection, const WebSocketOptions& options,
+                                   const ws::DeflateParameters* deflate)
     : connection_(connection),
       options_(options),
       reader_(options.max_message_size),
-      last_activity_ns_(core::monotonic_ns()) {}
+      last_activity_ns_(core::monotonic_ns()) {
+  if (deflate != nullptr) {
+    deflate_ = std::make_unique<ws::DeflateSession>(*deflate, ws::DeflatePolicy{});
+    reader_.allow_compression(true);
+  }
+}
+
+PyObject* WebSocketSession::message_object(bool text) {
+  std::string* message = &reader_.message();
+  if (reader_.compressed()) {
+    ws::InflateStatus status = deflate_->decompress(*message, options_.max_message_size, inflated_);
+    if (status != ws::InflateStatus::ok) {
+      const uint16_t code =
+          status == ws::InflateStatus::too_big ? ws::kCloseTooBig : ws::kCloseInvalidData;
+      const char* reason = status == ws::InflateStatus::too_big ? "message larger than the limit"
+                                                                : "invalid compressed data";
+      if (send_close(code, reason) < 0) PyErr_Clear();
+      return closed_error(code, reason);
+    }
+    message = &inflated_;
+    if (text && !ws::is_valid_utf8(*message)) {
+      if (send_close(ws::kCloseInvalidData, "text message is not valid UTF-8") < 0) PyErr_Clear();
+      return closed_error(ws::kCloseInvalidData, "text message is not valid UTF-8");
+    }
+  }
+  PyObject* result =
+      text
+          ? PyUnicode_DecodeUTF8(message->data(), static_cast<Py_ssize_t>(message->size()), nullptr)
+          : PyBytes_FromStringAndSize(message->data(), static_cast<Py_ssize_t>(message->size()));
+  if (message == &inflated_ && inflated_.capacity() > 64 * 1024) std::string().swap(inflated_);
+  return result;
+}
 
 PyObject* WebSocketSession::raise_closed() {
   set_websocket_closed(close_code_ == 0 ? ws::kCloseAbnormal : close_code_, close_reason_);
@@ -136,13 +171,31 @@ int WebSocketSession::send_frame_bytes(PyObject* frame, bool is_close) {
   return send_views(views, is_close);
 }
 
+int WebSocketSession::append_compressed(std::vector<Py_buffer>& views, ws::Opcode opcode,
+                                        std::string_view payload) {
+  std::string compressed;
+  if (!deflate_->compress(payload, compressed)) {
+    PyErr_NoMemory();
+    return -1;
+  }
+  std::string frame;
+  frame.reserve(compressed.size() + ws::kMaxHeaderSize);
+  ws::append_frame(frame, opcode, compressed, true, true);
+  PyRef bytes(PyBytes_FromStringAndSize(frame.data(), static_cast<Py_ssize_t>(frame.size())));
+  return bytes && append_view(views, bytes.get()) ? 0 : -1;
+}
+
 int WebSocketSession::append_message(std::vector<Py_buffer>& views, PyObject* message) {
   std::string header;
   if (PyUnicode_Check(message)) {
     Py_ssize_t size = 0;
     const char* text = PyUnicode_AsUTF8AndSize(message, &size);
     if (text == nullptr) return -1;
-    ws::append_frame(header, ws::Opcode::text, std::string_view(text, static_cast<size_t>(size)));
+    const std::string_view payload(text, static_cast<size_t>(size));
+    if (deflate_ && payload.size() >= kCompressFrom) {
+      return append_compressed(views, ws::Opcode::text, payload);
+    }
+    ws::append_frame(header, ws::Opcode::text, payload);
     PyRef frame(PyBytes_FromStringAndSize(header.data(), static_cast<Py_ssize_t>(header.size())));
     return frame && append_view(views, frame.get()) ? 0 : -1;
   }
@@ -153,6 +206,13 @@ int WebSocketSession::append_message(std::vector<Py_buffer>& views, PyObject* me
   }
   Py_buffer payload;
   if (PyObject_GetBuffer(message, &payload, PyBUF_SIMPLE) < 0) return -1;
+  if (deflate_ && static_cast<size_t>(payload.len) >= kCompressFrom) {
+    int status = append_compressed(
+        views, ws::Opcode::binary,
+        std::string_view(static_cast<const char*>(payload.buf), static_cast<size_t>(payload.len)));
+    PyBuffer_Release(&payload);
+    return status;
+  }
   ws::append_frame_header(header, ws::Opcode::binary, static_cast<uint64_t>(payload.len));
   PyRef frame(PyBytes_FromStringAndSize(header.data(), static_cast<Py_ssize_t>(header.size())));
   if (!frame || !append_view(views, frame.get())) {
@@ -246,6 +306,13 @@ int WebSocketSession::wait_input(int64_t deadline_ns) {
 PyObject* WebSocketSession::next_event(int64_t deadline_ns, bool discard_messages) {
   while (true) {
     if (closed_) return raise_closed();
+    if (going_away_ && !close_sent_) {
+      if (send_close(ws::kCloseGoingAway, "server shutting down") < 0) PyErr_Clear();
+      if (closed_) return raise_closed();
+      const int64_t close_deadline = deadline_in(close_timeout());
+      if (deadline_ns < 0 || close_deadline < deadline_ns) deadline_ns = close_deadline;
+      discard_messages = true;
+    }
     ws::ReadEvent event = reader_.feed(connection_.buffered());
     if (event.consumed > 0) {
       connection_.consume(event.consumed);
@@ -257,12 +324,7 @@ PyObject* WebSocketSession::next_event(int64_t deadline_ns, bool discard_message
       case ws::ReadKind::binary: {
         connection_.server().stats().websocket_messages_in += 1;
         if (discard_messages) continue;
-        std::string& message = reader_.message();
-        if (event.kind == ws::ReadKind::text) {
-          return PyUnicode_DecodeUTF8(message.data(), static_cast<Py_ssize_t>(message.size()),
-                                      nullptr);
-        }
-        return PyBytes_FromStringAndSize(message.data(), static_cast<Py_ssize_t>(message.size()));
+        return message_object(event.kind == ws::ReadKind::text);
       }
       case ws::ReadKind::ping:
         if (!close_sent_ && send_control(ws::Opcode::pong, reader_.control()) < 0) {
@@ -320,8 +382,7 @@ PyObject* WebSocketSession::receive(double timeout) {
   PyObject* result =
       close_sent_ ? next_event(deadline_in(close_timeout()), true) : next_event(deadline, false);
   receiving_ = false;
-  if (result == nullptr && close_sent_ && !closed_ && PyErr_ExceptionMatches(PyExc_TimeoutError) &&
-      timeout < 0) {
+  if (result == nullptr && close_sent_ && !closed_ && PyErr_ExceptionMatches(PyExc_TimeoutError)) {
     PyErr_Clear();
     return closed_error(close_code_, close_reason_);
   }
@@ -621,11 +682,20 @@ PyObject* websocket_accept(Connection* connection, std::string_view head_bytes,
     }
   }
   const std::string_view chosen = ws::select_subprotocol(headers, supported);
+  ws::DeflateParameters deflate;
+  std::string extension;
+  const bool compress = connection->server().options().websocket.compression &&
+                        ws::negotiate_deflate(headers, ws::DeflatePolicy{}, deflate, extension);
   std::string answer =
       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
       "Sec-WebSocket-Accept: ";
   answer += ws::accept_key(upgrade.key);
   answer += "\r\n";
+  if (compress) {
+    answer += "Sec-WebSocket-Extensions: ";
+    answer += extension;
+    answer += "\r\n";
+  }
   if (!chosen.empty()) {
     answer += "Sec-WebSocket-Protocol: ";
     answer += chosen;
@@ -643,7 +713,7 @@ PyObject* websocket_accept(Connection* connection, std::string_view head_bytes,
   object->subprotocol = subprotocol.release();
   PyRef owned(reinterpret_cast<PyObject*>(object));
   if (connection->send_bytes(answer) < 0) return nullptr;
-  connection->upgrade();
+  connection->upgrade(compress ? &deflate : nullptr);
   connection->retain();
   object->connection = connection;
   return owned.release();

@@ -18,10 +18,12 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "core/websocket/deflate.hpp"
 #include "core/websocket/frame.hpp"
 
 namespace tf::py {
@@ -33,12 +35,15 @@ struct WebSocketOptions {
   uint64_t max_message_size = 1 << 20;  // a larger message closes with 1009 (0: no limit)
   double ping_interval = 20.0;          // seconds of silence before a ping (0: no pings)
   double ping_timeout = 20.0;           // seconds a ping (or our close) waits for its answer
+  bool compression = true;              // accept permessage-deflate offers
 };
 
 // The state of one upgraded connection; owned by its Connection.
 class WebSocketSession {
  public:
-  WebSocketSession(Connection& connection, const WebSocketOptions& options);
+  // `deflate`: the negotiated permessage-deflate parameters, or null without compression.
+  WebSocketSession(Connection& connection, const WebSocketOptions& options,
+                   const ws::DeflateParameters* deflate);
 
   // receive(timeout): the next message (str or bytes; new reference), or null with an exception:
   // WebSocketClosed once closed, TimeoutError after `timeout` seconds (< 0: none) with the
@@ -56,6 +61,9 @@ class WebSocketSession {
   // Starts (or finishes) the close handshake with `code` and `reason`; waits for the peer's
   // answer (at most close_timeout()) unless another greenlet is receiving. 0 or -1.
   int close(uint16_t code, std::string_view reason);
+  // The server drains: the greenlet waiting in receive() (now or next) sends close 1001 and
+  // waits, at most close_timeout(), for the peer's close; receive() then raises WebSocketClosed.
+  void going_away() noexcept { going_away_ = true; }
   // The handler returned (`failed`: by an exception): a session still open is closed with 1000
   // or 1011. Never raises.
   void finish(bool failed) noexcept;
@@ -70,8 +78,9 @@ class WebSocketSession {
   // the last frame we may send. 0 or -1 (after a failed write the session is closed).
   int send_views(std::vector<Py_buffer>& views, bool is_close);
   int send_frame_bytes(PyObject* frame, bool is_close);
-  // Appends the frame views of one message. 0 or -1.
+  // Appends the frame views of one message (compressed when negotiated and worth it). 0 or -1.
   int append_message(std::vector<Py_buffer>& views, PyObject* message);
+  int append_compressed(std::vector<Py_buffer>& views, ws::Opcode opcode, std::string_view payload);
   int acquire_send_lock();
   void release_send_lock() noexcept;
   // Sends our close frame unless one was sent. 0 or -1.
@@ -87,10 +96,15 @@ class WebSocketSession {
   PyObject* closed_error(uint16_t code, std::string_view reason);
   PyObject* raise_closed();
   double close_timeout() const noexcept;
+  // The received message as str/bytes, decompressed and checked when it was compressed; null
+  // with WebSocketClosed (1007, 1009) after closing.
+  PyObject* message_object(bool text);
 
   Connection& connection_;
   WebSocketOptions options_;
   ws::MessageReader reader_;
+  std::unique_ptr<ws::DeflateSession> deflate_;
+  std::string inflated_;      // scratch for a decompressed message
   int64_t last_activity_ns_;  // when bytes last arrived (keep-alive pings follow silence)
   bool receiving_ = false;
   bool sending_ = false;
@@ -98,6 +112,7 @@ class WebSocketSession {
   bool close_sent_ = false;
   bool closed_ = false;  // the close handshake finished, or the connection is gone
   bool awaiting_pong_ = false;
+  bool going_away_ = false;
   int64_t pong_deadline_ns_ = 0;
   uint16_t close_code_ = 0;
   std::string close_reason_;
@@ -105,9 +120,10 @@ class WebSocketSession {
 
 // Accepts the upgrade of the request being handled on `connection`: validates the handshake
 // (HTTPError 400/426 otherwise, and the connection closes after that answer), picks the first
-// subprotocol the client offers that `subprotocols` (a sequence of str, or None) holds, sends the
-// 101 response and returns a new WebSocket object (new reference) or null with an exception.
-// `head_bytes` is the request's head.
+// subprotocol the client offers that `subprotocols` (a sequence of str, or None) holds, accepts a
+// permessage-deflate offer when the server allows compression, sends the 101 response and returns a
+// new WebSocket object (new reference) or null with an exception. `head_bytes` is the request's
+// head.
 PyObject* websocket_accept(Connection* connection, std::string_view head_bytes,
                            PyObject* subprotocols);
 

@@ -77,4 +77,3 @@ def join_room(request: Request, response: Response) -> None:
                 ws.send(f"reached {reached}")
     finally:
         room.discard(ws)
-

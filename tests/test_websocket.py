@@ -14,6 +14,7 @@ import websockets
 import wsproto
 import wsproto.events
 from prefork_apps.harness import ServerProcess, http_get
+from test_ops_supervisor import _metrics_url, _value, _wait_metric
 from websocket_helpers import RawClient, frame, handshake_request, read_until_eof, serve
 from websockets.sync.client import connect
 
@@ -250,3 +251,27 @@ def test_sigterm_closes_websockets_with_1001_and_exits() -> None:
         assert closed.value.rcvd is not None
         assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1001, "server shutting down")
         assert process.wait() == 0
+
+
+def test_prometheus_metrics_count_websockets() -> None:
+    with ServerProcess(
+        "websocket_apps.echo:app", "--workers", "2", "--port", "0", "--metrics-port", "0"
+    ) as process:
+        port = process.port()
+        url = _metrics_url(process)
+        with connect(f"ws://127.0.0.1:{port}/echo") as open_one:
+            for text in ("a", "b", "c"):
+                open_one.send(text)
+                assert open_one.recv() == text
+            samples = _wait_metric(url, "theframework_websockets_open", 1)
+            assert _value(samples, "theframework_websocket_messages_total", direction="in") >= 3
+            with connect(f"ws://127.0.0.1:{port}/echo") as closing:
+                closing.close(4002)
+            client = RawClient(port)
+            client.send(frame(0x81, b"x", masked=False))
+            assert client.read_close()[0] == 1002
+            client.close()
+            samples = _wait_metric(url, "theframework_websocket_closes_total", 1, code="1002")
+            assert _value(samples, "theframework_websocket_closes_total", code="4002") == 1
+            assert _value(samples, "theframework_websocket_messages_total", direction="out") >= 3
+            assert _value(samples, "theframework_websockets_open") == 1

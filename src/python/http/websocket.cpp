@@ -91,7 +91,8 @@ PyObject* WebSocketSession::message_object(bool text) {
       text
           ? PyUnicode_DecodeUTF8(message->data(), static_cast<Py_ssize_t>(message->size()), nullptr)
           : PyBytes_FromStringAndSize(message->data(), static_cast<Py_ssize_t>(message->size()));
-  if (message == &inflated_ && inflated_.capacity() > 64 * 1024) std::string().swap(inflated_);
+  // The Python object holds a copy: an idle WebSocket keeps no decompression buffer.
+  if (message == &inflated_) std::string().swap(inflated_);
   return result;
 }
 

@@ -104,7 +104,7 @@ class WebSocketSession {
   WebSocketOptions options_;
   ws::MessageReader reader_;
   std::unique_ptr<ws::DeflateSession> deflate_;
-  std::string inflated_;      // scratch for a decompressed message
+  std::string inflated_;      // a decompressed message, released once converted
   int64_t last_activity_ns_;  // when bytes last arrived (keep-alive pings follow silence)
   bool receiving_ = false;
   bool sending_ = false;

@@ -171,30 +171,7 @@ class Metrics:
         lines.append(f"theframework_received_bytes_total {_number(totals.counters['bytes_in'])}")
         family("theframework_sent_bytes_total", "counter", "Bytes written to clients.")
         lines.append(f"theframework_sent_bytes_total {_number(totals.counters['bytes_out'])}")
-        family("theframework_websockets_open", "gauge", "Open WebSocket sessions.")
-        per_worker(
-            "theframework_websockets_open",
-            {
-                pid: live.stats.get("websockets", {}).get("open", 0)
-                for pid, live in self.live.items()
-            },
-        )
-        family(
-            "theframework_websocket_messages_total",
-            "counter",
-            "WebSocket messages received (in) and sent (out).",
-        )
-        for direction, messages in totals.websocket_messages.items():
-            lines.append(
-                f'theframework_websocket_messages_total{{direction="{direction}"}} {messages}'
-            )
-        family(
-            "theframework_websocket_closes_total",
-            "counter",
-            "WebSocket sessions ended, by close code (1006: no close frame).",
-        )
-        for code, closes in sorted(totals.websocket_closes.items()):
-            lines.append(f'theframework_websocket_closes_total{{code="{code}"}} {closes}')
+        _render_websockets(lines, family, per_worker, totals, self.live)
         family("theframework_worker_spawns_total", "counter", "Workers started, by reason.")
         for reason, spawned in sorted(self.spawns.items()):
             lines.append(f'theframework_worker_spawns_total{{reason="{reason}"}} {spawned}')
@@ -219,6 +196,35 @@ class Metrics:
             {pid: live.rss_bytes for pid, live in self.live.items()},
         )
         return "\n".join(lines) + "\n"
+
+
+def _render_websockets(
+    lines: list[str],
+    family: Callable[[str, str, str], None],
+    per_worker: Callable[[str, dict[int, float]], None],
+    totals: Totals,
+    live: dict[int, _Live],
+) -> None:
+    """The WebSocket families: sessions open per worker, messages by direction, closes by code."""
+    family("theframework_websockets_open", "gauge", "Open WebSocket sessions.")
+    per_worker(
+        "theframework_websockets_open",
+        {pid: worker.stats.get("websockets", {}).get("open", 0) for pid, worker in live.items()},
+    )
+    family(
+        "theframework_websocket_messages_total",
+        "counter",
+        "WebSocket messages received (in) and sent (out).",
+    )
+    for direction, messages in totals.websocket_messages.items():
+        lines.append(f'theframework_websocket_messages_total{{direction="{direction}"}} {messages}')
+    family(
+        "theframework_websocket_closes_total",
+        "counter",
+        "WebSocket sessions ended, by close code (1006: no close frame).",
+    )
+    for code, closes in sorted(totals.websocket_closes.items()):
+        lines.append(f'theframework_websocket_closes_total{{code="{code}"}} {closes}')
 
 
 def _number(value: float) -> str:

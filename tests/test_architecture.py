@@ -124,6 +124,7 @@ def test_every_option_reaches_its_field_from_the_command_line_and_the_environmen
         "offload_threads": ("3", 3),
         "offload_processes": ("2", 2),
         "offload_start_method": ("forkserver", "forkserver"),
+        "ws_compression": ("none", "none"),
     }
     if entry.name in samples:
         text, value = samples[entry.name]

@@ -1,14 +1,18 @@
 // libFuzzer target of src/core/websocket: runs MessageReader over the input fed whole and fed in
 // two pieces split at a point derived from the input, and checks that both give the same events
 // (kinds, payloads, close codes); checks the frame-header parser's prefix invariance, the UTF-8
-// validator against a split feed, base64 round trips and the close-payload writer.
+// validator against a split feed, base64 round trips, the close-payload writer, and
+// permessage-deflate: the offer negotiation over the input as a header value, and the input
+// decompressed as a message (bounded output, no crash, a round trip of what decompressed).
 // Any broken invariant traps, which libFuzzer reports as a crash.
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "core/websocket/deflate.hpp"
 #include "core/websocket/frame.hpp"
 #include "core/websocket/sha1.hpp"
 
@@ -127,6 +131,28 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (tf::ws::is_valid_utf8(input)) {
     tf::ws::CloseFrame close;
     check(tf::ws::parse_close_payload(payload, close) == 0);
+  }
+  // permessage-deflate: any offer text negotiates to sane parameters or is declined.
+  const tf::http::Header offer{"Sec-WebSocket-Extensions", input};
+  tf::ws::DeflateParameters parameters;
+  std::string response;
+  if (tf::ws::negotiate_deflate(std::span<const tf::http::Header>(&offer, 1),
+                                tf::ws::DeflatePolicy{}, parameters, response)) {
+    check(parameters.server_window_bits >= 9 && parameters.server_window_bits <= 12);
+    check(parameters.client_window_bits >= 8 && parameters.client_window_bits <= 15);
+    check(response.starts_with("permessage-deflate"));
+  }
+  // The input as a compressed message: bounded output; what decompresses recompresses and
+  // decompresses back to itself.
+  tf::ws::DeflateSession receiver(tf::ws::DeflateParameters{}, tf::ws::DeflatePolicy{});
+  std::string inflated;
+  if (receiver.decompress(input, 65536, inflated) == tf::ws::InflateStatus::ok) {
+    check(inflated.size() <= 65536);
+    tf::ws::DeflateSession sender(tf::ws::DeflateParameters{}, tf::ws::DeflatePolicy{});
+    tf::ws::DeflateSession peer(tf::ws::DeflateParameters{}, tf::ws::DeflatePolicy{});
+    std::string compressed, back;
+    check(sender.compress(inflated, compressed));
+    check(peer.decompress(compressed, 0, back) == tf::ws::InflateStatus::ok && back == inflated);
   }
   return 0;
 }

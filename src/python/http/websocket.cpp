@@ -329,7 +329,9 @@ PyObject* WebSocketSession::next_event(int64_t deadline_ns, bool discard_message
       }
       case ws::ReadKind::ping:
         if (!close_sent_ && send_control(ws::Opcode::pong, reader_.control()) < 0) {
-          return nullptr;
+          if (!closed_) return nullptr;  // thrown into the greenlet
+          PyErr_Clear();                 // the connection failed: the session is over
+          return raise_closed();
         }
         continue;
       case ws::ReadKind::pong:
@@ -358,7 +360,7 @@ PyObject* WebSocketSession::next_event(int64_t deadline_ns, bool discard_message
     if (connection_.input_ended()) return closed_error(ws::kCloseAbnormal, "connection lost");
     const int waited = wait_input(deadline_ns);
     if (waited < 0) {
-      if (connection_.input_ended() || !connection_.open()) {
+      if (closed_ || connection_.input_ended() || !connection_.open()) {
         PyErr_Clear();
         return closed_error(ws::kCloseAbnormal, "connection lost");
       }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import socket
+import zlib
 from collections.abc import Iterator
 
 import pytest
@@ -275,3 +276,71 @@ def test_prometheus_metrics_count_websockets() -> None:
             assert _value(samples, "theframework_websocket_closes_total", code="4002") == 1
             assert _value(samples, "theframework_websocket_messages_total", direction="out") >= 3
             assert _value(samples, "theframework_websockets_open") == 1
+
+
+def test_websockets_client_with_permessage_deflate(port: int) -> None:
+    text = "compressible text " * 2000  # 36,000 characters
+    with connect(f"ws://127.0.0.1:{port}/echo") as ws:  # websockets offers deflate by default
+        extensions = ws.protocol.extensions
+        assert [type(extension).__name__ for extension in extensions] == ["PerMessageDeflate"]
+        for _ in range(3):  # context takeover: later messages reuse the window
+            ws.send(text)
+            assert ws.recv() == text
+        ws.send(bytes(range(256)) * 100)
+        assert ws.recv() == bytes(range(256)) * 100
+        ws.send(["fragmented ", "and compressed " * 50])
+        assert ws.recv() == "fragmented " + "and compressed " * 50
+        ws.send("short")
+        assert ws.recv() == "short"
+
+
+def test_compressed_echo_is_compressed_on_the_wire(port: int) -> None:
+    offer = "permessage-deflate; client_max_window_bits; client_no_context_takeover"
+    client = RawClient(port, Sec_WebSocket_Extensions=offer)
+    try:
+        assert (
+            "sec-websocket-extensions: permessage-deflate; client_no_context_takeover; "
+            "server_max_window_bits=12; client_max_window_bits=12"
+        ) in client.head.lower()
+        compressor = zlib.compressobj(wbits=-12)
+        text = b"hello compressed world " * 100
+        payload = compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        client.send(frame(0xC1, payload[:-4]))
+        first, echoed = client.read_frame()
+        assert first == 0xC1  # FIN, RSV1 (compressed), text
+        assert len(echoed) < len(text) // 4
+        assert zlib.decompressobj(wbits=-12).decompress(echoed + b"\x00\x00\xff\xff") == text
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        pytest.param(b"\xff\xff\xff\xff not deflate", 1007, id="invalid-deflate"),
+        # 16 MiB of zeros deflate to a few KiB: the limit (64 KiB here) applies after inflating.
+        pytest.param(
+            (lambda c: c.compress(bytes(16 << 20)) + c.flush(zlib.Z_SYNC_FLUSH))(
+                zlib.compressobj(wbits=-15)
+            )[:-4],
+            1009,
+            id="decompression-bomb",
+        ),
+    ],
+)
+def test_bad_compressed_input_closes_with_its_code(port: int, payload: bytes, code: int) -> None:
+    client = RawClient(port, Sec_WebSocket_Extensions="permessage-deflate")
+    try:
+        client.send(frame(0xC2, payload))
+        assert client.read_close()[0] == code
+        assert client.at_eof()
+    finally:
+        client.close()
+
+
+def test_compression_can_be_turned_off() -> None:
+    process, port = serve("--ws-compression", "none")
+    with process, connect(f"ws://127.0.0.1:{port}/echo") as ws:
+        assert ws.protocol.extensions == []
+        ws.send("x" * 1000)
+        assert ws.recv() == "x" * 1000

@@ -62,9 +62,9 @@ def frame(first_byte: int, payload: bytes, *, masked: bool = True) -> bytes:
 class RawClient:
     """One upgraded connection over a plain socket."""
 
-    def __init__(self, port: int, path: str = "/echo") -> None:
+    def __init__(self, port: int, path: str = "/echo", **headers: str) -> None:
         self.socket = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.socket.sendall(handshake_request(path))
+        self.socket.sendall(handshake_request(path, **headers))
         self.buffer = b""
         while b"\r\n\r\n" not in self.buffer:
             chunk = self.socket.recv(65536)
@@ -72,6 +72,7 @@ class RawClient:
             self.buffer += chunk
         head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 101 "), head
+        self.head = head.decode("latin-1")
 
     def send(self, data: bytes) -> None:
         self.socket.sendall(data)

@@ -344,3 +344,14 @@ def test_compression_can_be_turned_off() -> None:
         assert ws.protocol.extensions == []
         ws.send("x" * 1000)
         assert ws.recv() == "x" * 1000
+
+
+def test_websocket_route_decorator(port: int) -> None:
+    with connect(f"ws://127.0.0.1:{port}/route/ada", subprotocols=["v1"]) as ws:  # type: ignore[list-item]
+        assert ws.recv() == "hello ada over v1"
+        ws.send("echo")
+        assert ws.recv() == "echo"
+    # A plain GET to the route gets the handshake error, not a 200.
+    status, headers, _ = http_get(port, "/route/ada")
+    assert status == 400
+    assert headers["connection"] == "close"

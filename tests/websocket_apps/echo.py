@@ -3,7 +3,7 @@ close with a code, send many, or ping; and a plain HTTP route beside them."""
 
 from __future__ import annotations
 
-from theframework import Framework, Request, Response, WebSocketClosed
+from theframework import Framework, Request, Response, WebSocket, WebSocketClosed
 from theframework.websocket import Group
 
 app = Framework()
@@ -77,3 +77,11 @@ def join_room(request: Request, response: Response) -> None:
                 ws.send(f"reached {reached}")
     finally:
         room.discard(ws)
+
+
+@app.websocket("/route/{name}", subprotocols=["v1"])
+def websocket_route(ws: WebSocket, request: Request) -> None:
+    """The decorator form: greets with the path parameter and the subprotocol, then echoes."""
+    ws.send(f"hello {request.params['name']} over {ws.subprotocol}")
+    for message in ws:
+        ws.send(message)

@@ -20,6 +20,7 @@ import re
 import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -71,6 +72,8 @@ def start(command: list[str], pattern: str) -> tuple[subprocess.Popen[str], int]
     for line in server.stdout:
         match = re.search(pattern, line)
         if match:
+            # Keep reading its output (uvicorn logs every connection): a full pipe would stall it.
+            threading.Thread(target=server.stdout.read, daemon=True).start()
             return server, int(match.group(1))
     raise RuntimeError(f"{command[0]} did not start")
 

@@ -9,6 +9,10 @@ server's 4 KiB windows), ``deflate-nct`` (the same with client_no_context_takeov
 server_no_context_takeover, so no zlib state survives a message).
 
     .venv/bin/python bench/websocket_idle.py [--connections 10000] [--variants plain,deflate]
+        [--server theframework|uvicorn]
+
+``--server uvicorn`` measures uvicorn with its ``websockets`` implementation (bench/.venv-peers,
+made by bench/setup.sh) serving the same echo (bench/apps/ws_asgi_app.py).
 
 Prints a Markdown table.
 """
@@ -24,6 +28,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import zlib
 from pathlib import Path
 
@@ -101,33 +106,49 @@ def open_websocket(port: int, offer: str) -> socket.socket:
         text = b"hello idle websocket " * 8
         payload = compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH)
         sock.sendall(masked_frame(0xC1, payload[:-4]))
-        first = sock.recv(2)
-        assert first[0] & 0x40, "the echo should come back compressed"
+        first = sock.recv(2)  # the echo (compressed or not, as the server decides)
         length = first[1] & 0x7F
         while length > 0:
             length -= len(sock.recv(length))
     return sock
 
 
-def measure(connections: int, variant: str) -> tuple[int, int, float]:
-    bench = Path(__file__).resolve().parent
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    raise_file_limit(connections * 2 + 1024)
-    server = subprocess.Popen(
+def server_command(server: str, connections: int) -> tuple[list[str], str]:
+    """The command line of ``server`` and the pattern of its "listening" line (port group)."""
+    if server == "uvicorn":
+        peers = Path(__file__).resolve().parent / ".venv-peers" / "bin" / "python"
+        return (
+            [str(peers), "-m", "uvicorn", "apps.ws_asgi_app:app", "--port", "0", "--ws",
+             "websockets", "--ws-ping-interval", "0", "--backlog", "4096"],
+            r"Uvicorn running on http://127\.0\.0\.1:(\d+)",
+        )  # fmt: skip
+    return (
         [sys.executable, "-m", "theframework", "websocket_idle:app", "--port", "0",
          "--max-connections", str(connections + 100), "--backlog", "4096",
          "--ws-ping-interval", "0"],
-        cwd=bench, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        r"listening on http://127\.0\.0\.1:(\d+)",
     )  # fmt: skip
+
+
+def measure(connections: int, variant: str, server_name: str) -> tuple[int, int, float]:
+    bench = Path(__file__).resolve().parent
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    raise_file_limit(connections * 2 + 1024)
+    command, pattern = server_command(server_name, connections)
+    server = subprocess.Popen(
+        command, cwd=bench, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         assert server.stdout is not None
         port = 0
         for line in server.stdout:
-            match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
+            match = re.search(pattern, line)
             if match:
                 port = int(match.group(1))
                 break
         assert port, "the server did not start"
+        # Keep reading its output (uvicorn logs every connection): a full pipe would stall it.
+        threading.Thread(target=server.stdout.read, daemon=True).start()
         sockets = [open_websocket(port, OFFERS[variant])]  # warm-up: code paths, pools
         before = rss_kib(server.pid)
         sockets += [open_websocket(port, OFFERS[variant]) for _ in range(connections)]
@@ -144,12 +165,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--connections", type=int, default=10000)
     parser.add_argument("--variants", default="plain,deflate,deflate-nct")
+    parser.add_argument("--server", choices=("theframework", "uvicorn"), default="theframework")
     arguments = parser.parse_args()
-    print("| variant | idle WebSockets | RSS before (KiB) | RSS after (KiB) | bytes each |")
-    print("|---|---|---|---|---|")
+    print(
+        "| server | variant | idle WebSockets | RSS before (KiB) | RSS after (KiB) | bytes each |"
+    )
+    print("|---|---|---|---|---|---|")
     for variant in arguments.variants.split(","):
-        before, after, each = measure(arguments.connections, variant)
-        print(f"| {variant} | {arguments.connections:,} | {before:,} | {after:,} | {each:,.0f} |")
+        before, after, each = measure(arguments.connections, variant, arguments.server)
+        print(
+            f"| {arguments.server} | {variant} | {arguments.connections:,} | {before:,} | "
+            f"{after:,} | {each:,.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -23,27 +23,13 @@ struct HttpServerObject {
 };
 
 PyObject* http_server_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
-  static const char* keywords[] = {"handler",
-                                   "listen_fds",
-                                   "max_header_size",
-                                   "max_headers",
-                                   "max_request_line",
-                                   "max_body_size",
-                                   "header_timeout",
-                                   "body_timeout",
-                                   "keepalive_timeout",
-                                   "write_timeout",
-                                   "max_connections",
-                                   "access_log",
-                                   "rebalance_every",
-                                   "forwarded_allow_ips",
-                                   "proxy_headers",
-                                   "proxy_protocol",
-                                   "ws_max_message_size",
-                                   "ws_ping_interval",
-                                   "ws_ping_timeout",
-                                   "ws_compression",
-                                   nullptr};
+  static const char* keywords[] = {"handler",         "listen_fds",          "max_header_size",
+                                   "max_headers",     "max_request_line",    "max_body_size",
+                                   "header_timeout",  "body_timeout",        "keepalive_timeout",
+                                   "write_timeout",   "max_connections",     "access_log",
+                                   "rebalance_every", "forwarded_allow_ips", "proxy_headers",
+                                   "proxy_protocol",  "ws_max_message_size", "ws_ping_interval",
+                                   "ws_ping_timeout", "ws_compression",      nullptr};
   PyObject* handler = nullptr;
   PyObject* fds_object = nullptr;
   HttpOptions options;

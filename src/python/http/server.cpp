@@ -158,10 +158,13 @@ void HttpServer::on_accept(const core::Completion& completion, size_t listener) 
 }
 
 void HttpServer::connection_closed(Connection* connection) noexcept {
-  auto it = std::find(connections_.begin(), connections_.end(), connection);
-  if (it != connections_.end()) {
-    *it = connections_.back();
+  const size_t index = connection->registry_index;
+  if (index < connections_.size() && connections_[index] == connection) {
+    // Swap with the last entry: O(1), and the moved connection learns its new position.
+    connections_[index] = connections_.back();
+    connections_[index]->registry_index = index;
     connections_.pop_back();
+    connection->registry_index = Connection::kNotRegistered;
   }
   if (!accepting_ && !draining_ && !retiring_ && serving_ &&
       connections_.size() < options_.max_connections) {
@@ -243,6 +246,7 @@ void HttpServer::adopt_connection(int fd, size_t listener) {
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   }
   auto* connection = new Connection(*this, fd);
+  connection->registry_index = connections_.size();
   connections_.push_back(connection);
   ++stats_.connections_accepted;
   connection->start();

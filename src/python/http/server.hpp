@@ -162,6 +162,7 @@ class HttpServer {
   std::vector<http::Header> header_storage_;
   Hub* hub_ = nullptr;
   http::DateCache dates_;
+  // Open connections, unordered; each keeps its index (Connection::registry_index) for O(1) removal.
   std::vector<Connection*> connections_;
   size_t requests_in_flight_ = 0;
   ~HttpServer();  // through release()

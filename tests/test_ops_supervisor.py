@@ -265,6 +265,8 @@ def test_metrics_are_served_in_prometheus_text_format() -> None:
         assert _value(samples, "theframework_received_bytes_total") > 0
         assert _value(samples, "theframework_worker_spawns_total", reason="start") == 2
         assert _value(samples, "theframework_workers") == 2
+        peaks = [value for _, value in samples["theframework_connections_peak"]]
+        assert len(peaks) == 2 and 1 <= max(peaks) <= 1024, peaks
         for name in ("theframework_connections_active", "theframework_requests_in_flight",
                      "theframework_hub_loop_lag_seconds", "theframework_backpressure_waits_total",
                      "theframework_worker_resident_bytes"):  # fmt: skip

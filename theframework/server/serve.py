@@ -95,7 +95,13 @@ def serve_listeners(
         else:
             logger.info("listening on %s (pid %d, backend %s)", urls, os.getpid(), hub.backend)
         hub.run(main)
-    logger.info("stopped serving %s", urls)
+    stats = http_server.stats()
+    logger.info(
+        "stopped serving %s (%d connections, at most %d open at once)",
+        urls,
+        stats["connections_accepted"],
+        stats["connections_peak"],
+    )
 
 
 def serve_one_process(

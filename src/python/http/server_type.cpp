@@ -126,8 +126,9 @@ PyObject* http_server_stats(PyObject* self, PyObject*) {
     PyRef pair(Py_BuildValue("(dK)", bound, cumulative));
     if (!pair || PyList_Append(buckets.get(), pair.get()) < 0) return nullptr;
   }
-  return Py_BuildValue("{sKsKsnsKsnsOsKsKsOsd}", "connections_accepted", stats.connections_accepted,
-                       "accept_pauses", stats.accept_pauses, "connections_active",
+  return Py_BuildValue("{sKsKsKsnsKsnsOsKsKsOsd}", "connections_accepted",
+                       stats.connections_accepted, "accept_pauses", stats.accept_pauses,
+                       "connections_peak", stats.connections_peak, "connections_active",
                        static_cast<Py_ssize_t>(server->connection_count()), "requests",
                        stats.requests, "requests_in_flight",
                        static_cast<Py_ssize_t>(server->requests_in_flight()), "responses",

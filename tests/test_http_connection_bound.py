@@ -52,7 +52,10 @@ def request(server: ServerProcess, path: str, connection: socket.socket | None =
 
 def test_backlog_queued_while_the_hub_blocks_is_accepted_within_the_bound(backend: str) -> None:
     with ServerProcess(APP, backend, "--max-connections", "5") as server:
-        with ConnectionSampler(server) as sampler, concurrent.futures.ThreadPoolExecutor(51) as pool:
+        with (
+            ConnectionSampler(server) as sampler,
+            concurrent.futures.ThreadPoolExecutor(51) as pool,
+        ):
             blocker = pool.submit(request, server, "/block?seconds=1")
             server.wait_for_stderr("hub blocked")
             # Fifty clients queue in the kernel backlog while the hub cannot accept.
@@ -75,7 +78,10 @@ def test_thirty_clients_over_max_connections_ten_are_served_in_three_waves(backe
             running, finished = request(server, "/nap?seconds=1").split()
             return int(running), int(finished)
 
-        with ConnectionSampler(server) as sampler, concurrent.futures.ThreadPoolExecutor(30) as pool:
+        with (
+            ConnectionSampler(server) as sampler,
+            concurrent.futures.ThreadPoolExecutor(30) as pool,
+        ):
             results = list(pool.map(client, range(30)))
         assert sampler.peak <= 10, sampler.peak
         assert max(running for running, _ in results) == 10, results

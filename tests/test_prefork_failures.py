@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Iterator
 
 import pytest
-from prefork_apps.harness import ServerProcess
+from prefork_apps.harness import ServerProcess, http_get
 
 from theframework.server.exitcodes import ExitCode
 
@@ -31,7 +31,9 @@ def _error_lines(output: str) -> list[str]:
     return [line for line in output.splitlines() if " ERROR " in line]
 
 
-def test_port_held_without_reuseport_exits_42_after_the_retries() -> None:
+def test_port_held_by_another_process_exits_42_at_once_naming_it() -> None:
+    # The holder (this test process) listens without SO_REUSEPORT; the supervisor finds it
+    # before starting any worker, so nothing is retried.
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
@@ -39,16 +41,56 @@ def test_port_held_without_reuseport_exits_42_after_the_retries() -> None:
         with ServerProcess(
             "prefork_apps.pid_app:app", "--workers", "2", "--port", str(port)
         ) as server:
-            assert server.wait() == ExitCode.ADDRESS_IN_USE == 42
+            assert server.wait(10) == ExitCode.ADDRESS_IN_USE == 42
             output = server.output
     errors = _error_lines(output)
     assert len(errors) == 1, output
-    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in errors[0]
-    assert "[EADDRINUSE]" in errors[0]
+    assert f"cannot listen on 127.0.0.1:{port}: pid {os.getpid()} (" in errors[0]
+    assert "already listens on it [EADDRINUSE]" in errors[0]
     assert "stop it or choose another --port" in errors[0]
-    # Respawned with backoff until the crash limit (5 in 60 s) stopped each slot.
-    assert "restarting it in 0.1 s" in output and "restarting it in 0.8 s" in output
-    assert output.count("failed 5 times within 60 s") == 2
+    assert "starting 2 workers" not in output
+
+
+def _second_instance(first_port: int, workers: str) -> ServerProcess:
+    return ServerProcess(
+        "prefork_apps.pid_app:app", "--workers", workers, "--port", str(first_port)
+    )
+
+
+@pytest.mark.parametrize("second_workers", ["1", "2"])
+def test_second_server_on_a_supervisors_address_exits_42_naming_a_worker(
+    second_workers: str,
+) -> None:
+    # Both would use SO_REUSEPORT: without the check, a second supervisor's workers joined the
+    # first's group and the two deployments shared the traffic silently.
+    with ServerProcess("prefork_apps.pid_app:app", "--workers", "2", "--port", "0") as first:
+        port = first.port()
+        holders = set(first.worker_pids().values())
+        with _second_instance(port, second_workers) as second:
+            assert second.wait(10) == ExitCode.ADDRESS_IN_USE
+            output = second.output
+        named = {int(pid) for pid in re.findall(r"pid (\d+) \(", output)}
+        assert named and named <= holders, output
+        assert ": ready:" not in output and "listening on" not in output, output
+        # The first server is untouched and still serves on its own.
+        assert http_get(port)[0] == 200
+        first.send_signal(signal.SIGTERM)
+        assert first.wait() == 0
+
+
+@pytest.mark.parametrize("second_workers", ["1", "2"])
+def test_second_server_on_a_single_process_address_exits_42_naming_it(
+    second_workers: str,
+) -> None:
+    with ServerProcess("prefork_apps.pid_app:app", "--port", "0") as first:
+        match = first.wait_for_line(r"listening on http://127\.0\.0\.1:(\d+) \(pid (\d+)")
+        port, pid = int(match.group(1)), int(match.group(2))
+        with _second_instance(port, second_workers) as second:
+            assert second.wait(10) == ExitCode.ADDRESS_IN_USE
+            output = second.output
+        assert f"cannot listen on 127.0.0.1:{port}: pid {pid} (" in output, output
+        first.send_signal(signal.SIGTERM)
+        assert first.wait() == 0
 
 
 @functools.cache

@@ -248,9 +248,9 @@ class HttpServer:
     def stats(self) -> dict[str, Any]:
         """Counters since start: connections_accepted, accept_pauses (max_connections reached),
         connections_peak (the most open at once: at most max_connections while serving; a drain
-        also takes what was queued), connections_active, requests, requests_in_flight, responses ({"1xx".."5xx": n}),
-        bytes_in, bytes_out, duration_buckets ([(upper bound s, cumulative count)], last +Inf),
-        duration_sum (seconds)."""
+        also takes what was queued), connections_active, requests, requests_in_flight,
+        responses ({"1xx".."5xx": n}), bytes_in, bytes_out, duration_buckets ([(upper bound s,
+        cumulative count)], last +Inf), duration_sum (seconds)."""
     @property
     def connections(self) -> int: ...
     @property

@@ -41,7 +41,12 @@ from typing import Any
 
 from ..config import ProcessConfig, ServerConfig
 from ..server.exitcodes import ExitCode, exit_code_for_os_error
-from ..server.sockets import bind_socket, listener_url, remove_own_socket_file
+from ..server.sockets import (
+    bind_socket,
+    check_tcp_address_free,
+    listener_url,
+    remove_own_socket_file,
+)
 from . import heartbeat, ipc, slots
 from .metrics import Metrics, MetricsServer
 from .pidfile import check_pid_file, remove_pid_file, write_pid_file
@@ -87,8 +92,8 @@ HEARTBEAT_CELLS = 1024
 
 # What to tell the operator when no worker can ever start, by exit code.
 _ADVICE = {
-    ExitCode.ADDRESS_IN_USE: "another process holds this address without SO_REUSEPORT: stop it "
-    "or choose another --port / --uds",
+    ExitCode.ADDRESS_IN_USE: "another process listens on this address: stop it or choose another "
+    "--port / --uds",
     ExitCode.PERMISSION_DENIED: "ports below 1024 need root or CAP_NET_BIND_SERVICE, and a UNIX "
     "socket needs a directory this user can write: choose another address or grant the right",
     ExitCode.TOO_MANY_FILES: "raise the open-files limit (ulimit -n, systemd LimitNOFILE=) or "
@@ -341,9 +346,12 @@ class Supervisor:
         return None
 
     def _open_listener(self) -> int | None:
-        """Binds the UNIX socket (shared by all workers) or reserves port 0's choice. An exit
-        code when that fails."""
+        """Binds the UNIX socket (shared by all workers), reserves port 0's choice, or checks
+        that no other process listens on the TCP address (once, here: the workers, their
+        successors and reloads then join this server's own SO_REUSEPORT group). An exit code
+        when that fails."""
         try:
+            check_tcp_address_free(self.server)
             if self.server.uds is not None:
                 self.listener = bind_socket(self.server)
                 self.listener_inode = os.stat(self.server.uds).st_ino

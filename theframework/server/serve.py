@@ -18,7 +18,7 @@ from ..config import ServerConfig
 from ..wsgi import WSGIAdapter
 from .accesslog import AccessLog
 from .signals import drain_on_signals
-from .sockets import bind_socket, listener_url, remove_own_socket_file
+from .sockets import bind_socket, check_tcp_address_free, listener_url, remove_own_socket_file
 
 __all__ = ["serve_listeners", "serve_one_process"]
 
@@ -114,6 +114,7 @@ def serve_one_process(
     """Binds ``config``'s address and serves ``handler`` on it in this process until
     SIGINT/SIGTERM and the drain finish (see serve_listeners); the socket is closed, and a UNIX
     socket file this call made is removed. OSError (bind, backend) propagates."""
+    check_tcp_address_free(config)
     listener = bind_socket(config)
     socket_inode = os.stat(config.uds).st_ino if config.uds is not None else None
     try:

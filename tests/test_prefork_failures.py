@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -132,6 +133,39 @@ def unwritable_directory() -> Iterator[str]:
     yield directory
     os.chmod(directory, 0o755)
     shutil.rmtree(directory)
+
+
+def test_forkserver_with_an_unwritable_tmpdir_exits_2_at_once_naming_it(
+    unwritable_directory: str,
+) -> None:
+    started = time.monotonic()
+    with ServerProcess(
+        "prefork_apps.pid_app:app",
+        "--workers", "2", "--port", "0", "--start-method", "forkserver",
+        environment={"TMPDIR": unwritable_directory},
+        command_prefix=_unprivileged(),
+    ) as server:  # fmt: skip
+        assert server.wait(10) == ExitCode.USAGE == 2
+        elapsed = time.monotonic() - started
+        output = server.output
+    errors = _error_lines(output)
+    assert len(errors) == 1, output
+    assert f"TMPDIR={unwritable_directory} not writable (Permission denied): " in errors[0]
+    assert errors[0].endswith("set TMPDIR or use --start-method fork"), errors[0]
+    # Before any worker: no crash loop, no traceback.
+    assert "starting 2 workers" not in output and "Traceback" not in output, output
+    assert elapsed < 2.0, (elapsed, output)
+
+
+@pytest.mark.parametrize("start_method", ["spawn", "forkserver"])
+def test_start_method_preflight_passes_and_workers_serve(start_method: str) -> None:
+    with ServerProcess(
+        "prefork_apps.pid_app:app", "--workers", "2", "--port", "0", "--start-method", start_method
+    ) as server:
+        assert http_get(server.port())[0] == 200
+        server.send_signal(signal.SIGTERM)
+        assert server.wait() == 0
+        assert " ERROR " not in server.output, server.output
 
 
 def test_unix_socket_in_unwritable_directory_exits_43(unwritable_directory: str) -> None:

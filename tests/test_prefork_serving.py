@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import re
 import signal
 import socket
 import threading
@@ -50,6 +51,24 @@ def test_start_methods_serve_with_two_workers(start_method: str) -> None:
         server.send_signal(signal.SIGTERM)
         assert server.wait() == 0
         assert "stopped (exit code 0)" in server.output
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn", "forkserver"])
+def test_process_group_sigterm_reports_the_workers_real_exit(start_method: str) -> None:
+    # systemd's default KillMode signals every process of the unit, the fork server included:
+    # under forkserver it may end before reporting its children's status (multiprocessing then
+    # says 255); the workers' own announcement gives the real one.
+    with ServerProcess(
+        "prefork_apps.pid_app:app", "--workers", "2", "--port", "0",
+        "--start-method", start_method, "--log-level", "debug",
+    ) as server:  # fmt: skip
+        server.wait_ready()
+        os.killpg(server.pid, signal.SIGTERM)
+        assert server.wait() == 0
+        output = server.output
+    assert "ended during shutdown" not in output and "exit 255" not in output, output
+    assert len(re.findall(r"worker [12] stopped$", output, re.MULTILINE)) == 2, output
+    assert "stopped (exit code 0)" in output
 
 
 def test_auto_start_method_forks_a_single_threaded_supervisor() -> None:

@@ -221,3 +221,27 @@ def test_free_address_and_port_zero_pass_the_check() -> None:
         port = probe.getsockname()[1]
         check_tcp_address_free(ServerConfig(host="127.0.0.1", port=port))
     check_tcp_address_free(ServerConfig(host="127.0.0.1", port=0))
+
+
+# -- start-method preflight (process/preflight.py) -----------------------------------------------
+
+
+def test_temp_dir_problem_names_the_first_variable_tempfile_would_use(tmp_path: Path) -> None:
+    from theframework.process.preflight import temp_dir_problem
+
+    missing = str(tmp_path / "missing")
+    assert temp_dir_problem({}) is None
+    assert temp_dir_problem({"TMPDIR": str(tmp_path)}) is None
+    assert list(tmp_path.iterdir()) == []  # the probe directory is removed
+    problem = temp_dir_problem({"TMPDIR": missing, "TEMP": str(tmp_path)})
+    assert problem is not None
+    assert problem.startswith(f"TMPDIR={missing} not writable (No such file or directory): ")
+    assert problem.endswith("set TMPDIR or use --start-method fork")
+    problem = temp_dir_problem({"TMPDIR": "", "TEMP": missing})
+    assert problem is not None and problem.startswith(f"TEMP={missing} not writable")
+
+
+def test_fork_needs_no_preflight() -> None:
+    from theframework.process.preflight import start_method_problem
+
+    assert start_method_problem("fork", None) is None

@@ -28,7 +28,8 @@ def drain_on_signals(
 ) -> Iterator[None]:
     """Installs SIGINT/SIGTERM handlers for the duration of the block (main thread only;
     elsewhere signals are left alone). The first signal starts a graceful shutdown; a later
-    SIGINT stops the hub at once; a later SIGTERM is ignored."""
+    SIGINT stops the hub at once; a later SIGTERM is ignored, also after the block once a signal
+    started the shutdown."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -55,4 +56,9 @@ def drain_on_signals(
         yield
     finally:
         for restored, handler in previous.items():
+            if restored == signal.SIGTERM and shutting_down:
+                # Stopping already: a second SIGTERM (systemd signals the whole process group,
+                # then the supervisor its workers) must not kill the process on its way out.
+                signal.signal(restored, signal.SIG_IGN)
+                continue
             signal.signal(restored, signal.SIG_DFL if handler is None else handler)

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prefork_apps.harness import ServerProcess, http_get
@@ -252,6 +253,31 @@ def test_crash_loop_stops_the_slots_and_exits_non_zero() -> None:
     assert delays == ["0.1", "0.2", "0.4", "0.8"]
 
 
+def test_respawn_backoff_is_kept_between_the_spawns_themselves(tmp_path: Path) -> None:
+    # Measured from the workers' own start times, not the log: a supervisor that logged the
+    # right delay but respawned after 0.1 s every time fails here.
+    times = tmp_path / "spawn-times"
+    with ServerProcess(
+        "prefork_apps.crash_at_start:app", "--workers", "2", "--port", "0",
+        "--log-level", "debug", environment={"SPAWN_TIMES": str(times)},
+    ) as server:  # fmt: skip
+        assert server.wait() == 1
+        output = server.output
+    slot_of = {
+        int(pid): int(slot)
+        for slot, pid in re.findall(r"worker (\d) started \(pid (\d+)\)", output)
+    }
+    spawns: dict[int, list[float]] = {1: [], 2: []}
+    for line in times.read_text().splitlines():
+        pid, started = line.split()
+        spawns[slot_of[int(pid)]].append(float(started))
+    for slot, started in spawns.items():
+        assert len(started) == 5, (slot, started, output)
+        gaps = [later - earlier for earlier, later in zip(started, started[1:])]
+        for gap, delay in zip(gaps, (0.1, 0.2, 0.4, 0.8)):
+            assert gap >= delay, (slot, gaps)
+
+
 def test_worker_not_ready_within_the_startup_timeout_is_killed() -> None:
     with ServerProcess(
         "prefork_apps.slow_import:app", "--workers", "2", "--port", "0",
@@ -261,3 +287,31 @@ def test_worker_not_ready_within_the_startup_timeout_is_killed() -> None:
         server.wait_for_line(r"killed by SIGKILL \(startup timeout\); restarting it in 0.1 s")
         server.send_signal(signal.SIGTERM)  # during the backoff: handled at once
         assert server.wait(timeout=15) == 0
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        ("MemoryError", ExitCode.HUB_MEMORY_ERROR),
+        ("OSError", ExitCode.HUB_OS_ERROR),
+        ("RuntimeError", ExitCode.HUB_EXCEPTION),
+    ],
+)
+def test_an_exception_escaping_the_hub_exits_with_its_code_and_is_respawned(
+    error: str, code: ExitCode
+) -> None:
+    with ServerProcess("prefork_apps.hub_fails:app", "--workers", "2", "--port", "0") as server:
+        port = server.port()
+        mark = len(server.lines)
+        status, _, body = http_get(port, f"/fail?with={error}")
+        assert status == 200
+        failed_pid = int(body)
+        match = server.wait_for_line(
+            rf"worker (\d): exit {int(code)} \({code.name}\): the hub failed while serving: "
+            rf"{error}\('raised in the hub of {failed_pid}'\); restarting it in 0.1 s",
+            start=mark,
+        )
+        server.wait_for_line(rf"worker {match.group(1)} ready \(pid (\d+)\)", start=mark)
+        assert "the hub failed while serving" in server.output
+        server.send_signal(signal.SIGTERM)
+        assert server.wait() == 0

@@ -226,8 +226,11 @@ def test_reload_reimports_the_application_and_rereads_env_files(tmp_path: Path) 
 
 def test_reload_of_a_broken_application_keeps_the_old_workers(tmp_path: Path) -> None:
     marker = tmp_path / "broken"
-    with ServerProcess(APP, "--workers", "2", "--port", "0",
-                       environment={"OPS_APP_BROKEN_MARKER": str(marker)}) as server:  # fmt: skip
+    with ServerProcess(
+        APP, "--workers", "2", "--port", "0",
+        environment={"OPS_APP_BROKEN_MARKER": str(marker)},
+        expected_tracebacks=("ops_app is broken on purpose",),
+    ) as server:  # fmt: skip
         port = server.port()
         pids = set(server.worker_pids().values())
         marker.write_text("")

@@ -122,8 +122,9 @@ def test_shutdown_of_four_idle_workers_completes() -> None:
 def test_second_sigint_stops_at_once(tmp_path: Path) -> None:
     marker = tmp_path / "started"
     with ServerProcess(
-        "prefork_apps.pid_app:app", "--workers", "2", "--port", "0", "--graceful-timeout", "60"
-    ) as server:
+        "prefork_apps.pid_app:app", "--workers", "2", "--port", "0", "--graceful-timeout", "60",
+        stopped_exit_codes=(130,),
+    ) as server:  # fmt: skip
         port = server.port()
         with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
             connection.sendall(f"GET /slow?marker={marker} HTTP/1.1\r\nHost: t\r\n\r\n".encode())

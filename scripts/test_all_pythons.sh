@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs the pre-fork supervisor tests on every CPython >= 3.10 found on this machine:
+# Runs the pre-fork, HTTP and monkey suites on every CPython >= 3.10 found on this machine:
 #   scripts/test_all_pythons.sh [PYTEST_ARGS...]
 # Interpreters: ~/.pyenv/versions/3.1[0-9]* and /usr/bin/python3.1[0-9] (the first one found for
-# each X.Y). Each gets its own virtual environment .venv-pyX.Y, set up like the Makefile's .venv
+# each X.Y; TEST_ALL_PYTHONS_ONLY="3.14 ..." keeps only those versions). scripts/py314_root.sh
+# runs this inside a Debian unstable root for CPython 3.14. Each gets its own virtual environment .venv-pyX.Y, set up like the Makefile's .venv
 # (scripts/bootstrap.sh, then an editable install with the test extras; the native build goes to
 # build/{wheel_tag}, one directory per version). Exit status: 0 when every version passed, else 1
 # (the versions that failed are listed at the end).
@@ -15,6 +16,9 @@ for candidate in "$HOME"/.pyenv/versions/3.1[0-9]*/bin/python3 /usr/bin/python3.
   [[ -x "$candidate" ]] || continue
   version=$("$candidate" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) || continue
   [[ -n "${chosen[$version]:-}" ]] && continue
+  if [[ -n "${TEST_ALL_PYTHONS_ONLY:-}" && " $TEST_ALL_PYTHONS_ONLY " != *" $version "* ]]; then
+    continue
+  fi
   chosen[$version]="$candidate"
   versions+=("$version")
 done
@@ -24,7 +28,7 @@ if ((${#versions[@]} == 0)); then
 fi
 mapfile -t versions < <(printf '%s\n' "${versions[@]}" | sort -V)
 
-tests=(tests/test_prefork_*.py)
+tests=(tests/test_prefork_*.py tests/test_http_*.py tests/test_monkey_*.py)
 failed=()
 for version in "${versions[@]}"; do
   python="${chosen[$version]}"

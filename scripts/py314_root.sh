@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs scripts/test_all_pythons.sh inside a Debian unstable root that has CPython 3.14 (and the
-# free-threaded 3.14t when Debian ships it), so `make test` covers the newest CPython even on a
-# machine whose own Debian has none:
+# Runs scripts/test_all_pythons.sh (the pre-fork, HTTP and monkey suites) inside a Debian unstable
+# root that has CPython 3.14 (and the free-threaded 3.14t when Debian ships it), so `make test`
+# covers the newest CPython even on a machine whose own Debian has none:
 #   scripts/py314_root.sh [PYTEST_ARGS...]
 # The root is made once with debootstrap (installed with apt-get when missing) from the mirror this
 # machine's apt uses, and cached in build/py314-root (delete it to start over). The repository is
@@ -130,6 +130,7 @@ for name in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY PIP_
 done
 chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
   HOME=/root LANG=C.UTF-8 BOOTSTRAP_SKIP_APT=1 TEST_ALL_PYTHONS_ONLY="3.14 3.14t" \
+  TEST_ALL_PYTHONS_SUITES="prefork http monkey" \
   PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
   PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT=180 "${passed[@]}" \
   /bin/bash -c 'cd /src && scripts/test_all_pythons.sh "$@"' test_all_pythons "$@"

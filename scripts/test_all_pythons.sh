@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the pre-fork, HTTP and monkey suites on every CPython >= 3.10 found on this machine:
+# Runs the pre-fork suites (TEST_ALL_PYTHONS_SUITES="prefork http monkey" adds the HTTP and monkey
+# ones) on every CPython >= 3.10 found on this machine:
 #   scripts/test_all_pythons.sh [PYTEST_ARGS...]
 # Interpreters: ~/.pyenv/versions/3.1[0-9]* and /usr/bin/python3.1[0-9] (the first one found for
 # each X.Y; TEST_ALL_PYTHONS_ONLY="3.14 ..." keeps only those versions). scripts/py314_root.sh
@@ -28,7 +29,10 @@ if ((${#versions[@]} == 0)); then
 fi
 mapfile -t versions < <(printf '%s\n' "${versions[@]}" | sort -V)
 
-tests=(tests/test_prefork_*.py tests/test_http_*.py tests/test_monkey_*.py)
+tests=()
+for suite in ${TEST_ALL_PYTHONS_SUITES:-prefork}; do
+  tests+=(tests/test_"$suite"_*.py)
+done
 failed=()
 for version in "${versions[@]}"; do
   python="${chosen[$version]}"

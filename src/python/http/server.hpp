@@ -62,8 +62,9 @@ struct HttpStats {
   static constexpr size_t kBuckets = std::size(kDurationBounds) + 1;
   uint64_t connections_accepted = 0;
   uint64_t accept_pauses = 0;  // times max_connections stopped accepting (backpressure)
-  uint64_t connections_peak = 0;  // the most connections open at once (never above max_connections
-                                  // while serving; a drain also takes what was queued)
+  // The most connections open at once (never above max_connections while serving; a drain also
+  // takes what was queued).
+  uint64_t connections_peak = 0;
   uint64_t requests = 0;
   uint64_t responses_by_class[6] = {};  // index status / 100 (0 unused)
   uint64_t bytes_in = 0;
@@ -170,7 +171,8 @@ class HttpServer {
   std::vector<http::Header> header_storage_;
   Hub* hub_ = nullptr;
   http::DateCache dates_;
-  // Open connections, unordered; each keeps its index (Connection::registry_index) for O(1) removal.
+  // Open connections, unordered; each keeps its index (Connection::registry_index) for O(1)
+  // removal.
   std::vector<Connection*> connections_;
   size_t requests_in_flight_ = 0;
   ~HttpServer();  // through release()

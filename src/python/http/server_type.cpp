@@ -126,14 +126,13 @@ PyObject* http_server_stats(PyObject* self, PyObject*) {
     PyRef pair(Py_BuildValue("(dK)", bound, cumulative));
     if (!pair || PyList_Append(buckets.get(), pair.get()) < 0) return nullptr;
   }
-  return Py_BuildValue("{sKsKsKsnsKsnsOsKsKsOsd}", "connections_accepted",
-                       stats.connections_accepted, "accept_pauses", stats.accept_pauses,
-                       "connections_peak", stats.connections_peak, "connections_active",
-                       static_cast<Py_ssize_t>(server->connection_count()), "requests",
-                       stats.requests, "requests_in_flight",
-                       static_cast<Py_ssize_t>(server->requests_in_flight()), "responses",
-                       responses.get(), "bytes_in", stats.bytes_in, "bytes_out", stats.bytes_out,
-                       "duration_buckets", buckets.get(), "duration_sum", stats.duration_sum);
+  return Py_BuildValue(
+      "{sKsKsKsnsKsnsOsKsKsOsd}", "connections_accepted", stats.connections_accepted,
+      "accept_pauses", stats.accept_pauses, "connections_peak", stats.connections_peak,
+      "connections_active", static_cast<Py_ssize_t>(server->connection_count()), "requests",
+      stats.requests, "requests_in_flight", static_cast<Py_ssize_t>(server->requests_in_flight()),
+      "responses", responses.get(), "bytes_in", stats.bytes_in, "bytes_out", stats.bytes_out,
+      "duration_buckets", buckets.get(), "duration_sum", stats.duration_sum);
 }
 
 PyObject* http_server_retire(PyObject* self, PyObject*) {

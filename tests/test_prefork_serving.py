@@ -8,6 +8,7 @@ log lines (``ready: ADDRESS`` from the supervisor); run with ``-W error::Depreca
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import re
 import signal
@@ -108,6 +109,29 @@ def test_graceful_shutdown_finishes_the_request_in_flight(tmp_path: Path) -> Non
         assert head.startswith(b"HTTP/1.1 200"), data
         assert b"\r\nConnection: close" in head
         assert body == f"slow {marker.read_text()}".encode()
+        assert server.wait() == 0
+
+
+def test_graceful_timeout_cuts_a_longer_request_and_still_exits_0(tmp_path: Path) -> None:
+    # --graceful-timeout 1 against a 2 s request: the connection is closed without an answer
+    # (a server ignoring the timeout would answer it after 2 s) and the server exits 0.
+    marker = tmp_path / "started"
+    with ServerProcess(
+        "prefork_apps.pid_app:app", "--workers", "2", "--port", "0", "--graceful-timeout", "1"
+    ) as server:
+        port = server.port()
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+            connection.sendall(f"GET /slow?marker={marker} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            deadline = time.monotonic() + 30
+            while not marker.exists():  # the handler creates it, then sleeps 2 s
+                assert time.monotonic() < deadline, server.output
+                time.sleep(0.01)
+            server.send_signal(signal.SIGTERM)
+            data = b""
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := connection.recv(65536):
+                    data += chunk
+        assert data == b"", data
         assert server.wait() == 0
 
 

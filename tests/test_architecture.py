@@ -104,6 +104,9 @@ def test_every_option_reaches_its_field_from_the_command_line_and_the_environmen
         "app": ("pkg.mod:app", "pkg.mod:app"),
         "host": ("::1", "::1"),
         "uds": ("/tmp/x.sock", "/tmp/x.sock"),
+        "uds_mode": ("0660", 0o660),
+        "uds_group": ("0", "0"),
+        "fds": ("3", (3,)),
         "backend": ("epoll", "epoll"),
         "log_level": ("debug", "debug"),
         "interface": ("wsgi", "wsgi"),
@@ -117,6 +120,9 @@ def test_every_option_reaches_its_field_from_the_command_line_and_the_environmen
         "chdir": ("/srv/app", "/srv/app"),
         "app_dir": ("src", "src"),
         "access_log": ("1", True),
+        "forwarded_allow_ips": ("10.0.0.0/8,*", "10.0.0.0/8,*"),
+        "proxy_headers": ("0", False),
+        "proxy_protocol": ("1", True),
         "metrics_address": ("0.0.0.0", "0.0.0.0"),
         "metrics_port": ("9100", 9100),
         "access_log_format": ("%(status)s", "%(status)s"),
@@ -124,6 +130,10 @@ def test_every_option_reaches_its_field_from_the_command_line_and_the_environmen
         "offload_threads": ("3", 3),
         "offload_processes": ("2", 2),
         "offload_start_method": ("forkserver", "forkserver"),
+        "reload": ("1", True),
+        "reload_dirs": ("src", ("src",)),
+        "reload_includes": ("*.html", ("*.html",)),
+        "reload_excludes": ("build", ("build",)),
     }
     if entry.name in samples:
         text, value = samples[entry.name]
@@ -141,6 +151,8 @@ def test_every_option_reaches_its_field_from_the_command_line_and_the_environmen
         argv = [text]
     elif entry.cli == "flag":
         argv = ["m:app", entry.cli_flag]
+    elif entry.cli == "toggle":
+        argv = ["m:app", "--no-" + entry.cli_flag[2:]]
     else:
         argv = ["m:app", entry.cli_flag, text]
     arguments = build_parser().parse_args(argv)

@@ -35,6 +35,11 @@ def test_defaults() -> None:
     assert (config.header_timeout, config.body_timeout) == (10.0, 30.0)
     assert (config.keepalive_timeout, config.write_timeout) == (5.0, 30.0)
     assert (config.max_connections, config.graceful_timeout) == (1024, 30.0)
+    assert (config.forwarded_allow_ips, config.proxy_headers, config.proxy_protocol) == (
+        "127.0.0.1,::1",
+        True,
+        False,
+    )
 
 
 def test_only_implemented_options_exist() -> None:
@@ -44,6 +49,9 @@ def test_only_implemented_options_exist() -> None:
         "host",
         "port",
         "uds",
+        "uds_mode",
+        "uds_group",
+        "fds",
         "backlog",
         "backend",
         "max_header_size",
@@ -57,6 +65,9 @@ def test_only_implemented_options_exist() -> None:
         "log_level",
         "interface",
         "root_path",
+        "forwarded_allow_ips",
+        "proxy_headers",
+        "proxy_protocol",
     ]
 
 
@@ -77,6 +88,9 @@ def test_frozen_and_slotted() -> None:
         ({"port": True}, "port must be an integer"),
         ({"host": ""}, "host must be a non-empty string"),
         ({"uds": ""}, "uds must be a non-empty path"),
+        ({"uds_mode": 0o1777}, "uds_mode must be an octal mode between 0 and 0777, got 1023"),
+        ({"uds_group": "no-such-group-here"}, "uds_group: no group 'no-such-group-here'"),
+        ({"fds": (3, -1)}, "fds must be a tuple of file descriptor numbers"),
         ({"backlog": 0}, "backlog must be >= 1"),
         ({"backend": "kqueue"}, "backend must be one of auto, io_uring, epoll, got 'kqueue'"),
         ({"max_header_size": 0}, "max_header_size must be >= 1"),
@@ -131,6 +145,9 @@ def test_config_from_env_converts_every_type() -> None:
         "THEFRAMEWORK_HOST": "::1",
         "THEFRAMEWORK_PORT": " 9000 ",
         "THEFRAMEWORK_UDS": "/tmp/app.sock",
+        "THEFRAMEWORK_UDS_MODE": "0660",
+        "THEFRAMEWORK_UDS_GROUP": "0",
+        "THEFRAMEWORK_FDS": "3, 4",
         "THEFRAMEWORK_BACKLOG": "2_048",
         "THEFRAMEWORK_BACKEND": "EPOLL",
         "THEFRAMEWORK_MAX_HEADER_SIZE": "16384",
@@ -151,6 +168,9 @@ def test_config_from_env_converts_every_type() -> None:
         host="::1",
         port=9000,
         uds="/tmp/app.sock",
+        uds_mode=0o660,
+        uds_group="0",
+        fds=(3, 4),
         backlog=2048,
         backend="epoll",
         max_header_size=16384,
@@ -163,6 +183,30 @@ def test_config_from_env_converts_every_type() -> None:
         graceful_timeout=0.0,
         log_level="debug",
     )
+
+
+def test_forwarded_allow_ips_variables_and_checks() -> None:
+    """FORWARDED_ALLOW_IPS (gunicorn's and uvicorn's name) applies below THEFRAMEWORK_'s; the list
+    takes addresses, CIDR networks and '*', and names a bad entry."""
+    assert config_from_env(ServerConfig(), {"FORWARDED_ALLOW_IPS": "*"}).forwarded_allow_ips == "*"
+    both = {"FORWARDED_ALLOW_IPS": "*", "THEFRAMEWORK_FORWARDED_ALLOW_IPS": "10.0.0.0/8"}
+    assert config_from_env(ServerConfig(), both).forwarded_allow_ips == "10.0.0.0/8"
+    ServerConfig(forwarded_allow_ips=" 10.0.0.0/8, ::1, 2001:db8::/32 ,*")
+    ServerConfig(forwarded_allow_ips="")
+    for bad in ("localhost", "10.0.0.0/33", "10.0.0.0/255.0.0.0", "::/129", "1.2.3.4/"):
+        with pytest.raises(ValueError, match=f"forwarded_allow_ips: '{re.escape(bad)}' is not"):
+            ServerConfig(forwarded_allow_ips=bad)
+
+
+def test_proxy_headers_toggle_and_proxy_protocol_flag() -> None:
+    arguments = build_parser().parse_args(["m:app", "--no-proxy-headers", "--proxy-protocol"])
+    config = config_from_arguments(arguments, {})
+    assert (config.proxy_headers, config.proxy_protocol) == (False, True)
+    arguments = build_parser().parse_args(["m:app", "--proxy-headers"])
+    assert config_from_arguments(arguments, {"THEFRAMEWORK_PROXY_HEADERS": "0"}).proxy_headers
+    assert not config_from_arguments(
+        build_parser().parse_args(["m:app"]), {"THEFRAMEWORK_PROXY_HEADERS": "off"}
+    ).proxy_headers
 
 
 def test_config_from_env_keeps_base_when_unset_and_empty_uds_means_none() -> None:
@@ -204,6 +248,9 @@ def test_help_exits_0_and_shows_defaults_and_variables(capsys: pytest.CaptureFix
         "--host",
         "--port",
         "--uds",
+        "--uds-mode",
+        "--uds-group",
+        "--fd",
         "--backlog",
         "--backend",
         "--max-header-size",
@@ -232,6 +279,11 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         (["app:app", "--backend", "kqueue"], "argument --backend: invalid choice: 'kqueue'"),
         (["app:app", "--header-timeout", "0"], "header_timeout must be finite and > 0"),
         (["app:app", "--log-level", "loud"], "argument --log-level: invalid choice"),
+        (["app:app", "--uds-mode", "rw"], "argument --uds-mode: invalid octal_mode value: 'rw'"),
+        (["app:app", "--uds-mode", "0999"], "argument --uds-mode: invalid octal_mode value"),
+        (["app:app", "--uds-mode", "01777"], "uds_mode must be an octal mode between 0 and 0777"),
+        (["app:app", "--uds-group", "no-such-group"], "uds_group: no group 'no-such-group'"),
+        (["app:app", "--fd", "three"], "argument --fd: invalid int value: 'three'"),
         (["app:app", "--no-such-option"], "unrecognized arguments: --no-such-option"),
         (["app_without_colon"], "app must be 'module:attribute', got 'app_without_colon'"),
         ([], "APP is required"),

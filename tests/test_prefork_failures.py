@@ -7,7 +7,6 @@ the reason is logged once, clearly. Real processes on loopback, as in test_prefo
 
 from __future__ import annotations
 
-import functools
 import itertools
 import os
 import re
@@ -15,15 +14,13 @@ import resource
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prefork_apps.harness import ServerProcess, http_get
+from prefork_apps.harness import ServerProcess, http_get, unprivileged_prefix
 
 from theframework.server.exitcodes import ExitCode
 
@@ -96,26 +93,14 @@ def test_second_server_on_a_single_process_address_exits_42_naming_it(
         assert first.wait() == 0
 
 
-@functools.cache
-def _unprivileged() -> list[str]:
-    """A command prefix running the server without the rights to bind ports below 1024 or to
-    write into directories it does not own: as nobody (65534) when that user can run this
-    interpreter, else as root without CAP_NET_BIND_SERVICE and CAP_DAC_OVERRIDE (an interpreter
-    under /root, unreadable by nobody)."""
-    if shutil.which("setpriv") is None:
-        pytest.fail("setpriv (util-linux) is needed to drop privileges for this test")
-    if os.getuid() != 0:
-        return []  # already unprivileged
-    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-    probe = subprocess.run([*as_nobody, sys.executable, "-c", ""], capture_output=True)
-    if probe.returncode == 0:
-        return as_nobody
-    return ["setpriv", "--bounding-set=-net_bind_service,-dac_override,-dac_read_search"]
-
-
 def test_privileged_port_as_unprivileged_user_exits_43_without_respawn() -> None:
     with ServerProcess(
-        "prefork_apps.pid_app:app", "--workers", "2", "--port", "1", command_prefix=_unprivileged()
+        "prefork_apps.pid_app:app",
+        "--workers",
+        "2",
+        "--port",
+        "1",
+        command_prefix=unprivileged_prefix(),
     ) as server:
         assert server.wait() == ExitCode.PERMISSION_DENIED == 43
         output = server.output
@@ -145,7 +130,7 @@ def test_forkserver_with_an_unwritable_tmpdir_exits_2_at_once_naming_it(
         "prefork_apps.pid_app:app",
         "--workers", "2", "--port", "0", "--start-method", "forkserver",
         environment={"TMPDIR": unwritable_directory},
-        command_prefix=_unprivileged(),
+        command_prefix=unprivileged_prefix(),
     ) as server:  # fmt: skip
         assert server.wait(10) == ExitCode.USAGE == 2
         elapsed = time.monotonic() - started
@@ -174,7 +159,7 @@ def test_unix_socket_in_unwritable_directory_exits_43(unwritable_directory: str)
     path = f"{unwritable_directory}/app.sock"
     with ServerProcess(
         "prefork_apps.pid_app:app", "--workers", "2", "--uds", path,
-        command_prefix=_unprivileged(),
+        command_prefix=unprivileged_prefix(),
     ) as server:  # fmt: skip
         assert server.wait() == 43
         output = server.output

@@ -30,8 +30,10 @@ def _help(entry: Option) -> str:
     """The option's help line with its default and variable (argparse %-escaped)."""
     if entry.cli == "flag":
         tail = f"env {entry.env}=1"
+    elif entry.cli == "toggle":
+        tail = f"default: on; env {entry.env}=0 turns it off"
     elif entry.cli == "append":
-        tail = f"env {entry.env}, paths separated by {os.pathsep!r}"
+        tail = f"env {entry.env}: {entry.expected}"
     else:
         tail = f"default: {entry.default}; env {entry.env}"
     return f"{entry.help} ({tail})".replace("%", "%%")
@@ -49,10 +51,15 @@ def _add_option(group: argparse._ActionsContainer, entry: Option) -> None:
             entry.cli_flag, dest=entry.name, action="store_const", const=True, default=None,
             help=_help(entry),
         )  # fmt: skip
+    elif entry.cli == "toggle":
+        group.add_argument(
+            entry.cli_flag, dest=entry.name, action=argparse.BooleanOptionalAction, default=None,
+            help=_help(entry),
+        )  # fmt: skip
     elif entry.cli == "append":
         group.add_argument(
-            entry.cli_flag, dest=entry.name, action="append", metavar=entry.metavar,
-            default=None, help=_help(entry),
+            entry.cli_flag, dest=entry.name, action="append", type=entry.cli_type,
+            metavar=entry.metavar, default=None, help=_help(entry),
         )  # fmt: skip
     elif entry.choices:
         group.add_argument(

@@ -1,27 +1,35 @@
 """The entry points: ``serve()`` / ``serve_wsgi()`` for programs, ``run()`` for the command line.
 Each chooses between one serving process (``workers`` 1) and the supervisor (any other count).
 
-Single process: boot sequence (theframework.server.boot) -> pid file check -> bind -> serve ->
-pid file removed. Supervisor: theframework.process.supervisor, which runs the same boot sequence
-in every worker.
+Single process: boot sequence (theframework.server.boot) -> pid file check -> bind (or the
+inherited sockets) -> serve (systemd told READY=1, watchdog pings from the hub) -> pid file
+removed. Supervisor: theframework.process.supervisor, which runs the same boot sequence in every
+worker. Both take systemd's socket activation ($LISTEN_FDS) first. With ``--reload`` (command
+line only) theframework.process.reloader runs the supervisor with one worker and a watcher that
+makes it reload on each change.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
+from . import _core
 from .config import ProcessConfig, ServerConfig
 from .process.pidfile import check_pid_file, remove_pid_file, write_pid_file
 from .process.proctitle import set_process_title
+from .process.reloader import reload_problem, run_reloading
 from .process.supervisor import Supervisor, SupervisorError
+from .process.systemd import Activation, take_listen_fds, tell_systemd, watchdog_interval
 from .server.boot import Booted, BootError, boot, set_up_logging
 from .server.exitcodes import ExitCode, exit_code_for_os_error
 from .server.logs import configure_logging
 from .server.serve import serve_one_process
+from .server.sockets import InheritedSocketError
 
 __all__ = ["make_config", "run", "run_app", "serve", "serve_wsgi"]
 
@@ -67,31 +75,109 @@ def _refuse_supervisor_options(process: ProcessConfig) -> str | None:
     return f"{flags}: only a supervisor uses these; use --workers 0 or --workers 2 or more"
 
 
-def _serve_booted(
-    booted: Booted,
-    server: ServerConfig,
-    process: ProcessConfig,
-    ready: Callable[[], None] | None,
-) -> None:
-    """Serves what the boot sequence loaded in this process, with the pid file around it."""
-    pid_file = process.pid_file
-    if pid_file is not None:
-        check_pid_file(pid_file)
+def _socket_activation(server: ServerConfig) -> tuple[ServerConfig, Activation]:
+    """``server`` serving the sockets systemd passed ($LISTEN_FDS, consumed here) unless
+    ``--fd`` names its own; and what was passed, to be logged once logging is set up."""
+    activation = take_listen_fds()
+    if server.fds or not activation.sockets:
+        return server, activation
+    return dataclasses.replace(
+        server, fds=tuple(entry.fd for entry in activation.sockets)
+    ), activation
 
-    def on_ready() -> None:
-        if pid_file is not None:
+
+def _log_activation(server: ServerConfig, activation: Activation) -> None:
+    if activation.note is not None:
+        logger.warning("%s", activation.note)
+    if activation.sockets and server.fds != tuple(entry.fd for entry in activation.sockets):
+        logger.warning("socket activation: ignored, --fd %s given", server.bind_description)
+        return
+    for entry in activation.sockets:
+        logger.info("socket activation: fd %d (name %s)", entry.fd, entry.name)
+
+
+class _SingleProcess:
+    """The single process's callbacks around serving: how far it got (a failure before the hub
+    ran is the engine's, between that and ready one of the startup hooks'), the pid file, and
+    what systemd is told (READY=1 and the watchdog, STOPPING=1)."""
+
+    def __init__(
+        self, server: ServerConfig, pid_file: str | None, ready: Callable[[], None] | None
+    ) -> None:
+        self.server = server
+        self.pid_file = pid_file
+        self.ready = ready
+        self.hub_started = False
+        self.serving = False
+        # What it listens on ("http://127.0.0.1:8000"), once the sockets are open.
+        self.address = ""
+
+    def on_listening(self, address: str) -> None:
+        self.address = address
+
+    def on_hub_started(self) -> None:
+        self.hub_started = True
+
+    def on_ready(self) -> None:
+        """In the hub, once serving: the pid file, READY=1, the watchdog greenlet, ready()."""
+        self.serving = True
+        if self.pid_file is not None:
             try:
-                write_pid_file(pid_file)
+                write_pid_file(self.pid_file)
             except OSError as error:
                 logger.error("cannot write the pid file: %s", error)
-        if ready is not None:
-            ready()
+        tell_systemd(
+            f"READY=1\nMAINPID={os.getpid()}\n"
+            f"STATUS=serving on {self.address} (1 process, no supervisor)"
+        )
+        interval = watchdog_interval()
+        if interval is not None:
+            _core.spawn(_watchdog, interval)
+        if self.ready is not None:
+            self.ready()
 
+    def on_stopping(self) -> None:
+        logger.info(
+            "stopping: draining for at most %g s (a second SIGINT stops at once)",
+            self.server.graceful_timeout,
+        )
+        tell_systemd("STOPPING=1\nSTATUS=draining")
+
+    @property
+    def startup_hooks_failed(self) -> bool:
+        """A failure now came from the startup hooks (the hub ran, serving had not begun)."""
+        return self.hub_started and not self.serving
+
+
+def _watchdog(interval: float) -> None:
+    """In a hub greenlet: WATCHDOG=1 every ``interval`` s. It runs only while the hub's loop
+    turns (timers fire, greenlets get switched to), which is what proves the process alive."""
+    while True:
+        tell_systemd("WATCHDOG=1")
+        _core.sleep(interval)
+
+
+def _serve_booted(booted: Booted, server: ServerConfig, life: _SingleProcess) -> None:
+    """Serves what the boot sequence loaded in this process, with the pid file around it and
+    systemd told (see _SingleProcess). KeyboardInterrupt when a second SIGINT stopped it before
+    the drain finished."""
+    if life.pid_file is not None:
+        check_pid_file(life.pid_file)
     try:
-        serve_one_process(booted.handler, server, ready=on_ready, access_log=booted.access_log)
+        stopped_at_once = serve_one_process(
+            booted.handler,
+            server,
+            ready=life.on_ready,
+            hub_started=life.on_hub_started,
+            access_log=booted.access_log,
+            stopping=life.on_stopping,
+            listening=life.on_listening,
+        )
     finally:
-        if pid_file is not None:
-            remove_pid_file(pid_file)
+        if life.pid_file is not None:
+            remove_pid_file(life.pid_file)
+    if stopped_at_once:
+        raise KeyboardInterrupt
 
 
 def serve(
@@ -108,11 +194,17 @@ def serve(
     ``options`` are ServerConfig or ProcessConfig fields applied over ``config`` / ``process``.
     With ``workers`` 1 (the default) it serves in this process: ``ready()`` is called in the hub
     once the socket listens and the startup hooks ran; raises BootError (the application cannot
-    be loaded), OSError (bind, backend), or what the startup/shutdown hooks raise. Otherwise a
+    be loaded), OSError (bind, backend), InheritedSocketError (``fds`` or $LISTEN_FDS name no
+    listening stream socket), KeyboardInterrupt (a second SIGINT stopped it before the drain
+    finished), or what the startup/shutdown hooks raise. Otherwise a
     supervisor runs the workers: ``ready()`` is called in this process once every worker is
     ready, and a failure raises SupervisorError carrying the exit code.
     """
     server, process = _configs(app, config, process, options)
+    if process.reload:
+        raise ValueError("reload: only the command line watches files (theframework APP --reload)")
+    server, activated = _socket_activation(server)
+    _log_activation(server, activated)
     if process.supervised:
         supervisor = Supervisor(app, server, process, ready=ready)
         code = supervisor.run()
@@ -123,7 +215,9 @@ def serve(
     problem = _refuse_supervisor_options(process)
     if problem is not None:
         raise ValueError(problem)
-    _serve_booted(boot(app, server, process), server, process, ready)
+    _serve_booted(
+        boot(app, server, process), server, _SingleProcess(server, process.pid_file, ready)
+    )
 
 
 def serve_wsgi(
@@ -149,16 +243,36 @@ def _usage_error(message: str) -> int:
     return ExitCode.USAGE
 
 
+def _run_supervised(
+    app: str, server: ServerConfig, process: ProcessConfig, activated: Activation
+) -> int:
+    """The supervisor (with the --reload watcher when asked), after its logging set-up."""
+    try:
+        set_up_logging(server, process, "master")
+    except BootError as error:
+        return _usage_error(error.message)
+    _log_activation(server, activated)
+    if process.reload:
+        return run_reloading(app, server, process)
+    return Supervisor(app, server, process).run()
+
+
 def run(server: ServerConfig, process: ProcessConfig) -> int:
     """The command line's server: runs ``server.app`` to the end; returns the exit status
-    (README has the table). Logging is set up here."""
-    assert server.app is not None
+    (README has the table; the single process exits with the same codes as the supervisor).
+    Logging is set up here."""
+    app = server.app
+    assert app is not None
+    problem = reload_problem(process)
+    if problem is not None:
+        return _usage_error(problem)
+    server, activated = _socket_activation(server)
     if process.supervised:
-        try:
-            set_up_logging(server, process, "master")
-        except BootError as error:
-            return _usage_error(error.message)
-        return Supervisor(server.app, server, process).run()
+        return _run_supervised(app, server, process, activated)
+    return _run_single_process(server, process, activated)
+
+
+def _run_single_process(server: ServerConfig, process: ProcessConfig, activated: Activation) -> int:
     problem = _refuse_supervisor_options(process)
     if problem is not None:
         return _usage_error(problem)
@@ -166,19 +280,44 @@ def run(server: ServerConfig, process: ProcessConfig) -> int:
     try:
         booted = boot(server.app, server, process, log_label=None)
     except BootError as error:
-        if error.traceback:
-            sys.stderr.write(error.traceback)
-        print(f"{PROGRAM}: error: {error.message}", file=sys.stderr)
-        return error.exit_code
+        return _boot_failed(error)
+    except OSError as error:  # out of file descriptors while importing
+        return _os_error(error)
+    _log_activation(server, activated)
+    life = _SingleProcess(server, process.pid_file, None)
     try:
-        _serve_booted(booted, server, process, None)
+        _serve_booted(booted, server, life)
+    except InheritedSocketError as error:
+        return _usage_error(f"cannot serve an inherited socket: {error}")
     except OSError as error:
-        # The same codes as a supervised worker: 42 address in use, 43 permission, 44 no fds.
-        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
-        return exit_code_for_os_error(error)
+        if life.startup_hooks_failed:
+            return _startup_hook_failed()
+        return _os_error(error)
     except KeyboardInterrupt:
-        return 130
+        logger.warning("second SIGINT: stopped at once")
+        return ExitCode.INTERRUPTED
     except Exception:
+        if life.startup_hooks_failed:
+            return _startup_hook_failed()
         logger.exception("server failed")
         return ExitCode.GENERIC
     return ExitCode.OK
+
+
+def _boot_failed(error: BootError) -> int:
+    if error.traceback:
+        sys.stderr.write(error.traceback)
+    print(f"{PROGRAM}: error: {error.message}", file=sys.stderr)
+    return error.exit_code
+
+
+def _os_error(error: OSError) -> int:
+    """The same codes as a supervised worker: 42 address in use, 43 permission, 44 no fds."""
+    print(f"{PROGRAM}: error: {error}", file=sys.stderr)
+    return exit_code_for_os_error(error)
+
+
+def _startup_hook_failed() -> int:
+    """A startup hook raised (the exception being handled): exit 3 with its traceback."""
+    logger.exception("a startup hook failed; not serving")
+    return ExitCode.APP_FAILED

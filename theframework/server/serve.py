@@ -2,7 +2,8 @@
 
 ``serve_listeners()`` is the whole life of a serving process once its sockets listen:
 hub -> startup hooks -> ready() -> serve until SIGINT/SIGTERM -> drain -> shutdown hooks.
-``serve_one_process()`` adds binding (and removing a UNIX socket file it made) around it.
+``serve_one_process()`` adds binding, or adopting inherited sockets (``--fd``, socket activation),
+the single process's other signals, and removing a UNIX socket file it made, around it.
 """
 
 from __future__ import annotations
@@ -17,8 +18,14 @@ from ..app import Framework, Handler
 from ..config import ServerConfig
 from ..wsgi import WSGIAdapter
 from .accesslog import AccessLog
-from .signals import drain_on_signals
-from .sockets import bind_socket, check_tcp_address_free, listener_url, remove_own_socket_file
+from .signals import drain_on_signals, single_process_signals
+from .sockets import (
+    adopt_socket,
+    bind_socket,
+    check_tcp_address_free,
+    listener_url,
+    remove_own_socket_file,
+)
 
 __all__ = ["serve_listeners", "serve_one_process"]
 
@@ -36,7 +43,8 @@ def serve_listeners(
     rebalance_every: int = 0,
     created: Callable[[_core.Hub, _core.HttpServer], None] | None = None,
     owns_listeners: bool = True,
-) -> None:
+    stopping: Callable[[], None] | None = None,
+) -> bool:
     """Serves ``handler`` (loaded by the boot sequence) on sockets that already listen, in this
     process, until SIGINT/SIGTERM (or ``http_server.shutdown``) and the drain finish. Does not
     close the sockets.
@@ -44,7 +52,12 @@ def serve_listeners(
     ``access_log`` goes to the native server (see theframework.accesslog); every
     ``rebalance_every``-th response closes its connection (workers: clients spread again over the
     SO_REUSEPORT group); ``created(hub, http_server)`` is
-    called once both exist, before the hub runs (a worker sets its heartbeat there).
+    called once both exist, before the hub runs (a worker sets its heartbeat there);
+    ``stopping()`` is called when SIGINT/SIGTERM starts the drain. ``owns_listeners``: the
+    sockets are this process's alone, and are shut down when the drain starts (never inherited
+    or shared sockets: others keep queueing on them).
+
+    Returns True when a second SIGINT stopped the hub before the drain finished.
 
     In the hub: ``hub_started()``, the app's startup hooks, then ``ready()``, then serving; the
     shutdown hooks run after the drain (also when serving fails), but only when the startup hooks
@@ -80,8 +93,12 @@ def serve_listeners(
                 framework.shutdown()
 
     with drain_on_signals(
-        http_server, hub, config.graceful_timeout, listeners if owns_listeners else ()
-    ):
+        http_server,
+        hub,
+        config.graceful_timeout,
+        listeners if owns_listeners else (),
+        stopping,
+    ) as drain:
         # "listening on" is the readiness signal: logged only once the SIGINT/SIGTERM handlers
         # are installed, so a signal sent as soon as it appears drains instead of killing.
         if hub.fallback_reason:
@@ -102,6 +119,7 @@ def serve_listeners(
         stats["connections_accepted"],
         stats["connections_peak"],
     )
+    return drain.stopped_at_once
 
 
 def serve_one_process(
@@ -109,17 +127,45 @@ def serve_one_process(
     config: ServerConfig,
     *,
     ready: Callable[[], None] | None = None,
+    hub_started: Callable[[], None] | None = None,
     access_log: AccessLog | None = None,
-) -> None:
-    """Binds ``config``'s address and serves ``handler`` on it in this process until
-    SIGINT/SIGTERM and the drain finish (see serve_listeners); the socket is closed, and a UNIX
-    socket file this call made is removed. OSError (bind, backend) propagates."""
-    check_tcp_address_free(config)
-    listener = bind_socket(config)
-    socket_inode = os.stat(config.uds).st_ino if config.uds is not None else None
+    stopping: Callable[[], None] | None = None,
+    listening: Callable[[str], None] | None = None,
+) -> bool:
+    """Serves ``handler`` in this process until SIGINT/SIGTERM and the drain finish (see
+    serve_listeners, which gets the other callbacks), on the inherited sockets ``config.fds``
+    (left listening for whoever passed them) or on a socket bound to ``config``'s address
+    (closed at the end; a UNIX socket file it made is removed). ``listening(urls)`` is called
+    with the addresses once the sockets are open. SIGHUP/SIGTTIN/SIGTTOU/SIGUSR1/SIGUSR2 as
+    README's table says (single_process_signals). OSError (bind, backend) and
+    InheritedSocketError propagate. True when a second SIGINT stopped it at once."""
+    inherited = bool(config.fds)
+    listeners: list[socket.socket] = []
+    socket_inode = None
     try:
-        serve_listeners(handler, [listener], config, ready=ready, access_log=access_log)
+        if inherited:
+            for descriptor in config.fds:
+                listeners.append(adopt_socket(descriptor))
+        else:
+            check_tcp_address_free(config)  # one server per address (exit 42 naming the holder)
+            listeners.append(bind_socket(config))
+            if config.uds is not None:
+                socket_inode = os.stat(config.uds).st_ino
+        if listening is not None:
+            listening(", ".join(listener_url(listener) for listener in listeners))
+        with single_process_signals():
+            return serve_listeners(
+                handler,
+                listeners,
+                config,
+                ready=ready,
+                hub_started=hub_started,
+                access_log=access_log,
+                owns_listeners=not inherited,
+                stopping=stopping,
+            )
     finally:
-        listener.close()
-        if config.uds is not None:
+        for listener in listeners:
+            listener.close()
+        if socket_inode is not None and config.uds is not None:
             remove_own_socket_file(config.uds, socket_inode)

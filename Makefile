@@ -39,9 +39,11 @@ cpp-test: $(VENV)/.deps
 pytest: build
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The pre-fork supervisor tests on every CPython >= 3.10 the machine has (one venv each).
+# The pre-fork, HTTP and monkey suites on every CPython >= 3.10 the machine has (one venv each),
+# then on CPython 3.14 in a Debian unstable root (scripts/py314_root.sh, cached in build/).
 test-pythons: $(VENV)/.deps
 	scripts/test_all_pythons.sh -q
+	scripts/py314_root.sh -q
 
 # Release wheels for every CPython >= 3.10 on the machine, repaired by auditwheel into
 # manylinux_*_x86_64 wheels in dist/ (scripts/build_wheels.sh prints each one's `auditwheel show`),

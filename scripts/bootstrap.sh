@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the build and the tests need on a fresh Debian machine, idempotently:
 #   scripts/bootstrap.sh PYTHON VENV_DIR [EXTRA_PIP_ARGS...]
-# Debian packages are installed with apt-get only when missing; the virtual environment is created
-# when absent and given the build requirements (--no-build-isolation builds use them).
+# Debian packages are installed with apt-get only when missing (BOOTSTRAP_SKIP_APT=1 skips that:
+# scripts/py314_root.sh's root brings its own); the virtual environment is created when absent and
+# given the build requirements (--no-build-isolation builds use them).
 set -euo pipefail
 
 python="${1:-python3}"
@@ -16,7 +17,7 @@ for package in "${apt_packages[@]}"; do
     missing+=("$package")
   fi
 done
-if ((${#missing[@]})); then
+if ((${#missing[@]})) && [[ "${BOOTSTRAP_SKIP_APT:-0}" != 1 ]]; then
   echo "bootstrap: installing Debian packages: ${missing[*]}"
   if [[ $(id -u) -ne 0 ]]; then sudo=sudo; else sudo=; fi
   $sudo apt-get update -qq

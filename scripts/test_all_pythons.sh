@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# Runs the pre-fork supervisor tests on every CPython >= 3.10 found on this machine:
+# Runs the pre-fork suites (TEST_ALL_PYTHONS_SUITES="prefork http monkey" adds the HTTP and monkey
+# ones) on every CPython >= 3.10 found on this machine:
 #   scripts/test_all_pythons.sh [PYTEST_ARGS...]
-# Interpreters: those scripts/pythons.sh finds. Each gets its own virtual environment .venv-pyX.Y,
-# set up like the Makefile's .venv (scripts/bootstrap.sh, then an editable install with the test
-# extras; the native build goes to build/{wheel_tag}, one directory per version). Exit status: 0
-# when every version passed, else 1 (the versions that failed are listed at the end).
+# Interpreters: those scripts/pythons.sh finds (TEST_ALL_PYTHONS_ONLY="3.14 ..." keeps only those
+# versions); scripts/py314_root.sh runs this inside a Debian unstable root for CPython 3.14. Each
+# gets its own virtual environment .venv-pyX.Y, set up like the Makefile's .venv (scripts/bootstrap.sh,
+# then an editable install with the test extras; the native build goes to build/{wheel_tag}, one
+# directory per version). Exit status: 0 when every version passed, else 1 (the versions that failed
+# are listed at the end).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 declare -A chosen=()
 versions=()
 while read -r version python; do
+  if [[ -n "${TEST_ALL_PYTHONS_ONLY:-}" && " $TEST_ALL_PYTHONS_ONLY " != *" $version "* ]]; then
+    continue
+  fi
   chosen[$version]="$python"
   versions+=("$version")
 done < <(scripts/pythons.sh)
@@ -19,7 +25,10 @@ if ((${#versions[@]} == 0)); then
   exit 1
 fi
 
-tests=(tests/test_prefork_*.py)
+tests=()
+for suite in ${TEST_ALL_PYTHONS_SUITES:-prefork}; do
+  tests+=(tests/test_"$suite"_*.py)
+done
 failed=()
 for version in "${versions[@]}"; do
   python="${chosen[$version]}"

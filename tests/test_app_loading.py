@@ -92,7 +92,10 @@ def test_bad_factories_exit_2_with_one_line(
 
 
 def test_a_factory_that_raises_exits_3_with_its_traceback() -> None:
-    with ServerProcess("prefork_apps.factory_app:create_app(1, 2, 3)", "--port", "0") as server:
+    with ServerProcess(
+        "prefork_apps.factory_app:create_app(1, 2, 3)", "--port", "0",
+        expected_tracebacks=("TypeError",),
+    ) as server:  # fmt: skip
         assert server.wait() == 3
         assert server.output.count("Traceback (most recent call last)") == 1
         assert "TypeError" in server.output

@@ -124,3 +124,20 @@ def test_plain_thread_behaves_like_the_original(report: dict[str, Any]) -> None:
     assert result["data"] == "t"
     assert result["select"] == [[], [], []]
     assert result["dns"] == "127.0.0.1"
+
+
+def test_a_timeout_beyond_polls_int_range_waits_outside_a_hub() -> None:
+    # poll() takes an int of milliseconds: settimeout(2**31) used to raise OverflowError in a
+    # patched recv outside a hub (CPython's test_socket testLargeTimeout, gh-126876).
+    import socket
+    import time
+
+    from theframework.monkey._wait import wait_fd
+
+    left, right = socket.socketpair()
+    with left, right:
+        right.sendall(b"x")
+        wait_fd(left.fileno(), write=False, deadline=time.monotonic() + 2**31)
+        assert left.recv(1) == b"x"
+        with pytest.raises(TimeoutError, match="timed out"):
+            wait_fd(left.fileno(), write=False, deadline=time.monotonic() + 0.05)

@@ -152,6 +152,30 @@ def test_max_requests_recycles_one_worker_at_a_time() -> None:
         assert http_get(port)[0] == 200
 
 
+def test_worker_lifetime_recycles_each_worker_after_it() -> None:
+    with ServerProcess(APP, "--workers", "2", "--port", "0",
+                       "--worker-lifetime", "1") as server:  # fmt: skip
+        port = server.port()
+        ready_at = time.monotonic()
+        first = server.worker_pids()
+        asked_at = []
+        for worker_id, old_pid in first.items():
+            server.wait_for_line(
+                rf"worker {worker_id} \(pid {old_pid}\) asks to be recycled \(lifetime: running"
+            )
+            asked_at.append(time.monotonic())
+            replaced = server.wait_for_line(
+                rf"worker {worker_id}: pid (\d+) replaces pid {old_pid}"
+            )
+            server.wait_for_line(rf"worker {worker_id} \(pid {old_pid}\) retired")
+            assert int(replaced.group(1)) not in first.values()
+        # Not before the lifetime (1 s from each worker's start; they were ready just before).
+        assert asked_at[0] - ready_at >= 0.5, asked_at[0] - ready_at
+        assert http_get(port)[0] == 200
+        server.send_signal(signal.SIGTERM)
+        assert server.wait() == 0
+
+
 def test_rss_limit_recycles_a_worker_that_allocates() -> None:
     with ServerProcess(APP, "--workers", "2", "--port", "0", "--worker-max-rss", "90",
                        "--rss-interval", "0.2", "--rss-samples", "2") as server:  # fmt: skip
@@ -202,8 +226,11 @@ def test_reload_reimports_the_application_and_rereads_env_files(tmp_path: Path) 
 
 def test_reload_of_a_broken_application_keeps_the_old_workers(tmp_path: Path) -> None:
     marker = tmp_path / "broken"
-    with ServerProcess(APP, "--workers", "2", "--port", "0",
-                       environment={"OPS_APP_BROKEN_MARKER": str(marker)}) as server:  # fmt: skip
+    with ServerProcess(
+        APP, "--workers", "2", "--port", "0",
+        environment={"OPS_APP_BROKEN_MARKER": str(marker)},
+        expected_tracebacks=("ops_app is broken on purpose",),
+    ) as server:  # fmt: skip
         port = server.port()
         pids = set(server.worker_pids().values())
         marker.write_text("")
@@ -265,6 +292,8 @@ def test_metrics_are_served_in_prometheus_text_format() -> None:
         assert _value(samples, "theframework_received_bytes_total") > 0
         assert _value(samples, "theframework_worker_spawns_total", reason="start") == 2
         assert _value(samples, "theframework_workers") == 2
+        peaks = [value for _, value in samples["theframework_connections_peak"]]
+        assert len(peaks) == 2 and 1 <= max(peaks) <= 1024, peaks
         for name in ("theframework_connections_active", "theframework_requests_in_flight",
                      "theframework_hub_loop_lag_seconds", "theframework_backpressure_waits_total",
                      "theframework_worker_resident_bytes"):  # fmt: skip

@@ -7,6 +7,7 @@ the reason is logged once, clearly. Real processes on loopback, as in test_prefo
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import resource
@@ -14,10 +15,12 @@ import shutil
 import signal
 import socket
 import tempfile
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from prefork_apps.harness import ServerProcess, unprivileged_prefix
+from prefork_apps.harness import ServerProcess, http_get, unprivileged_prefix
 
 from theframework.server.exitcodes import ExitCode
 
@@ -28,7 +31,9 @@ def _error_lines(output: str) -> list[str]:
     return [line for line in output.splitlines() if " ERROR " in line]
 
 
-def test_port_held_without_reuseport_exits_42_after_the_retries() -> None:
+def test_port_held_by_another_process_exits_42_at_once_naming_it() -> None:
+    # The holder (this test process) listens without SO_REUSEPORT; the supervisor finds it
+    # before starting any worker, so nothing is retried.
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
@@ -36,16 +41,56 @@ def test_port_held_without_reuseport_exits_42_after_the_retries() -> None:
         with ServerProcess(
             "prefork_apps.pid_app:app", "--workers", "2", "--port", str(port)
         ) as server:
-            assert server.wait() == ExitCode.ADDRESS_IN_USE == 42
+            assert server.wait(10) == ExitCode.ADDRESS_IN_USE == 42
             output = server.output
     errors = _error_lines(output)
     assert len(errors) == 1, output
-    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in errors[0]
-    assert "[EADDRINUSE]" in errors[0]
+    assert f"cannot listen on 127.0.0.1:{port}: pid {os.getpid()} (" in errors[0]
+    assert "already listens on it [EADDRINUSE]" in errors[0]
     assert "stop it or choose another --port" in errors[0]
-    # Respawned with backoff until the crash limit (5 in 60 s) stopped each slot.
-    assert "restarting it in 0.1 s" in output and "restarting it in 0.8 s" in output
-    assert output.count("failed 5 times within 60 s") == 2
+    assert "starting 2 workers" not in output
+
+
+def _second_instance(first_port: int, workers: str) -> ServerProcess:
+    return ServerProcess(
+        "prefork_apps.pid_app:app", "--workers", workers, "--port", str(first_port)
+    )
+
+
+@pytest.mark.parametrize("second_workers", ["1", "2"])
+def test_second_server_on_a_supervisors_address_exits_42_naming_a_worker(
+    second_workers: str,
+) -> None:
+    # Both would use SO_REUSEPORT: without the check, a second supervisor's workers joined the
+    # first's group and the two deployments shared the traffic silently.
+    with ServerProcess("prefork_apps.pid_app:app", "--workers", "2", "--port", "0") as first:
+        port = first.port()
+        holders = set(first.worker_pids().values())
+        with _second_instance(port, second_workers) as second:
+            assert second.wait(10) == ExitCode.ADDRESS_IN_USE
+            output = second.output
+        named = {int(pid) for pid in re.findall(r"pid (\d+) \(", output)}
+        assert named and named <= holders, output
+        assert ": ready:" not in output and "listening on" not in output, output
+        # The first server is untouched and still serves on its own.
+        assert http_get(port)[0] == 200
+        first.send_signal(signal.SIGTERM)
+        assert first.wait() == 0
+
+
+@pytest.mark.parametrize("second_workers", ["1", "2"])
+def test_second_server_on_a_single_process_address_exits_42_naming_it(
+    second_workers: str,
+) -> None:
+    with ServerProcess("prefork_apps.pid_app:app", "--port", "0") as first:
+        match = first.wait_for_line(r"listening on http://127\.0\.0\.1:(\d+) \(pid (\d+)")
+        port, pid = int(match.group(1)), int(match.group(2))
+        with _second_instance(port, second_workers) as second:
+            assert second.wait(10) == ExitCode.ADDRESS_IN_USE
+            output = second.output
+        assert f"cannot listen on 127.0.0.1:{port}: pid {pid} (" in output, output
+        first.send_signal(signal.SIGTERM)
+        assert first.wait() == 0
 
 
 def test_privileged_port_as_unprivileged_user_exits_43_without_respawn() -> None:
@@ -75,6 +120,39 @@ def unwritable_directory() -> Iterator[str]:
     yield directory
     os.chmod(directory, 0o755)
     shutil.rmtree(directory)
+
+
+def test_forkserver_with_an_unwritable_tmpdir_exits_2_at_once_naming_it(
+    unwritable_directory: str,
+) -> None:
+    started = time.monotonic()
+    with ServerProcess(
+        "prefork_apps.pid_app:app",
+        "--workers", "2", "--port", "0", "--start-method", "forkserver",
+        environment={"TMPDIR": unwritable_directory},
+        command_prefix=unprivileged_prefix(),
+    ) as server:  # fmt: skip
+        assert server.wait(10) == ExitCode.USAGE == 2
+        elapsed = time.monotonic() - started
+        output = server.output
+    errors = _error_lines(output)
+    assert len(errors) == 1, output
+    assert f"TMPDIR={unwritable_directory} not writable (Permission denied): " in errors[0]
+    assert errors[0].endswith("set TMPDIR or use --start-method fork"), errors[0]
+    # Before any worker: no crash loop, no traceback.
+    assert "starting 2 workers" not in output and "Traceback" not in output, output
+    assert elapsed < 2.0, (elapsed, output)
+
+
+@pytest.mark.parametrize("start_method", ["spawn", "forkserver"])
+def test_start_method_preflight_passes_and_workers_serve(start_method: str) -> None:
+    with ServerProcess(
+        "prefork_apps.pid_app:app", "--workers", "2", "--port", "0", "--start-method", start_method
+    ) as server:
+        assert http_get(server.port())[0] == 200
+        server.send_signal(signal.SIGTERM)
+        assert server.wait() == 0
+        assert " ERROR " not in server.output, server.output
 
 
 def test_unix_socket_in_unwritable_directory_exits_43(unwritable_directory: str) -> None:
@@ -124,6 +202,7 @@ def test_application_import_failure_exits_3_with_one_traceback(start_method: str
     with ServerProcess(
         "prefork_apps.broken_import:app", "--workers", "2", "--port", "0",
         "--start-method", start_method,
+        expected_tracebacks=("RuntimeError: broken at import in a worker",),
     ) as server:  # fmt: skip
         assert server.wait() == ExitCode.APP_FAILED == 3
         output = server.output
@@ -140,7 +219,10 @@ def test_missing_attribute_exits_2() -> None:
 
 
 def test_startup_hook_failure_exits_3() -> None:
-    with ServerProcess("prefork_apps.startup_fails:app", "--workers", "2", "--port", "0") as server:
+    with ServerProcess(
+        "prefork_apps.startup_fails:app", "--workers", "2", "--port", "0",
+        expected_tracebacks=("ConnectionError: database unreachable",),
+    ) as server:  # fmt: skip
         assert server.wait() == 3
         output = server.output
     assert output.count("Traceback (most recent call last)") == 1, output
@@ -161,6 +243,31 @@ def test_crash_loop_stops_the_slots_and_exits_non_zero() -> None:
     assert delays == ["0.1", "0.2", "0.4", "0.8"]
 
 
+def test_respawn_backoff_is_kept_between_the_spawns_themselves(tmp_path: Path) -> None:
+    # Measured from the workers' own start times, not the log: a supervisor that logged the
+    # right delay but respawned after 0.1 s every time fails here.
+    times = tmp_path / "spawn-times"
+    with ServerProcess(
+        "prefork_apps.crash_at_start:app", "--workers", "2", "--port", "0",
+        "--log-level", "debug", environment={"SPAWN_TIMES": str(times)},
+    ) as server:  # fmt: skip
+        assert server.wait() == 1
+        output = server.output
+    slot_of = {
+        int(pid): int(slot)
+        for slot, pid in re.findall(r"worker (\d) started \(pid (\d+)\)", output)
+    }
+    spawns: dict[int, list[float]] = {1: [], 2: []}
+    for line in times.read_text().splitlines():
+        pid, started = line.split()
+        spawns[slot_of[int(pid)]].append(float(started))
+    for slot, started in spawns.items():
+        assert len(started) == 5, (slot, started, output)
+        gaps = [later - earlier for earlier, later in itertools.pairwise(started)]
+        for gap, delay in zip(gaps, (0.1, 0.2, 0.4, 0.8), strict=False):
+            assert gap >= delay, (slot, gaps)
+
+
 def test_worker_not_ready_within_the_startup_timeout_is_killed() -> None:
     with ServerProcess(
         "prefork_apps.slow_import:app", "--workers", "2", "--port", "0",
@@ -170,3 +277,34 @@ def test_worker_not_ready_within_the_startup_timeout_is_killed() -> None:
         server.wait_for_line(r"killed by SIGKILL \(startup timeout\); restarting it in 0.1 s")
         server.send_signal(signal.SIGTERM)  # during the backoff: handled at once
         assert server.wait(timeout=15) == 0
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        ("MemoryError", ExitCode.HUB_MEMORY_ERROR),
+        ("OSError", ExitCode.HUB_OS_ERROR),
+        ("RuntimeError", ExitCode.HUB_EXCEPTION),
+    ],
+)
+def test_an_exception_escaping_the_hub_exits_with_its_code_and_is_respawned(
+    error: str, code: ExitCode
+) -> None:
+    with ServerProcess(
+        "prefork_apps.hub_fails:app", "--workers", "2", "--port", "0",
+        expected_tracebacks=(f"{error}: raised in the hub of",),
+    ) as server:  # fmt: skip
+        port = server.port()
+        mark = len(server.lines)
+        status, _, body = http_get(port, f"/fail?with={error}")
+        assert status == 200
+        failed_pid = int(body)
+        match = server.wait_for_line(
+            rf"worker (\d): exit {int(code)} \({code.name}\): the hub failed while serving: "
+            rf"{error}\('raised in the hub of {failed_pid}'\); restarting it in 0.1 s",
+            start=mark,
+        )
+        server.wait_for_line(rf"worker {match.group(1)} ready \(pid (\d+)\)", start=mark)
+        assert "the hub failed while serving" in server.output
+        server.send_signal(signal.SIGTERM)
+        assert server.wait() == 0

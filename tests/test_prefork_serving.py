@@ -8,7 +8,9 @@ log lines (``ready: ADDRESS`` from the supervisor); run with ``-W error::Depreca
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
+import re
 import signal
 import socket
 import threading
@@ -52,6 +54,24 @@ def test_start_methods_serve_with_two_workers(start_method: str) -> None:
         assert "stopped (exit code 0)" in server.output
 
 
+@pytest.mark.parametrize("start_method", ["fork", "spawn", "forkserver"])
+def test_process_group_sigterm_reports_the_workers_real_exit(start_method: str) -> None:
+    # systemd's default KillMode signals every process of the unit, the fork server included:
+    # under forkserver it may end before reporting its children's status (multiprocessing then
+    # says 255); the workers' own announcement gives the real one.
+    with ServerProcess(
+        "prefork_apps.pid_app:app", "--workers", "2", "--port", "0",
+        "--start-method", start_method, "--log-level", "debug",
+    ) as server:  # fmt: skip
+        server.wait_ready()
+        os.killpg(server.pid, signal.SIGTERM)
+        assert server.wait() == 0
+        output = server.output
+    assert "ended during shutdown" not in output and "exit 255" not in output, output
+    assert len(re.findall(r"worker [12] stopped$", output, re.MULTILINE)) == 2, output
+    assert "stopped (exit code 0)" in output
+
+
 def test_auto_start_method_forks_a_single_threaded_supervisor() -> None:
     with ServerProcess("prefork_apps.pid_app:app", "--workers", "2", "--port", "0") as server:
         server.wait_ready()
@@ -92,6 +112,29 @@ def test_graceful_shutdown_finishes_the_request_in_flight(tmp_path: Path) -> Non
         assert server.wait() == 0
 
 
+def test_graceful_timeout_cuts_a_longer_request_and_still_exits_0(tmp_path: Path) -> None:
+    # --graceful-timeout 1 against a 2 s request: the connection is closed without an answer
+    # (a server ignoring the timeout would answer it after 2 s) and the server exits 0.
+    marker = tmp_path / "started"
+    with ServerProcess(
+        "prefork_apps.pid_app:app", "--workers", "2", "--port", "0", "--graceful-timeout", "1"
+    ) as server:
+        port = server.port()
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+            connection.sendall(f"GET /slow?marker={marker} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            deadline = time.monotonic() + 30
+            while not marker.exists():  # the handler creates it, then sleeps 2 s
+                assert time.monotonic() < deadline, server.output
+                time.sleep(0.01)
+            server.send_signal(signal.SIGTERM)
+            data = b""
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := connection.recv(65536):
+                    data += chunk
+        assert data == b"", data
+        assert server.wait() == 0
+
+
 def test_shutdown_of_four_idle_workers_completes() -> None:
     with ServerProcess("prefork_apps.pid_app:app", "--workers", "4", "--port", "0") as server:
         server.wait_ready()
@@ -103,8 +146,9 @@ def test_shutdown_of_four_idle_workers_completes() -> None:
 def test_second_sigint_stops_at_once(tmp_path: Path) -> None:
     marker = tmp_path / "started"
     with ServerProcess(
-        "prefork_apps.pid_app:app", "--workers", "2", "--port", "0", "--graceful-timeout", "60"
-    ) as server:
+        "prefork_apps.pid_app:app", "--workers", "2", "--port", "0", "--graceful-timeout", "60",
+        stopped_exit_codes=(130,),
+    ) as server:  # fmt: skip
         port = server.port()
         with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
             connection.sendall(f"GET /slow?marker={marker} HTTP/1.1\r\nHost: t\r\n\r\n".encode())

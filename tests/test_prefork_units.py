@@ -139,3 +139,108 @@ def test_notify_systemd_path_and_abstract_sockets(tmp_path: Path) -> None:
             receiver.bind(address)
             assert notify_systemd("READY=1", {"NOTIFY_SOCKET": variable}) is True
             assert receiver.recv(100) == b"READY=1"
+
+
+# -- who listens on an address (server/sockets.py) -----------------------------------------------
+
+_TCP_TABLE = """\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1
+   1: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 222 1
+   2: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 333 1
+"""
+_TCP6_TABLE = """\
+  sl  local_address                         remote_address                        st tx_queue
+   0: 00000000000000000000000000000000:1F91 00000000000000000000000000000000:0000 0A 00000000:0\
+0000000 00:00000000 00000000     0        0 444 1
+   1: 00000000000000000000000001000000:1F92 00000000000000000000000000000000:0000 0A 00000000:0\
+0000000 00:00000000 00000000     0        0 555 1
+"""
+
+
+def test_proc_net_tcp_tables_parse_to_listening_sockets_only() -> None:
+    from ipaddress import ip_address
+
+    from theframework.server.sockets import ListeningSocket, parse_proc_net_tcp
+
+    assert parse_proc_net_tcp(_TCP_TABLE) == [
+        ListeningSocket(ip_address("127.0.0.1"), 8080, 111),
+        ListeningSocket(ip_address("0.0.0.0"), 80, 222),
+    ]  # the established connection (state 01) is left out
+    assert parse_proc_net_tcp(_TCP6_TABLE) == [
+        ListeningSocket(ip_address("::"), 8081, 444),
+        ListeningSocket(ip_address("::1"), 8082, 555),
+    ]
+
+
+def test_parsed_table_matches_a_real_listener() -> None:
+    from ipaddress import ip_address
+
+    from theframework.server.sockets import parse_proc_net_tcp
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        inode = os.fstat(listener.fileno()).st_ino
+        with open("/proc/net/tcp") as table:
+            found = [held for held in parse_proc_net_tcp(table.read()) if held.inode == inode]
+    assert [(held.address, held.port) for held in found] == [(ip_address("127.0.0.1"), port)]
+
+
+@pytest.mark.parametrize(
+    ("wanted", "held", "expected"),
+    [
+        ("127.0.0.1", "127.0.0.1", True),
+        ("127.0.0.1", "0.0.0.0", True),
+        ("0.0.0.0", "127.0.0.2", True),
+        ("127.0.0.1", "127.0.0.2", False),
+        ("::1", "::", True),
+        ("::1", "::2", False),
+        ("127.0.0.1", "::", True),  # dual-stack wildcard
+        ("::", "10.0.0.1", True),
+        ("0.0.0.0", "::1", False),
+        ("::ffff:127.0.0.1", "127.0.0.1", True),  # IPv4-mapped
+    ],
+)
+def test_address_conflicts(wanted: str, held: str, expected: bool) -> None:
+    from ipaddress import ip_address
+
+    from theframework.server.sockets import conflicts
+
+    assert conflicts(ip_address(wanted), ip_address(held)) is expected
+
+
+def test_free_address_and_port_zero_pass_the_check() -> None:
+    from theframework.config import ServerConfig
+    from theframework.server.sockets import check_tcp_address_free
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))  # bound, not listening: not a holder
+        port = probe.getsockname()[1]
+        check_tcp_address_free(ServerConfig(host="127.0.0.1", port=port))
+    check_tcp_address_free(ServerConfig(host="127.0.0.1", port=0))
+
+
+# -- start-method preflight (process/preflight.py) -----------------------------------------------
+
+
+def test_temp_dir_problem_names_the_first_variable_tempfile_would_use(tmp_path: Path) -> None:
+    from theframework.process.preflight import temp_dir_problem
+
+    missing = str(tmp_path / "missing")
+    assert temp_dir_problem({}) is None
+    assert temp_dir_problem({"TMPDIR": str(tmp_path)}) is None
+    assert list(tmp_path.iterdir()) == []  # the probe directory is removed
+    problem = temp_dir_problem({"TMPDIR": missing, "TEMP": str(tmp_path)})
+    assert problem is not None
+    assert problem.startswith(f"TMPDIR={missing} not writable (No such file or directory): ")
+    assert problem.endswith("set TMPDIR or use --start-method fork")
+    problem = temp_dir_problem({"TMPDIR": "", "TEMP": missing})
+    assert problem is not None and problem.startswith(f"TEMP={missing} not writable")
+
+
+def test_fork_needs_no_preflight() -> None:
+    from theframework.process.preflight import start_method_problem
+
+    assert start_method_problem("fork", None) is None

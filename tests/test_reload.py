@@ -37,10 +37,13 @@ def _write_app(directory: Path, body: str) -> None:
     (directory / "reload_app.py").write_text(APP_SOURCE.format(body=body))
 
 
-def _start(directory: Path, *arguments: str) -> tuple[ServerProcess, int]:
+def _start(
+    directory: Path, *arguments: str, expected_tracebacks: tuple[str, ...] = ()
+) -> tuple[ServerProcess, int]:
     server = ServerProcess(
-        "reload_app:app", "--reload", "--port", "0", "--app-dir", str(directory), *arguments
-    )
+        "reload_app:app", "--reload", "--port", "0", "--app-dir", str(directory), *arguments,
+        expected_tracebacks=expected_tracebacks,
+    )  # fmt: skip
     port = server.port()
     server.wait_for_line(r"\[reloader\] .*watching .* for changes")
     return server, port
@@ -71,7 +74,7 @@ def _lines(server: ServerProcess) -> int:
 
 def test_edits_are_served_and_a_broken_edit_keeps_the_old_code(tmp_path: Path) -> None:
     _write_app(tmp_path, "version one")
-    server, port = _start(tmp_path)
+    server, port = _start(tmp_path, expected_tracebacks=("SyntaxError: invalid syntax",))
     with server:
         assert http_get(port)[2] == "version one"
 
@@ -144,8 +147,9 @@ def test_an_edit_keeping_size_and_mtime_is_served(tmp_path: Path) -> None:
 def test_broken_at_the_start_waits_for_a_fix(tmp_path: Path) -> None:
     (tmp_path / "reload_app.py").write_text("import not_a_module_anywhere\n")
     with ServerProcess(
-        "reload_app:app", "--reload", "--port", "0", "--app-dir", str(tmp_path)
-    ) as server:
+        "reload_app:app", "--reload", "--port", "0", "--app-dir", str(tmp_path),
+        expected_tracebacks=("ModuleNotFoundError: No module named 'not_a_module_anywhere'",),
+    ) as server:  # fmt: skip
         waiting = server.wait_for_line(r"cannot be imported: waiting for a change to start again")
         assert server.output.count("Traceback (most recent call last)") == 1
         assert "ModuleNotFoundError: No module named 'not_a_module_anywhere'" in server.output
@@ -165,8 +169,9 @@ def test_broken_at_the_start_waits_for_a_fix(tmp_path: Path) -> None:
 def test_stopping_while_waiting_for_a_fix(tmp_path: Path, signum: signal.Signals) -> None:
     (tmp_path / "reload_app.py").write_text("raise RuntimeError('broken at import')\n")
     with ServerProcess(
-        "reload_app:app", "--reload", "--port", "0", "--app-dir", str(tmp_path)
-    ) as server:
+        "reload_app:app", "--reload", "--port", "0", "--app-dir", str(tmp_path),
+        expected_tracebacks=("RuntimeError: broken at import",), stopped_exit_codes=(3,),
+    ) as server:  # fmt: skip
         server.wait_for_line(r"waiting for a change to start again")
         server.wait_for_line(r"\[reloader\] .*watching .* for changes")
         server.send_signal(signum)

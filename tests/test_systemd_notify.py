@@ -200,7 +200,8 @@ def test_a_failed_reload_still_ends_with_ready(notify: NotifySocket, tmp_path: P
     marker = tmp_path / "broken"
     environment = {"NOTIFY_SOCKET": notify.path, "OPS_APP_BROKEN_MARKER": str(marker)}
     with ServerProcess(
-        "ops_apps.ops_app:app", "--workers", "2", "--port", "0", environment=environment
+        "ops_apps.ops_app:app", "--workers", "2", "--port", "0", environment=environment,
+        expected_tracebacks=("ops_app is broken on purpose",),
     ) as server:  # fmt: skip
         address = server.wait_ready()
         notify.wait_for("READY")

@@ -326,9 +326,10 @@ class HttpServer:
         Does not block; safe from a Python signal handler."""
     def stats(self) -> dict[str, Any]:
         """Counters since start: connections_accepted, accept_pauses (max_connections reached),
-        connections_active, requests, requests_in_flight, responses ({"1xx".."5xx": n}),
-        bytes_in, bytes_out, duration_buckets ([(upper bound s, cumulative count)], last +Inf),
-        duration_sum (seconds), websockets ({"open": n, "messages_in": n, "messages_out": n,
+        connections_peak (the most open at once: at most max_connections while serving; a drain
+        also takes what was queued), connections_active, requests, requests_in_flight,
+        responses ({"1xx".."5xx": n}), bytes_in, bytes_out, duration_buckets ([(upper bound s,
+        cumulative count)], last +Inf), duration_sum (seconds), websockets ({"open": n, "messages_in": n, "messages_out": n,
         "closes": {close code: n}}; 1006 counts sessions that ended without a close frame)."""
     @property
     def connections(self) -> int: ...

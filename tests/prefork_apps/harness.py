@@ -4,6 +4,11 @@ The server runs in its own session (so the whole tree can be cleaned up by its p
 with the tests directory as its current directory (``prefork_apps.<module>:app`` imports) and
 DeprecationWarning turned into errors (Python 3.12+ warns when forking with threads). A reader
 thread collects its merged stdout/stderr; tests wait on log lines, never on sleeps.
+
+Leaving the ``with`` block (without an exception) fails the test when the output holds a Python
+traceback (unless the test expects one: ``expected_tracebacks`` names text of the exception
+lines it allows) or when the server, stopped by the test's SIGTERM/SIGINT, exited with another
+code than ``stopped_exit_codes`` (0).
 """
 
 from __future__ import annotations
@@ -40,7 +45,12 @@ class ServerProcess:
         pass_fds: Sequence[int] = (),
         program: Sequence[str] = (sys.executable, "-m", "theframework"),
         cwd: Path = TESTS_DIRECTORY,
+        expected_tracebacks: Sequence[str] = (),
+        stopped_exit_codes: Sequence[int] = (0,),
     ) -> None:
+        self.expected_tracebacks = tuple(expected_tracebacks)
+        self.stopped_exit_codes = tuple(stopped_exit_codes)
+        self.stop_signal_sent = False
         env = {
             name: value for name, value in os.environ.items() if not name.startswith("THEFRAMEWORK")
         }
@@ -123,6 +133,8 @@ class ServerProcess:
         return pids
 
     def send_signal(self, signum: int) -> None:
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            self.stop_signal_sent = True
         self.process.send_signal(signum)
 
     def wait(self, timeout: float = 60.0) -> int:
@@ -149,8 +161,40 @@ class ServerProcess:
     def __enter__(self) -> ServerProcess:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
         self.close()
+        if exc_type is None:
+            self.check_clean_exit()
+
+    def check_clean_exit(self) -> None:
+        """AssertionError when the output holds an unexpected traceback, or when the server
+        exited non-zero after the test asked it to stop."""
+        unexpected = [
+            exception
+            for exception in traceback_exceptions(self.output)
+            if not any(expected in exception for expected in self.expected_tracebacks)
+        ]
+        assert not unexpected, f"unexpected traceback(s) {unexpected}; output:\n{self.output}"
+        code = self.process.returncode
+        if self.stop_signal_sent and code is not None and code not in self.stopped_exit_codes:
+            raise AssertionError(f"the server exited {code} when stopped; output:\n{self.output}")
+
+
+def traceback_exceptions(output: str) -> list[str]:
+    """The exception line ending each "Traceback (most recent call last):" block of ``output``
+    (its first unindented line after the header)."""
+    exceptions = []
+    lines = output.splitlines()
+    for index, line in enumerate(lines):
+        if not line.startswith("Traceback (most recent call last):"):
+            continue
+        for following in lines[index + 1 :]:
+            if following and not following.startswith((" ", "\t")):
+                exceptions.append(following)
+                break
+        else:
+            exceptions.append("<traceback without an exception line>")
+    return exceptions
 
 
 def http_get(port: int, path: str = "/", timeout: float = 30.0) -> tuple[int, dict[str, str], str]:

@@ -40,6 +40,17 @@ def wait_fd(fd: int, *, write: bool, deadline: float | None, message: str = "tim
         return
     poller = _originals.poll()
     poller.register(fd, select.POLLOUT if write else select.POLLIN)
-    milliseconds = None if timeout is None else math.ceil(timeout * 1000)
-    if not poller.poll(milliseconds):
-        raise TimeoutError(message)
+    while not poller.poll(_poll_milliseconds(timeout)):
+        timeout = remaining(deadline)
+        if timeout == 0:
+            raise TimeoutError(message)
+        # poll() gave up at its longest wait before the deadline: wait again.
+
+
+# poll() takes an int of milliseconds; a longer timeout waits this long, then again (as CPython's
+# own socket module does since gh-126876: settimeout(2**31) must not raise OverflowError).
+_MAX_POLL_MILLISECONDS = 2**31 - 1
+
+
+def _poll_milliseconds(timeout: float | None) -> int | None:
+    return None if timeout is None else min(math.ceil(timeout * 1000), _MAX_POLL_MILLISECONDS)

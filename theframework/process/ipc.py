@@ -97,6 +97,18 @@ class Dumped:
 
 
 @dataclass(frozen=True, slots=True)
+class Exiting:
+    """The worker's last word: it exits with ``exit_code`` now. Under forkserver the supervisor
+    learns a worker's status from the fork server (the worker's parent), which a signal sent to
+    the whole process group may end first; this message is then the only source."""
+
+    kind: ClassVar[str] = "exiting"
+    worker_id: int
+    pid: int
+    exit_code: int
+
+
+@dataclass(frozen=True, slots=True)
 class Drain:
     """Supervisor to worker: its replacement is ready; stop taking connections and drain."""
 
@@ -104,10 +116,10 @@ class Drain:
     graceful_timeout: float
 
 
-Message = Ready | Failure | Stats | Recycle | Dumped | Drain
+Message = Ready | Failure | Stats | Recycle | Dumped | Exiting | Drain
 _TYPES: dict[str, Any] = {
     message_type.kind: message_type
-    for message_type in (Ready, Failure, Stats, Recycle, Dumped, Drain)
+    for message_type in (Ready, Failure, Stats, Recycle, Dumped, Exiting, Drain)
 }
 
 

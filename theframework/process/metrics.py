@@ -122,6 +122,15 @@ class Metrics:
             "theframework_connections_active",
             {pid: live.stats.get("connections_active", 0) for pid, live in self.live.items()},
         )
+        family(
+            "theframework_connections_peak",
+            "gauge",
+            "The most client connections a worker had open at once (bounded by --max-connections).",
+        )
+        per_worker(
+            "theframework_connections_peak",
+            {pid: live.stats.get("connections_peak", 0) for pid, live in self.live.items()},
+        )
         family("theframework_connections_accepted_total", "counter", "Client connections accepted.")
         lines.append(
             f"theframework_connections_accepted_total "

@@ -53,6 +53,7 @@ from ..server.sockets import (
     InheritedSocketError,
     adopt_socket,
     bind_socket,
+    check_tcp_address_free,
     listener_url,
     remove_own_socket_file,
 )
@@ -60,6 +61,7 @@ from . import heartbeat, ipc, slots
 from .cpus import available_cpus
 from .metrics import Metrics, MetricsServer
 from .pidfile import check_pid_file, remove_pid_file, write_pid_file
+from .preflight import start_method_problem
 from .proctitle import set_process_title, short_title
 from .slots import (
     CRASH_LIMIT,
@@ -96,14 +98,18 @@ __all__ = [
 
 logger = logging.getLogger("theframework.supervisor")
 
+# The exit code multiprocessing gives a forkserver worker whose status the fork server could not
+# report (it ended first, e.g. with the worker under a process-group SIGTERM).
+_FORKSERVER_UNKNOWN_STATUS = 255
+
 # Heartbeat cells (heartbeat.CELL_SIZE bytes each) in the shared memory: workers alive at once,
 # successors included.
 HEARTBEAT_CELLS = 1024
 
 # What to tell the operator when no worker can ever start, by exit code.
 _ADVICE = {
-    ExitCode.ADDRESS_IN_USE: "another process holds this address without SO_REUSEPORT: stop it "
-    "or choose another --port / --uds",
+    ExitCode.ADDRESS_IN_USE: "another process listens on this address: stop it or choose another "
+    "--port / --uds",
     ExitCode.PERMISSION_DENIED: "ports below 1024 need root or CAP_NET_BIND_SERVICE, and a UNIX "
     "socket needs a directory this user can write: choose another address or grant the right",
     ExitCode.TOO_MANY_FILES: "raise the open-files limit (ulimit -n, systemd LimitNOFILE=) or "
@@ -186,6 +192,11 @@ class _Slot:
     crashes: tuple[float, ...] = ()
     # The last Failure message of the current process, if it sent one.
     failure: ipc.Failure | None = None
+    # The exit code the current process announced (ipc.Exiting) before exiting, if it did.
+    announced_exit: int | None = None
+    # Under forkserver, a pidfd on a worker that outlived the fork server (watched instead of
+    # the sentinel, which fired when the fork server ended).
+    pidfd: int | None = None
     pid: int | None = None
     # Heartbeat cell of the current process in the shared memory (None: no hang detection).
     cell: int | None = None
@@ -317,6 +328,10 @@ class Supervisor:
             # Preloading __main__ would import the command line's (or the embedding script's)
             # main module in the fork server.
             self.context.set_forkserver_preload([])
+        problem = start_method_problem(self.start_method, self.context)
+        if problem is not None:
+            self._error("%s", problem)
+            return ExitCode.USAGE
         if self.process.pid_file is not None:
             try:
                 check_pid_file(self.process.pid_file)
@@ -364,7 +379,9 @@ class Supervisor:
 
     def _open_listener(self) -> int | None:
         """Adopts the inherited sockets or binds the UNIX socket (shared by all workers), or
-        reserves port 0's choice. An exit code when that fails."""
+        reserves port 0's choice, or checks that no other process listens on the TCP address
+        (once, here: the workers, their successors and reloads then join this server's own
+        SO_REUSEPORT group). An exit code when that fails."""
         try:
             if self.server.fds:
                 for descriptor in self.server.fds:
@@ -376,6 +393,8 @@ class Supervisor:
                 self.address = listener_url(self.listeners[0])
             elif self.server.port == 0:
                 self.port_reservation = self._reserve_port()
+            else:
+                check_tcp_address_free(self.server)
         except InheritedSocketError as error:
             self._error("cannot serve an inherited socket: %s", error)
             return ExitCode.USAGE
@@ -445,6 +464,9 @@ class Supervisor:
                 if kind == "channel" and slot.channel is key.fileobj:
                     self._read_channel(slot)
                 elif kind == "sentinel" and slot.process and slot.process.sentinel == key.fileobj:
+                    if not self._watch_orphaned_worker(slot):
+                        self._reap(slot)
+                elif kind == "pidfd" and slot.pidfd == key.fileobj:
                     self._reap(slot)
             self._handle_timers()
 
@@ -484,6 +506,7 @@ class Supervisor:
         assert self.selector is not None
         slot.enter(Step(SlotState.IDLE))
         slot.failure = None
+        slot.announced_exit = None
         slot.pid = None
         heartbeat_cell = None
         if self.heartbeat_memory is not None and self.heartbeat_fd is not None:
@@ -561,6 +584,8 @@ class Supervisor:
                 self._on_recycle(slot, message)
             elif isinstance(message, ipc.Dumped):
                 slot.enter(slots.on_dumped(slot.state, slot.deadline, time.monotonic()))
+            elif isinstance(message, ipc.Exiting):
+                slot.announced_exit = message.exit_code
 
     def _on_ready(self, slot: _Slot, message: ipc.Ready) -> None:
         slot.enter(slots.became_ready(slot.state, slot.deadline))
@@ -611,12 +636,52 @@ class Supervisor:
             self.selector.unregister(slot.channel)
             slot.channel.close()
             slot.channel = None
-        self.selector.unregister(process.sentinel)
+        if slot.pidfd is not None:
+            self.selector.unregister(slot.pidfd)
+            os.close(slot.pidfd)
+            slot.pidfd = None
+        else:
+            self.selector.unregister(process.sentinel)
         process.join()
         code = process.exitcode if process.exitcode is not None else ExitCode.GENERIC
+        if code == _FORKSERVER_UNKNOWN_STATUS and self.start_method == "forkserver":
+            code = self._forkserver_exit(slot, code)
         process.close()
         slot.process = None
         self._after_exit(slot, code)
+
+    def _watch_orphaned_worker(self, slot: _Slot) -> bool:
+        """Under forkserver the sentinel belongs to the fork server, the worker's parent: when it
+        ended first (a signal to the whole process group) the worker may still be draining.
+        Then watch the worker itself through a pidfd and reap it when it exits; True if so."""
+        assert self.selector is not None and slot.process is not None
+        if self.start_method != "forkserver" or slot.pid is None or slot.pidfd is not None:
+            return False
+        if slot.process.exitcode != _FORKSERVER_UNKNOWN_STATUS:
+            return False
+        try:
+            pidfd = os.pidfd_open(slot.pid)
+        except (OSError, AttributeError):
+            return False  # already gone (or no pidfd on this kernel): reap now
+        self.selector.unregister(slot.process.sentinel)
+        slot.pidfd = pidfd
+        self.selector.register(pidfd, selectors.EVENT_READ, ("pidfd", slot))
+        return True
+
+    def _forkserver_exit(self, slot: _Slot, code: int) -> int:
+        """A forkserver worker's exit code when multiprocessing reported 255, its "the fork
+        server ended before telling" placeholder: what the worker announced, else 255 with the
+        log saying plainly that the real status is unknown."""
+        if slot.announced_exit is not None:
+            return slot.announced_exit
+        if slot.failure is None:
+            slot.failure = ipc.Failure(
+                slot.worker_id,
+                slot.pid or 0,
+                code,
+                "real exit status unknown (the fork server ended before reporting it)",
+            )
+        return code
 
     def _after_exit(self, slot: _Slot, code: int) -> None:
         """Carries out what the policy (slots.decide_exit) makes of a worker's exit."""
@@ -1094,6 +1159,9 @@ class Supervisor:
         for slot in self._all_slots():
             if slot.channel is not None:
                 slot.channel.close()
+            if slot.pidfd is not None:
+                os.close(slot.pidfd)
+                slot.pidfd = None
         if self.heartbeat_memory is not None:
             self.heartbeat_memory.close()
             self.heartbeat_memory = None

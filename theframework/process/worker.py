@@ -404,4 +404,6 @@ def main(spec: WorkerSpec) -> None:
     calls this in the child)."""
     code = run(spec)
     logging.shutdown()
+    with contextlib.suppress(OSError):  # the supervisor may be gone
+        ipc.send(spec.channel, ipc.Exiting(spec.worker_id, os.getpid(), code))
     sys.exit(code)

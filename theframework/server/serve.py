@@ -19,7 +19,13 @@ from ..config import ServerConfig
 from ..wsgi import WSGIAdapter
 from .accesslog import AccessLog
 from .signals import drain_on_signals, single_process_signals
-from .sockets import adopt_socket, bind_socket, listener_url, remove_own_socket_file
+from .sockets import (
+    adopt_socket,
+    bind_socket,
+    check_tcp_address_free,
+    listener_url,
+    remove_own_socket_file,
+)
 
 __all__ = ["serve_listeners", "serve_one_process"]
 
@@ -106,7 +112,13 @@ def serve_listeners(
         else:
             logger.info("listening on %s (pid %d, backend %s)", urls, os.getpid(), hub.backend)
         hub.run(main)
-    logger.info("stopped serving %s", urls)
+    stats = http_server.stats()
+    logger.info(
+        "stopped serving %s (%d connections, at most %d open at once)",
+        urls,
+        stats["connections_accepted"],
+        stats["connections_peak"],
+    )
     return drain.stopped_at_once
 
 
@@ -135,6 +147,7 @@ def serve_one_process(
             for descriptor in config.fds:
                 listeners.append(adopt_socket(descriptor))
         else:
+            check_tcp_address_free(config)  # one server per address (exit 42 naming the holder)
             listeners.append(bind_socket(config))
             if config.uds is not None:
                 socket_inode = os.stat(config.uds).st_ino

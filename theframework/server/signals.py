@@ -52,7 +52,7 @@ def drain_on_signals(
     """Installs SIGINT/SIGTERM handlers for the duration of the block (main thread only;
     elsewhere signals are left alone). The first signal calls ``stopping()`` and starts a
     graceful shutdown; a later SIGINT stops the hub at once (the yielded Drain says so); a later
-    SIGTERM is ignored."""
+    SIGTERM is ignored, also after the block once a signal started the shutdown."""
     drain = Drain()
     if threading.current_thread() is not threading.main_thread():
         yield drain
@@ -83,6 +83,11 @@ def drain_on_signals(
         yield drain
     finally:
         for restored, handler in previous.items():
+            if restored == signal.SIGTERM and shutting_down:
+                # Stopping already: a second SIGTERM (systemd signals the whole process group,
+                # then the supervisor its workers) must not kill the process on its way out.
+                signal.signal(restored, signal.SIG_IGN)
+                continue
             signal.signal(restored, signal.SIG_DFL if handler is None else handler)
 
 

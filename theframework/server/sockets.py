@@ -1,25 +1,34 @@
 """Listening sockets: TCP (IPv4/IPv6, optionally SO_REUSEPORT), UNIX (a stale socket file is
 replaced, a live one or any other file is refused; ``--uds-mode`` / ``--uds-group`` are applied
 before the file takes its name, so it never exists with other permissions), and inherited
-sockets (``--fd``, systemd socket activation), checked before use."""
+sockets (``--fd``, systemd socket activation), checked before use; and who already listens on a
+TCP address (``check_tcp_address_free``: one server per address, even where SO_REUSEPORT would
+let a second one join the first's group)."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
 import grp
+import ipaddress
 import os
 import secrets
 import socket
 import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from ..config import ServerConfig
 
 __all__ = [
     "InheritedSocketError",
+    "ListeningSocket",
     "adopt_socket",
     "bind_socket",
+    "check_tcp_address_free",
+    "conflicts",
     "listener_url",
+    "parse_proc_net_tcp",
     "remove_own_socket_file",
 ]
 
@@ -169,3 +178,132 @@ def remove_own_socket_file(path: str, inode: int | None) -> None:
             os.unlink(path)
     except OSError:
         pass
+
+
+# -- who listens on an address -----------------------------------------------------------------
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_TCP_LISTEN = "0A"  # the state column of /proc/net/tcp{,6}
+
+
+@dataclass(frozen=True)
+class ListeningSocket:
+    """A TCP socket in the LISTEN state, as /proc/net/tcp{,6} shows it."""
+
+    address: IPAddress
+    port: int
+    inode: int
+
+
+def _proc_address(text: str) -> tuple[IPAddress, int]:
+    """An address column of /proc/net/tcp ("0100007F:1F90") or tcp6 (32 hex digits + port),
+    each 32-bit word in host (little-endian) order."""
+    address_hex, port_hex = text.split(":")
+    raw = bytes.fromhex(address_hex)
+    host_order = b"".join(
+        int.from_bytes(raw[i : i + 4], "little").to_bytes(4, "big") for i in range(0, len(raw), 4)
+    )
+    address = ipaddress.ip_address(host_order)
+    return address, int(port_hex, 16)
+
+
+def parse_proc_net_tcp(text: str) -> list[ListeningSocket]:
+    """The listening sockets of one /proc/net/tcp or /proc/net/tcp6 table (pure)."""
+    found = []
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 10 or fields[3] != _TCP_LISTEN:
+            continue
+        address, port = _proc_address(fields[1])
+        found.append(ListeningSocket(address, port, int(fields[9])))
+    return found
+
+
+def _unmapped(address: IPAddress) -> IPAddress:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def conflicts(wanted: IPAddress, held: IPAddress) -> bool:
+    """Whether a listener on ``held`` takes connections meant for ``wanted`` (same port): the
+    same address, a wildcard of the same family on either side, or the IPv6 wildcard (dual
+    stack) against any IPv4 address (pure)."""
+    wanted, held = _unmapped(wanted), _unmapped(held)
+    if wanted.version == held.version:
+        return wanted == held or wanted.is_unspecified or held.is_unspecified
+    return any(side.version == 6 and side.is_unspecified for side in (wanted, held))
+
+
+def _listening_sockets() -> list[ListeningSocket]:
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as handle:
+                found.extend(parse_proc_net_tcp(handle.read()))
+        except OSError:
+            continue  # no IPv6 in this kernel, or no /proc
+    return found
+
+
+def _socket_holders(inodes: Iterable[int]) -> list[int]:
+    """The pids (other than this one) with a descriptor on one of the socket ``inodes``; only
+    the processes this user may inspect."""
+    targets = {f"socket:[{inode}]" for inode in inodes}
+    holders = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            descriptors = os.scandir(f"/proc/{entry.name}/fd")
+        except OSError:
+            continue  # gone, or another user's
+        with descriptors:
+            for descriptor in descriptors:
+                try:
+                    if os.readlink(descriptor.path) in targets:
+                        holders.append(int(entry.name))
+                        break
+                except OSError:
+                    continue
+    return sorted(holders)
+
+
+def _process_name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            words = handle.read().split(b"\0")
+        return " ".join(word.decode(errors="replace") for word in words if word)[:120]
+    except OSError:
+        return "?"
+
+
+def check_tcp_address_free(config: ServerConfig) -> None:
+    """Raises OSError(EADDRINUSE) naming the holder's pid when another process already listens
+    on ``config``'s TCP address (what the kernel shows in /proc/net/tcp{,6}). Called once before
+    binding, by the process that binds first (a supervisor or a single process): SO_REUSEPORT
+    would otherwise let a second server join the first's group and share its traffic, silently.
+    Nothing to check for UNIX sockets (bind_socket refuses a live one) or port 0."""
+    if config.uds is not None or config.port == 0:
+        return
+    host = config.host.strip("[]")
+    try:
+        infos = socket.getaddrinfo(host, config.port, type=socket.SOCK_STREAM)
+    except OSError:
+        return  # binding reports it
+    wanted = {_unmapped(ipaddress.ip_address(str(info[4][0]).split("%")[0])) for info in infos}
+    inodes = [
+        held.inode
+        for held in _listening_sockets()
+        if held.port == config.port and any(conflicts(address, held.address) for address in wanted)
+    ]
+    if not inodes:
+        return
+    holders = _socket_holders(inodes)
+    if holders:
+        who = ", ".join(f"pid {pid} ({_process_name(pid)})" for pid in holders)
+        detail = f"{who} already listens on it"
+    else:
+        detail = "another process already listens on it (not one this user can see)"
+    raise OSError(errno.EADDRINUSE, f"cannot listen on {config.bind_description}: {detail}")

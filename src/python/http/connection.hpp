@@ -97,6 +97,10 @@ class Connection final : public CompletionHandler {
   uint64_t response_bytes() const noexcept { return response_bytes_; }
   // The request sent Expect: 100-continue and the interim response is not sent yet.
   bool expect_continue_pending = false;
+  // Position in the server's registry of open connections (kept by HttpServer: a close finds its
+  // entry in O(1)); kNotRegistered once closed.
+  static constexpr size_t kNotRegistered = static_cast<size_t>(-1);
+  size_t registry_index = kNotRegistered;
 
   // --- WebSocket (websocket.cpp) -----------------------------------------------------------------
   // The request was upgraded: the connection now carries a WebSocket session until it closes

@@ -1,10 +1,11 @@
-// HttpServer: the accepting side (multishot accept, max_connections backpressure), the
-// connection registry, draining and shutdown, and the response counters.
+// HttpServer: the accepting side (readiness, then accept4 up to max_connections: an exact bound),
+// the connection registry, draining and shutdown, and the response counters.
 #include "python/http/server.hpp"
 
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -108,12 +109,17 @@ PyObject* HttpServer::serve() {
 void HttpServer::arm_accept() {
   if (draining_ || retiring_ || !serving_ || hub_ == nullptr) return;
   accepting_ = true;
-  for (size_t i = 0; i < acceptors_.size(); ++i) {
-    Acceptor& acceptor = *acceptors_[i];
-    if (acceptor.token != 0) continue;
-    acceptor.token = hub_->reserve_handler_slot(&acceptor);
-    hub_->backend().accept_multishot(listen_fds_[i], acceptor.token);
-  }
+  for (size_t i = 0; i < acceptors_.size(); ++i) arm_listener(i);
+}
+
+void HttpServer::arm_listener(size_t listener) {
+  Acceptor& acceptor = *acceptors_[listener];
+  if (acceptor.token != 0) return;
+  // A readiness wait, not an accept: the kernel takes nothing off the queue by itself, so the
+  // number of connections accepted is decided here, one accept4 at a time (an armed accept, even
+  // a single-shot one, would take a connection whether or not there is room for it).
+  acceptor.token = hub_->reserve_handler_slot(&acceptor);
+  hub_->backend().poll(listen_fds_[listener], POLLIN, acceptor.token);
 }
 
 void HttpServer::pause_accept() {
@@ -125,43 +131,54 @@ void HttpServer::pause_accept() {
 }
 
 void HttpServer::on_accept(const core::Completion& completion, size_t listener) {
-  Acceptor& acceptor = *acceptors_[listener];
-  if (!completion.more) acceptor.token = 0;
-  if (completion.result >= 0) {
-    const int fd = completion.result;
-    if (draining_ || !serving_ || released_) {
-      ::close(fd);  // only while shutting down
-    } else {
-      // A connection accepted while the pause was in flight is served: never accept-then-close.
-      adopt_connection(fd, listener);
-      if (connections_.size() >= options_.max_connections) {
-        ++stats_.accept_pauses;
-        pause_accept();
-      }
-    }
-  }
-  if (!completion.more && (draining_ || retiring_)) check_drained();
-  if (!completion.more && released_) {
+  acceptors_[listener]->token = 0;  // a poll: one completion
+  if (released_) {
     delete_if_unused();  // the last callback of a server whose Python object is gone
     return;
   }
-  if (completion.more || !accepting_ || draining_ || !serving_) return;
-  const int error = -completion.result;
-  if (error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM) {
-    // Out of descriptors or memory: retry shortly (the kernel backlog holds clients meanwhile).
+  if (draining_ || retiring_) {
+    check_drained();  // what was queued was taken by accept_queued()
+    return;
+  }
+  if (!accepting_ || !serving_) return;
+  // Cancelled by a pause that accepting has resumed from since: wait again.
+  int error = completion.result == -ECANCELED ? EAGAIN
+              : completion.result < 0         ? -completion.result
+                                              : accept_ready(listener);
+  if (error == EAGAIN) {
+    arm_listener(listener);  // the queue is empty: wait for the next connection
+  } else if (error == 0) {
+    ++stats_.accept_pauses;  // full: connection_closed() arms the listeners again
+    pause_accept();
+  } else {
+    // Out of descriptors or memory (or a listener error): retry shortly (the kernel backlog
+    // holds clients meanwhile).
     if (accept_retry_token_ == 0) {
       accept_retry_token_ = hub_->add_handler_timer(deadline_in(0.1), accept_retry_.get());
     }
-    return;
   }
-  arm_accept();  // the multishot ended by itself: arm it again
+}
+
+int HttpServer::accept_ready(size_t listener) {
+  while (connections_.size() < options_.max_connections) {
+    int fd = ::accept4(listen_fds_[listener], nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      return errno == EWOULDBLOCK ? EAGAIN : errno;
+    }
+    adopt_connection(fd, listener);
+  }
+  return 0;
 }
 
 void HttpServer::connection_closed(Connection* connection) noexcept {
-  auto it = std::find(connections_.begin(), connections_.end(), connection);
-  if (it != connections_.end()) {
-    *it = connections_.back();
+  const size_t index = connection->registry_index;
+  if (index < connections_.size() && connections_[index] == connection) {
+    // Swap with the last entry: O(1), and the moved connection learns its new position.
+    connections_[index] = connections_.back();
+    connections_[index]->registry_index = index;
     connections_.pop_back();
+    connection->registry_index = Connection::kNotRegistered;
   }
   if (!accepting_ && !draining_ && !retiring_ && serving_ &&
       connections_.size() < options_.max_connections) {
@@ -243,8 +260,10 @@ void HttpServer::adopt_connection(int fd, size_t listener) {
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   }
   auto* connection = new Connection(*this, fd);
+  connection->registry_index = connections_.size();
   connections_.push_back(connection);
   ++stats_.connections_accepted;
+  stats_.connections_peak = std::max<uint64_t>(stats_.connections_peak, connections_.size());
   connection->start();
 }
 
@@ -276,7 +295,8 @@ void HttpServer::accept_queued() {
 }
 
 void HttpServer::retry_accept() {
-  if (connections_.size() < options_.max_connections) arm_accept();
+  if (!accepting_) return;  // paused meanwhile: connection_closed() resumes
+  for (size_t i = 0; i < acceptors_.size(); ++i) arm_listener(i);
 }
 
 void HttpServer::on_drain_deadline() {

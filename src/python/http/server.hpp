@@ -2,9 +2,9 @@
 // greenlet runs only while a request is handled.
 //
 // A request's journey:
-//  1. A multishot accept on each listening socket yields connections (TCP_NODELAY set). At
-//     max_connections the accept is cancelled and the kernel backlog holds newcomers until a
-//     connection closes.
+//  1. A readiness wait (poll) on each listening socket, then accept4 while there is room: never
+//     more than max_connections open (TCP_NODELAY set on each). At max_connections the wait is
+//     not renewed and the kernel backlog holds newcomers until a connection closes.
 //  2. Each connection keeps a multishot receive armed (provided buffers: an idle connection holds
 //     no buffer). Bytes are parsed in the hub greenlet; a parse error is answered from C++ (status,
 //     Connection: close) and the connection lingers briefly before it closes.
@@ -70,6 +70,9 @@ struct HttpStats {
   static constexpr size_t kBuckets = std::size(kDurationBounds) + 1;
   uint64_t connections_accepted = 0;
   uint64_t accept_pauses = 0;  // times max_connections stopped accepting (backpressure)
+  // The most connections open at once (never above max_connections while serving; a drain also
+  // takes what was queued).
+  uint64_t connections_peak = 0;
   uint64_t requests = 0;
   uint64_t responses_by_class[6] = {};  // index status / 100 (0 unused)
   uint64_t bytes_in = 0;
@@ -160,7 +163,13 @@ class HttpServer {
 
  private:
   class Acceptor;
+  // Accepting: a readiness wait per listener (arm_listener); on readiness accept_ready() takes
+  // connections while there is room. pause_accept() cancels the waits.
   void arm_accept();
+  void arm_listener(size_t listener);
+  // Accepts from `listener` until it is empty (returns EAGAIN), max_connections is reached
+  // (returns 0) or accept4 fails (returns its errno).
+  int accept_ready(size_t listener);
   void pause_accept();
   void on_accept(const core::Completion& completion, size_t listener);
   void check_drained() noexcept;
@@ -180,6 +189,8 @@ class HttpServer {
   std::vector<http::Header> header_storage_;
   Hub* hub_ = nullptr;
   http::DateCache dates_;
+  // Open connections, unordered; each keeps its index (Connection::registry_index) for O(1)
+  // removal.
   std::vector<Connection*> connections_;
   size_t requests_in_flight_ = 0;
   ~HttpServer();  // through release()

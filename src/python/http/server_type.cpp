@@ -181,12 +181,13 @@ PyObject* http_server_stats(PyObject* self, PyObject*) {
                                  stats.websocket_messages_out, "closes", closes.get()));
   if (!websockets) return nullptr;
   return Py_BuildValue(
-      "{sKsKsnsKsnsOsKsKsOsdsO}", "connections_accepted", stats.connections_accepted,
-      "accept_pauses", stats.accept_pauses, "connections_active",
-      static_cast<Py_ssize_t>(server->connection_count()), "requests", stats.requests,
-      "requests_in_flight", static_cast<Py_ssize_t>(server->requests_in_flight()), "responses",
-      responses.get(), "bytes_in", stats.bytes_in, "bytes_out", stats.bytes_out, "duration_buckets",
-      buckets.get(), "duration_sum", stats.duration_sum, "websockets", websockets.get());
+      "{sKsKsKsnsKsnsOsKsKsOsdsO}", "connections_accepted", stats.connections_accepted,
+      "accept_pauses", stats.accept_pauses, "connections_peak", stats.connections_peak,
+      "connections_active", static_cast<Py_ssize_t>(server->connection_count()), "requests",
+      stats.requests, "requests_in_flight", static_cast<Py_ssize_t>(server->requests_in_flight()),
+      "responses", responses.get(), "bytes_in", stats.bytes_in, "bytes_out", stats.bytes_out,
+      "duration_buckets", buckets.get(), "duration_sum", stats.duration_sum, "websockets",
+      websockets.get());
 }
 
 PyObject* http_server_retire(PyObject* self, PyObject*) {

@@ -1,9 +1,11 @@
 """The entry points: ``serve()`` / ``serve_wsgi()`` for programs, ``run()`` for the command line.
 Each chooses between one serving process (``workers`` 1) and the supervisor (any other count).
 
-Single process: boot sequence (theframework.server.boot) -> pid file check -> bind -> serve ->
-pid file removed. Supervisor: theframework.process.supervisor, which runs the same boot sequence
-in every worker.
+Single process: logging -> the config file's on_starting hook -> boot sequence
+(theframework.server.boot, with the worker_start hook) -> pid file check -> bind -> serve
+(worker_ready and when_ready once listening; worker_shutdown after the drain) -> pid file
+removed -> on_exit. Supervisor: theframework.process.supervisor, which runs the same boot sequence
+in every worker and the other hooks itself.
 """
 
 from __future__ import annotations
@@ -15,10 +17,27 @@ from collections.abc import Callable
 from typing import Any
 
 from .config import ProcessConfig, ServerConfig
+from .configfile import (
+    NO_HOOKS,
+    SINGLE_PROCESS_WORKER_ID,
+    ConfigFileError,
+    HookConfig,
+    HookFailed,
+    Hooks,
+    hooks_for,
+    load_config_file,
+)
 from .process.pidfile import check_pid_file, remove_pid_file, write_pid_file
 from .process.proctitle import set_process_title
 from .process.supervisor import Supervisor, SupervisorError
-from .server.boot import Booted, BootError, boot, set_up_logging
+from .server.boot import (
+    LOGGING_UNTOUCHED,
+    Booted,
+    BootError,
+    boot_application,
+    hook_failed,
+    set_up_logging,
+)
 from .server.exitcodes import ExitCode, exit_code_for_os_error
 from .server.logs import configure_logging
 from .server.serve import serve_one_process
@@ -55,7 +74,23 @@ def _configs(
         process = dataclasses.replace(process, **process_options)
     if isinstance(app, str) and (config is None or config.app is None) and "app" not in options:
         options["app"] = app
-    return make_config(config, options), process
+    return make_config(config, options), _with_config_file(process)
+
+
+def _with_config_file(process: ProcessConfig) -> ProcessConfig:
+    """``process`` with its config file loaded (its absolute path kept for the workers).
+    Programs pass options as arguments: a file that sets some is refused (ConfigFileError, a
+    ValueError) rather than half applied; its hooks run."""
+    if process.config_file is None:
+        return process
+    loaded = load_config_file(process.config_file)
+    if loaded.options:
+        names = ", ".join(sorted(loaded.options))
+        raise ConfigFileError(
+            f"config file {loaded.path} sets options ({names}): serve() takes options as "
+            "arguments, and reads only the hooks of a config file"
+        )
+    return dataclasses.replace(process, config_file=loaded.path)
 
 
 def _refuse_supervisor_options(process: ProcessConfig) -> str | None:
@@ -72,6 +107,7 @@ def _serve_booted(
     server: ServerConfig,
     process: ProcessConfig,
     ready: Callable[[], None] | None,
+    hooks: Hooks = NO_HOOKS,
 ) -> None:
     """Serves what the boot sequence loaded in this process, with the pid file around it."""
     pid_file = process.pid_file
@@ -84,11 +120,15 @@ def _serve_booted(
                 write_pid_file(pid_file)
             except OSError as error:
                 logger.error("cannot write the pid file: %s", error)
+        hooks.call("worker_ready", SINGLE_PROCESS_WORKER_ID)
+        hooks.call("when_ready", HookConfig(server, process))
         if ready is not None:
             ready()
 
     try:
-        serve_one_process(booted.handler, server, ready=on_ready, access_log=booted.access_log)
+        serve_one_process(
+            booted.handler, server, ready=on_ready, access_log=booted.access_log, hooks=hooks
+        )
     finally:
         if pid_file is not None:
             remove_pid_file(pid_file)
@@ -123,7 +163,34 @@ def serve(
     problem = _refuse_supervisor_options(process)
     if problem is not None:
         raise ValueError(problem)
-    _serve_booted(boot(app, server, process), server, process, ready)
+    _serve_single(app, server, process, ready, LOGGING_UNTOUCHED)
+
+
+def _serve_single(
+    app: object,
+    server: ServerConfig,
+    process: ProcessConfig,
+    ready: Callable[[], None] | None,
+    log_label: str | None,
+) -> None:
+    """One serving process, with the config file's hooks: logging, on_starting, the boot
+    sequence, serving; on_exit at the end once on_starting succeeded. BootError (a bad config
+    file: exit 2; a raising on_starting or worker_start: exit 3), OSError."""
+    access_log = set_up_logging(server, process, log_label)
+    try:
+        hooks = hooks_for(process)
+    except ConfigFileError as error:
+        raise BootError(ExitCode.USAGE, error.message, error.traceback) from None
+    settings = HookConfig(server, process)
+    try:
+        hooks.call_or_raise("on_starting", settings)
+    except HookFailed as failure:
+        raise hook_failed(failure) from None
+    try:
+        booted = boot_application(app, server, process, access_log, hooks=hooks)
+        _serve_booted(booted, server, process, ready, hooks)
+    finally:
+        hooks.call("on_exit", settings)
 
 
 def serve_wsgi(
@@ -164,14 +231,12 @@ def run(server: ServerConfig, process: ProcessConfig) -> int:
         return _usage_error(problem)
     set_process_title(process.proc_name)
     try:
-        booted = boot(server.app, server, process, log_label=None)
+        _serve_single(server.app, server, process, None, None)
     except BootError as error:
         if error.traceback:
             sys.stderr.write(error.traceback)
         print(f"{PROGRAM}: error: {error.message}", file=sys.stderr)
         return error.exit_code
-    try:
-        _serve_booted(booted, server, process, None)
     except OSError as error:
         # The same codes as a supervised worker: 42 address in use, 43 permission, 44 no fds.
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)

@@ -40,6 +40,7 @@ from types import FrameType
 from typing import Any
 
 from ..config import ProcessConfig, ServerConfig
+from ..configfile import NO_HOOKS, ConfigFileError, HookConfig, HookFailed, hooks_for
 from ..server.exitcodes import ExitCode, exit_code_for_os_error
 from ..server.sockets import bind_socket, listener_url, remove_own_socket_file
 from . import heartbeat, ipc, slots
@@ -249,6 +250,9 @@ class Supervisor:
         self.next_heartbeat_check: float | None = None
         self.metrics = Metrics()
         self.metrics_server: MetricsServer | None = None
+        # The config file's hooks; on_exit runs once on_starting did.
+        self.hooks = NO_HOOKS
+        self.hooks_started = False
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -256,6 +260,7 @@ class Supervisor:
         """Supervises until the end; returns the exit code (logging why when it is not 0)."""
         code = self._prepare()
         if code is not None:
+            self._exit_hook()
             return code
         previous_handlers = self._install_signal_handlers()
         try:
@@ -276,7 +281,32 @@ class Supervisor:
         finally:
             self._restore_signal_handlers(previous_handlers)
             self._cleanup()
+            self._exit_hook()
         return self.exit_code
+
+    def _exit_hook(self) -> None:
+        """on_exit, once on_starting ran."""
+        if self.hooks_started:
+            self.hooks.call("on_exit", self._hook_config())
+
+    def _hook_config(self) -> HookConfig:
+        return HookConfig(self.server, self.process)
+
+    def _start_hooks(self) -> int | None:
+        """Loads the config file's hooks and runs on_starting; an exit code when either
+        fails (2: the file; 3: the hook raised)."""
+        try:
+            self.hooks = hooks_for(self.process)
+        except ConfigFileError as error:
+            self._error("%s%s", error.message, f"\n{error.traceback}" if error.traceback else "")
+            return ExitCode.USAGE
+        try:
+            self.hooks.call_or_raise("on_starting", self._hook_config())
+        except HookFailed as failure:
+            self._error("%s; not starting\n%s", failure, failure.traceback.rstrip())
+            return ExitCode.APP_FAILED
+        self.hooks_started = True
+        return None
 
     def _prepare(self) -> int | None:
         """What comes before the loop: the start method, the env files, the pid file, the
@@ -290,6 +320,9 @@ class Supervisor:
             if not os.access(path, os.R_OK):
                 self._error("cannot read the environment file %r", path)
                 return ExitCode.USAGE
+        code = self._start_hooks()
+        if code is not None:
+            return code
         self.context = multiprocessing.get_context(self.start_method)
         if self.start_method == "forkserver":
             # Preloading __main__ would import the command line's (or the embedding script's)
@@ -534,6 +567,7 @@ class Supervisor:
     def _on_ready(self, slot: _Slot, message: ipc.Ready) -> None:
         slot.enter(slots.became_ready(slot.state, slot.deadline))
         logger.info("worker %d ready (pid %d)", slot.worker_id, message.pid)
+        self.hooks.call("worker_ready", slot.worker_id)
         if message.address.startswith("http"):
             self.address = message.address
         if slot is self.replacement:
@@ -564,6 +598,7 @@ class Supervisor:
             notify_systemd(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving on {self.address}")
         except OSError as error:
             logger.warning("cannot notify systemd: %s", error)
+        self.hooks.call("when_ready", self._hook_config())
         if self.on_ready is not None:
             try:
                 self.on_ready()
@@ -584,6 +619,7 @@ class Supervisor:
         code = process.exitcode if process.exitcode is not None else ExitCode.GENERIC
         process.close()
         slot.process = None
+        self.hooks.call("worker_exit", slot.worker_id, code)
         self._after_exit(slot, code)
 
     def _after_exit(self, slot: _Slot, code: int) -> None:
@@ -843,6 +879,7 @@ class Supervisor:
             )
         running = self._running_slots()
         logger.info("SIGHUP received: reloading, replacing %d workers one at a time", len(running))
+        self.hooks.call("on_reload", self._hook_config())
         self.reloading = True
         self.replace_queue = slots.queue_reload(
             self.replace_queue, (slot.worker_id for slot in running)

@@ -1,8 +1,13 @@
 """One serving process: a hub, the native HTTP server over listening sockets, signals, hooks.
 
 ``serve_listeners()`` is the whole life of a serving process once its sockets listen:
-hub -> startup hooks -> ready() -> serve until SIGINT/SIGTERM -> drain -> shutdown hooks.
-``serve_one_process()`` adds binding (and removing a UNIX socket file it made) around it.
+hub -> startup hooks -> ready() -> serve until SIGINT/SIGTERM -> drain -> shutdown hooks ->
+the config file's worker_shutdown hook. ``serve_one_process()`` adds binding (and removing a UNIX
+socket file it made) around it.
+
+The config file's ``pre_request`` / ``post_request`` hooks cost nothing when absent: only a file
+that defines one gets a wrapper around the handler (pre_request) or an access-log callback
+(post_request, called after the response is sent, with its status and duration).
 """
 
 from __future__ import annotations
@@ -15,12 +20,13 @@ from collections.abc import Callable, Sequence
 from .. import _core
 from ..app import Framework, Handler
 from ..config import ServerConfig
+from ..configfile import NO_HOOKS, SINGLE_PROCESS_WORKER_ID, Hooks
 from ..wsgi import WSGIAdapter
 from .accesslog import AccessLog
 from .signals import drain_on_signals
 from .sockets import bind_socket, listener_url, remove_own_socket_file
 
-__all__ = ["serve_listeners", "serve_one_process"]
+__all__ = ["serve_listeners", "serve_one_process", "with_post_request", "with_request_hooks"]
 
 logger = logging.getLogger("theframework")
 
@@ -36,6 +42,8 @@ def serve_listeners(
     rebalance_every: int = 0,
     created: Callable[[_core.Hub, _core.HttpServer], None] | None = None,
     owns_listeners: bool = True,
+    hooks: Hooks = NO_HOOKS,
+    worker_id: int = SINGLE_PROCESS_WORKER_ID,
 ) -> None:
     """Serves ``handler`` (loaded by the boot sequence) on sockets that already listen, in this
     process, until SIGINT/SIGTERM (or ``http_server.shutdown``) and the drain finish. Does not
@@ -48,7 +56,9 @@ def serve_listeners(
 
     In the hub: ``hub_started()``, the app's startup hooks, then ``ready()``, then serving; the
     shutdown hooks run after the drain (also when serving fails), but only when the startup hooks
-    succeeded. (A worker tells the phase an exception escaped from by the callbacks it saw.)
+    succeeded, and then ``hooks``' worker_shutdown(``worker_id``). (A worker tells the phase an
+    exception escaped from by the callbacks it saw.) ``hooks``' pre_request and post_request run
+    around every request.
     """
     if isinstance(handler, WSGIAdapter) and listeners:
         handler.set_server_address(listeners[0].getsockname())
@@ -57,9 +67,9 @@ def serve_listeners(
     hub = _core.Hub(config.backend)
     urls = ", ".join(listener_url(listener) for listener in listeners)
     http_server = _core.HttpServer(
-        handler,
+        with_request_hooks(handler, hooks),
         [listener.fileno() for listener in listeners],
-        access_log=access_log,
+        access_log=with_post_request(access_log, hooks),
         rebalance_every=rebalance_every,
         **config.engine_limits(),
     )
@@ -76,8 +86,11 @@ def serve_listeners(
                 ready()
             http_server.serve()
         finally:
-            if framework is not None:
-                framework.shutdown()
+            try:
+                if framework is not None:
+                    framework.shutdown()
+            finally:
+                hooks.call("worker_shutdown", worker_id)
 
     with drain_on_signals(
         http_server, hub, config.graceful_timeout, listeners if owns_listeners else ()
@@ -98,12 +111,44 @@ def serve_listeners(
     logger.info("stopped serving %s", urls)
 
 
+def with_request_hooks(handler: Handler, hooks: Hooks) -> Handler:
+    """``handler``, called after ``hooks``' pre_request(request) when the file defines it (a
+    raising hook is logged and the request handled all the same); ``handler`` itself otherwise.
+    Both interfaces get theframework's Request (a WSGI app's environ is made from it later)."""
+    if hooks.get("pre_request") is None:
+        return handler
+    call = hooks.call
+
+    def handle(request: _core.Request, response: _core.Response) -> object:
+        call("pre_request", request)
+        return handler(request, response)
+
+    return handle
+
+
+def with_post_request(access_log: AccessLog | None, hooks: Hooks) -> AccessLog | None:
+    """The native server's after-response callback: ``access_log``, then ``hooks``'
+    post_request(request, status, seconds) when the file defines it (a raising hook is
+    logged)."""
+    if hooks.get("post_request") is None:
+        return access_log
+    call = hooks.call
+
+    def after_response(request: _core.Request, status: int, sent: int, seconds: float) -> None:
+        if access_log is not None:
+            access_log(request, status, sent, seconds)
+        call("post_request", request, status, seconds)
+
+    return after_response
+
+
 def serve_one_process(
     handler: Handler,
     config: ServerConfig,
     *,
     ready: Callable[[], None] | None = None,
     access_log: AccessLog | None = None,
+    hooks: Hooks = NO_HOOKS,
 ) -> None:
     """Binds ``config``'s address and serves ``handler`` on it in this process until
     SIGINT/SIGTERM and the drain finish (see serve_listeners); the socket is closed, and a UNIX
@@ -111,7 +156,9 @@ def serve_one_process(
     listener = bind_socket(config)
     socket_inode = os.stat(config.uds).st_ino if config.uds is not None else None
     try:
-        serve_listeners(handler, [listener], config, ready=ready, access_log=access_log)
+        serve_listeners(
+            handler, [listener], config, ready=ready, access_log=access_log, hooks=hooks
+        )
     finally:
         listener.close()
         if config.uds is not None:

@@ -1,0 +1,401 @@
+"""The config file (``--config`` / THEFRAMEWORK_CONFIG) and its server hooks.
+
+Options: every value is checked as the command line checks it, and the precedence is command
+line > THEFRAMEWORK_* > config file > PORT / WEB_CONCURRENCY > defaults (made with the real
+parser and environment mappings, and once end to end). Hooks: real servers on loopback under
+fork, spawn and forkserver, with a config file (tests/config_files/recording.py) whose hooks
+append one JSON line per call with the pid that ran it; the tests read that record after the
+server exited and check each hook ran the right number of times, in the right process, with the
+right arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefork_apps.harness import TESTS_DIRECTORY, ServerProcess, http_get
+
+from theframework.cli import build_parser, configs_from_arguments, main
+from theframework.config import ProcessConfig, ServerConfig
+from theframework.configfile import ConfigFileError, HookConfig, load_config_file
+
+pytestmark = pytest.mark.timeout(120)
+
+RECORDING = str(TESTS_DIRECTORY / "config_files" / "recording.py")
+START_METHODS = ("fork", "spawn", "forkserver")
+
+
+def _write(directory: Path, text: str, name: str = "theframework.conf.py") -> str:
+    path = directory / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def _configs(
+    argv: list[str], environ: dict[str, str] | None = None
+) -> tuple[ServerConfig, ProcessConfig]:
+    return configs_from_arguments(build_parser().parse_args(argv), environ or {})
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def _calls(records: list[dict[str, Any]], hook: str) -> list[dict[str, Any]]:
+    return [record for record in records if record["hook"] == hook]
+
+
+# -- options ----------------------------------------------------------------------------------
+
+
+def test_file_options_are_checked_and_converted_like_the_command_line(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        "import os\n"
+        "from os.path import join\n"
+        "workers = 3\n"
+        "log_level = 'DEBUG'\n"
+        "env_files = ['a.env', 'b.env']\n"
+        "graceful_timeout = 2\n"
+        "max_body_size = 2_000_000\n"
+        "_helper = object()\n",
+    )
+    server, process = _configs(["m:app", "--config", path])
+    assert process.workers == 3
+    assert server.log_level == "debug"
+    assert process.env_files == ("a.env", "b.env")
+    assert server.graceful_timeout == 2
+    assert server.max_body_size == 2_000_000
+    assert process.config_file == path
+
+
+def test_precedence_command_line_then_environment_then_file_then_port_variables(
+    tmp_path: Path,
+) -> None:
+    path = _write(tmp_path, "port = 9001\nworkers = 3\n")
+    # The file wins over the defaults and over PORT / WEB_CONCURRENCY.
+    server, process = _configs(
+        ["m:app", "--config", path], {"PORT": "9004", "WEB_CONCURRENCY": "5"}
+    )
+    assert (server.port, process.workers) == (9001, 3)
+    # THEFRAMEWORK_* wins over the file.
+    server, process = _configs(
+        ["m:app", "--config", path], {"THEFRAMEWORK_PORT": "9002", "THEFRAMEWORK_WORKERS": "4"}
+    )
+    assert (server.port, process.workers) == (9002, 4)
+    # The command line wins over both.
+    server, process = _configs(
+        ["m:app", "--config", path, "--port", "9003", "--workers", "6"],
+        {"THEFRAMEWORK_PORT": "9002", "THEFRAMEWORK_WORKERS": "4"},
+    )
+    assert (server.port, process.workers) == (9003, 6)
+    # PORT / WEB_CONCURRENCY still apply to what the file leaves unset.
+    other = _write(tmp_path, "backlog = 64\n", "other.py")
+    server, process = _configs(
+        ["m:app", "--config", other], {"PORT": "9004", "WEB_CONCURRENCY": "5"}
+    )
+    assert (server.port, process.workers, server.backlog) == (9004, 5, 64)
+    # A bad PORT is not read when the file sets the port.
+    server, _ = _configs(["m:app", "--config", path], {"PORT": "not-a-port"})
+    assert server.port == 9001
+
+
+def test_config_file_from_the_environment_and_made_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write(tmp_path, "workers = 2\n", "relative.conf.py")
+    monkeypatch.chdir(tmp_path)
+    _, process = _configs(["m:app"], {"THEFRAMEWORK_CONFIG": "relative.conf.py"})
+    assert process.workers == 2
+    assert process.config_file == str(tmp_path / "relative.conf.py")
+
+
+def test_the_app_may_come_from_the_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, "app = 'pkg.module:application'\n")
+    server, _ = _configs(["--config", path])
+    assert server.app == "pkg.module:application"
+    server, _ = _configs(["other:app", "--config", path])
+    assert server.app == "other:app"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "wokers = 4\n",
+            "unknown name 'wokers': not an option or a hook (did you mean 'workers'?)",
+        ),
+        ("bind = '0.0.0.0:80'\n", "gunicorn's bind; here: host and port, or uds"),
+        ("def helper():\n    pass\n", "helpers and imported values must start with '_'"),
+        ("workers = 'many'\n", "workers must be an integer, got 'many'"),
+        ("port = 70000\n", "port must be between 0 and 65535, got 70000"),
+        ("log_level = 'loud'\n", "log_level must be one of"),
+        ("config_file = 'other.py'\n", "config_file cannot be set in a config file"),
+        ("post_fork = 3\n", "post_fork must be a function post_fork(worker_id), got int"),
+        (
+            "def post_fork(server, worker):\n    pass\n",
+            "the post_fork hook must take 1 argument(s): post_fork(worker_id)",
+        ),
+        (
+            "def post_fork(worker_id):\n    pass\ndef worker_start(worker_id):\n    pass\n",
+            "post_fork and worker_start are the same hook; define one",
+        ),
+    ],
+)
+def test_bad_config_files_exit_2_naming_the_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigFileError, match="config file"):
+        load_config_file(path)
+    assert main(["m:app", "--config", path]) == 2
+    error = capsys.readouterr().err
+    assert f"theframework: error: config file {path}: " in error
+    assert message in error
+
+
+def test_missing_and_raising_config_files_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = str(tmp_path / "absent.py")
+    assert main(["m:app", "--config", missing]) == 2
+    assert f"config file {missing}: no such file" in capsys.readouterr().err
+    raising = _write(tmp_path, "import json\nvalue = json.loads('{')\n")
+    assert main(["m:app", "--config", raising]) == 2
+    error = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in error
+    assert f"config file {raising} raised JSONDecodeError" in error
+
+
+def test_hook_config_exposes_every_option() -> None:
+    config = HookConfig(ServerConfig(port=9000), ProcessConfig(workers=3))
+    assert (config.port, config.workers, config.server.port) == (9000, 3, 9000)
+    with pytest.raises(AttributeError, match="no option named 'nope'"):
+        _ = config.nope
+
+
+def test_serve_refuses_a_config_file_that_sets_options(tmp_path: Path) -> None:
+    from theframework.main import serve
+
+    path = _write(tmp_path, "workers = 2\n")
+    with pytest.raises(ValueError, match=r"sets options \(workers\): serve\(\) takes options"):
+        serve("m:app", config_file=path)
+
+
+# -- hooks in real servers ----------------------------------------------------------------------
+
+
+def _stop(server: ServerProcess) -> int:
+    server.send_signal(signal.SIGTERM)
+    return server.wait()
+
+
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_every_hook_runs_once_in_the_right_process(tmp_path: Path, start_method: str) -> None:
+    record = tmp_path / "record.jsonl"
+    with ServerProcess(
+        "prefork_apps.pid_app:app",
+        "--workers", "2", "--port", "0", "--start-method", start_method, "--config", RECORDING,
+        environment={"HOOKS_RECORD": str(record)},
+    ) as server:  # fmt: skip
+        port = server.port()
+        status, _, body = http_get(port, "/")
+        assert status == 200
+        served_by = int(body)
+        workers = server.worker_pids()
+        assert _stop(server) == 0
+    supervisor = server.pid
+    records = _records(record)
+    names = [entry["hook"] for entry in records]
+    assert names[0] == "on_starting" and names[-1] == "on_exit", names
+
+    def only(hook: str) -> dict[str, Any]:
+        calls = _calls(records, hook)
+        assert len(calls) == 1, (hook, records)
+        return calls[0]
+
+    assert only("on_starting") == {
+        "hook": "on_starting", "pid": supervisor, "args": [2, start_method]
+    }  # fmt: skip
+    assert only("when_ready") == {"hook": "when_ready", "pid": supervisor, "args": [2]}
+    assert only("on_exit") == {"hook": "on_exit", "pid": supervisor, "args": [2]}
+    assert _calls(records, "on_reload") == []
+    # when_ready comes after both workers reported ready.
+    assert names.index("when_ready") > max(
+        index for index, name in enumerate(names) if name == "worker_ready"
+    )
+    for hook in ("worker_ready", "worker_exit"):  # in the supervisor, once per worker
+        calls = _calls(records, hook)
+        assert {call["pid"] for call in calls} == {supervisor}, hook
+        assert sorted(call["args"][0] for call in calls) == [1, 2], hook
+    assert sorted(call["args"] for call in _calls(records, "worker_exit")) == [[1, 0], [2, 0]]
+    for hook in ("worker_start", "worker_shutdown"):  # in each worker, with its own id
+        calls = _calls(records, hook)
+        assert {call["args"][0]: call["pid"] for call in calls} == workers, hook
+        assert supervisor not in {call["pid"] for call in calls}
+    # Each worker's worker_start ran before it was ready, its worker_shutdown after serving.
+    assert only("pre_request") == {"hook": "pre_request", "pid": served_by, "args": ["/"]}
+    assert only("post_request") == {
+        "hook": "post_request", "pid": served_by, "args": ["/", 200, True]
+    }  # fmt: skip
+    assert names.index("pre_request") < names.index("post_request")
+
+
+def test_single_process_runs_its_hooks_in_that_process(tmp_path: Path) -> None:
+    record = tmp_path / "record.jsonl"
+    with ServerProcess(
+        "prefork_apps.pid_app:app", "--port", "0", "--config", RECORDING,
+        environment={"HOOKS_RECORD": str(record)},
+    ) as server:  # fmt: skip
+        port = int(server.wait_for_line(r"listening on http://127\.0\.0\.1:(\d+)").group(1))
+        status, _, body = http_get(port, "/")
+        assert (status, int(body)) == (200, server.pid)
+        assert _stop(server) == 0
+    records = _records(record)
+    assert {entry["pid"] for entry in records} == {server.pid}
+    assert [(entry["hook"], entry["args"]) for entry in records] == [
+        ("on_starting", [1, "auto"]),
+        ("worker_start", [1]),
+        ("worker_ready", [1]),
+        ("when_ready", [1]),
+        ("pre_request", ["/"]),
+        ("post_request", ["/", 200, True]),
+        ("worker_shutdown", [1]),
+        ("on_exit", [1]),
+    ]
+
+
+def test_on_reload_runs_in_the_supervisor_and_new_workers_start_again(tmp_path: Path) -> None:
+    record = tmp_path / "record.jsonl"
+    with ServerProcess(
+        "prefork_apps.pid_app:app", "--workers", "2", "--port", "0", "--config", RECORDING,
+        environment={"HOOKS_RECORD": str(record)},
+    ) as server:  # fmt: skip
+        server.wait_ready()
+        server.send_signal(signal.SIGHUP)
+        server.wait_for_line(r"reload complete: 2 workers")
+        assert _stop(server) == 0
+    records = _records(record)
+    reloads = _calls(records, "on_reload")
+    assert reloads == [{"hook": "on_reload", "pid": server.pid, "args": [2]}]
+    # Two workers, each replaced once: four starts, four ready reports, four exits.
+    for hook in ("worker_start", "worker_ready", "worker_exit", "worker_shutdown"):
+        assert len(_calls(records, hook)) == 4, hook
+    assert len(_calls(records, "when_ready")) == 1
+
+
+@pytest.mark.parametrize("start_method", START_METHODS)
+@pytest.mark.parametrize("hook", ["on_starting", "worker_start"])
+def test_a_raising_start_hook_stops_the_start_with_exit_3(
+    tmp_path: Path, start_method: str, hook: str
+) -> None:
+    record = tmp_path / "record.jsonl"
+    with ServerProcess(
+        "prefork_apps.pid_app:app",
+        "--workers", "2", "--port", "0", "--start-method", start_method, "--config", RECORDING,
+        environment={"HOOKS_RECORD": str(record), "HOOKS_RAISE": hook},
+    ) as server:  # fmt: skip
+        assert server.wait() == 3
+    output = server.output
+    assert f"the {hook} hook raised RuntimeError('{hook} failed on purpose')" in output
+    assert f"RuntimeError: {hook} failed on purpose" in output  # the traceback
+    assert "Traceback (most recent call last)" in output
+    records = _records(record)
+    assert _calls(records, "worker_ready") == []
+    if hook == "on_starting":
+        assert [entry["hook"] for entry in records] == ["on_starting"]  # no worker, no on_exit
+    else:
+        assert _calls(records, "on_exit") != []
+
+
+@pytest.mark.parametrize("hook", ["on_starting", "worker_start"])
+def test_a_raising_start_hook_stops_a_single_process_with_exit_3(tmp_path: Path, hook: str) -> None:
+    record = tmp_path / "record.jsonl"
+    with ServerProcess(
+        "prefork_apps.pid_app:app", "--port", "0", "--config", RECORDING,
+        environment={"HOOKS_RECORD": str(record), "HOOKS_RAISE": hook},
+    ) as server:  # fmt: skip
+        assert server.wait() == 3
+    assert f"theframework: error: the {hook} hook raised RuntimeError" in server.output
+    assert f"RuntimeError: {hook} failed on purpose" in server.output
+    assert "listening on" not in server.output
+
+
+def test_other_raising_hooks_are_logged_and_serving_goes_on(tmp_path: Path) -> None:
+    record = tmp_path / "record.jsonl"
+    raising = ["pre_request", "post_request", "worker_ready", "when_ready", "worker_shutdown"]
+    with ServerProcess(
+        "prefork_apps.pid_app:app", "--workers", "2", "--port", "0", "--config", RECORDING,
+        environment={"HOOKS_RECORD": str(record), "HOOKS_RAISE": ",".join(raising)},
+    ) as server:  # fmt: skip
+        port = server.port()
+        for _ in range(2):
+            status, _, _ = http_get(port, "/")
+            assert status == 200
+        server.wait_for_line(r"the post_request hook raised")
+        assert _stop(server) == 0
+    output = server.output
+    for hook in raising:
+        assert f"the {hook} hook raised" in output, hook
+        assert f"RuntimeError: {hook} failed on purpose" in output, hook
+    assert len(_calls(_records(record), "post_request")) == 2
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_a_wsgi_app_gets_per_worker_startup_and_shutdown(tmp_path: Path, start_method: str) -> None:
+    record = tmp_path / "record.jsonl"
+    with ServerProcess(
+        "prefork_apps.wsgi_hooked:app",
+        "--workers", "2", "--port", "0", "--start-method", start_method, "--config", RECORDING,
+        environment={"HOOKS_RECORD": str(record)},
+    ) as server:  # fmt: skip
+        port = server.port()
+        status, _, body = http_get(port, "/")
+        workers = server.worker_pids()
+        assert _stop(server) == 0
+    assert status == 200
+    worker_id, pid = (int(part) for part in body.split())
+    assert workers[worker_id] == pid  # worker_start ran in this worker before the import
+    records = _records(record)
+    assert {"hook": "worker_shutdown", "pid": pid, "args": [worker_id]} in records
+    assert {"hook": "pre_request", "pid": pid, "args": ["/"]} in records
+    assert {"hook": "post_request", "pid": pid, "args": ["/", 200, True]} in records
+
+
+def test_file_options_reach_a_real_server_below_the_environment(tmp_path: Path) -> None:
+    """workers = 3 in the file beats WEB_CONCURRENCY=1; THEFRAMEWORK_PROC_NAME beats the file's
+    proc_name (setproctitle is a test dependency)."""
+    path = _write(tmp_path, "workers = 3\nproc_name = 'from-file'\nport = 0\n")
+    with ServerProcess(
+        "prefork_apps.pid_app:app", "--config", path,
+        environment={"WEB_CONCURRENCY": "1", "THEFRAMEWORK_PROC_NAME": "from-env"},
+    ) as server:  # fmt: skip
+        server.wait_ready()
+        assert sorted(server.worker_pids()) == [1, 2, 3]
+        pid = server.worker_pids()[1]
+        title = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        assert _stop(server) == 0
+    assert "from-env worker-1" in title, title
+
+
+def test_an_unknown_name_exits_2_before_anything_starts(tmp_path: Path) -> None:
+    path = _write(tmp_path, "workers = 2\ntimeout = 30\n")
+    completed = subprocess.run(
+        [sys.executable, "-m", "theframework", "prefork_apps.pid_app:app", "--config", path],
+        cwd=TESTS_DIRECTORY,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 2
+    assert "unknown name 'timeout'" in completed.stderr
+    assert "here: worker_timeout" in completed.stderr
+    assert "listening" not in completed.stderr + completed.stdout

@@ -1,0 +1,307 @@
+"""The config file (``--config PATH``, ``THEFRAMEWORK_CONFIG``): a Python file whose module-level
+names are options (the long options with underscores: ``workers = 4``) and server hooks
+(``def worker_start(worker_id): ...``).
+
+``load_config_file(path)`` runs the file once per process and checks every public name: an
+option's value is checked as the command line checks it, a hook must be a function taking its
+arguments, and any other name is refused (``ConfigFileError``, exit 2), so that a misspelt option
+or hook cannot be silently ignored. Names starting with ``_``, modules and functions or classes
+imported from elsewhere are left alone.
+
+Precedence (theframework.config.layered_config): command line > THEFRAMEWORK_* > config file >
+PORT / WEB_CONCURRENCY > defaults. A worker started by fork reuses its supervisor's loaded file;
+under spawn and forkserver it runs the file again by path (hooks are never pickled).
+
+``Hooks`` calls the hooks: a hook that raises is logged with its name and traceback on the
+``theframework.hooks`` logger (``call``), or, for the two that can stop a start (``on_starting``,
+``worker_start``), raises ``HookFailed`` (``call_or_raise``; exit 3). Where each hook runs:
+README.md, "Config file and hooks".
+"""
+
+from __future__ import annotations
+
+import __future__
+import difflib
+import importlib.machinery
+import importlib.util
+import inspect
+import logging
+import os
+import sys
+import traceback
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import OPTIONS, ProcessConfig, ServerConfig, check_value
+
+__all__ = [
+    "HOOKS",
+    "HOOK_ALIASES",
+    "NO_HOOKS",
+    "SINGLE_PROCESS_WORKER_ID",
+    "ConfigFile",
+    "ConfigFileError",
+    "HookConfig",
+    "HookFailed",
+    "Hooks",
+    "hooks_for",
+    "load_config_file",
+]
+
+logger = logging.getLogger("theframework.hooks")
+
+# Every hook: its parameters (the arguments it is called with).
+HOOKS: Mapping[str, tuple[str, ...]] = {
+    "on_starting": ("config",),
+    "when_ready": ("config",),
+    "worker_start": ("worker_id",),
+    "worker_ready": ("worker_id",),
+    "worker_shutdown": ("worker_id",),
+    "worker_exit": ("worker_id", "exit_code"),
+    "on_reload": ("config",),
+    "on_exit": ("config",),
+    "pre_request": ("request",),
+    "post_request": ("request", "status", "seconds"),
+}
+# Other names of a hook (gunicorn's): the file may use one or the other, not both.
+HOOK_ALIASES: Mapping[str, str] = {"post_fork": "worker_start"}
+# The worker id the hooks of a single process (--workers 1, no supervisor) receive.
+SINGLE_PROCESS_WORKER_ID = 1
+
+# gunicorn settings a migrating user is likely to write, and what to write instead.
+_GUNICORN_NAMES: Mapping[str, str] = {
+    "bind": "host and port, or uds",
+    "wsgi_app": "app",
+    "loglevel": "log_level",
+    "logconfig": "log_config (a dictConfig JSON file)",
+    "logconfig_dict": "log_config (a dictConfig JSON file)",
+    "accesslog": "access_log = True",
+    "pidfile": "pid_file",
+    "raw_env": "env_files",
+    "pythonpath": "app_dir",
+    "timeout": "worker_timeout",
+    "keepalive": "keepalive_timeout",
+    "worker_connections": "max_connections",
+    "limit_request_line": "max_header_size",
+    "limit_request_field_size": "max_header_size",
+    "child_exit": "worker_exit",
+    "post_worker_init": "worker_ready (in the supervisor) or the app's startup hooks",
+    "preload_app": "start_method = 'fork' with the application object (see docs/processes.md)",
+}
+
+# The name the file runs under (sys.modules holds it while it runs).
+_MODULE_NAME = "__theframework_config__"
+
+
+class ConfigFileError(ValueError):
+    """The config file cannot be used: unreadable, raising, or naming something unknown or
+    invalid. ``message`` is the one line to report (exit 2), ``traceback`` what the file raised
+    ("" if nothing)."""
+
+    def __init__(self, message: str, traceback: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.traceback = traceback
+
+
+class HookFailed(Exception):
+    """A hook that stops a start (on_starting, worker_start) raised; ``traceback`` is its
+    formatted traceback. The start ends with exit 3."""
+
+    def __init__(self, name: str, error: BaseException, formatted: str) -> None:
+        super().__init__(f"the {name} hook raised {error!r}")
+        self.name = name
+        self.traceback = formatted
+
+
+class HookConfig:
+    """What ``on_starting``, ``when_ready``, ``on_reload`` and ``on_exit`` receive: the server's
+    effective configuration, every option as an attribute (``config.workers``, ``config.port``),
+    and the two records as ``server`` and ``process``."""
+
+    __slots__ = ("process", "server")
+
+    def __init__(self, server: ServerConfig, process: ProcessConfig) -> None:
+        self.server = server
+        self.process = process
+
+    def __getattr__(self, name: str) -> Any:
+        for part in (self.server, self.process):
+            if hasattr(part, name):
+                return getattr(part, name)
+        raise AttributeError(f"no option named {name!r}")
+
+    def __repr__(self) -> str:
+        return f"HookConfig(server={self.server!r}, process={self.process!r})"
+
+
+class Hooks:
+    """The hook functions of a config file, by their canonical names (see HOOKS)."""
+
+    __slots__ = ("functions",)
+
+    def __init__(self, functions: Mapping[str, Callable[..., object]]) -> None:
+        self.functions = dict(functions)
+
+    def get(self, name: str) -> Callable[..., object] | None:
+        """The hook ``name``, or None when the file does not define it."""
+        return self.functions.get(name)
+
+    def call(self, name: str, *arguments: object) -> bool:
+        """Calls hook ``name`` if defined; an exception it raises is logged with the hook's name
+        and traceback. False when it raised."""
+        function = self.functions.get(name)
+        if function is None:
+            return True
+        try:
+            function(*arguments)
+        except Exception:
+            logger.exception("the %s hook raised", name)
+            return False
+        return True
+
+    def call_or_raise(self, name: str, *arguments: object) -> None:
+        """Calls hook ``name`` if defined; HookFailed when it raises (the caller stops the
+        start and reports it)."""
+        function = self.functions.get(name)
+        if function is None:
+            return
+        try:
+            function(*arguments)
+        except Exception as error:
+            raise HookFailed(name, error, traceback.format_exc()) from error
+
+
+NO_HOOKS = Hooks({})
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """A loaded config file: its absolute ``path``, its ``options`` (checked values by option
+    name) and its ``hooks``."""
+
+    path: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    hooks: Hooks = NO_HOOKS
+
+
+_OPTION_NAMES = frozenset(entry.name for entry in OPTIONS)
+# Loaded files by absolute path: once per process (a forked worker inherits them).
+_LOADED: dict[str, ConfigFile] = {}
+
+
+def load_config_file(path: str) -> ConfigFile:
+    """Runs the config file at ``path`` (once per process; later calls return the same result)
+    and checks its names. ConfigFileError naming the file and the problem."""
+    absolute = os.path.abspath(path)
+    loaded = _LOADED.get(absolute)
+    if loaded is None:
+        loaded = _read(absolute, _run(path, absolute))
+        _LOADED[absolute] = loaded
+    return loaded
+
+
+def hooks_for(process: ProcessConfig) -> Hooks:
+    """The hooks of ``process.config_file`` (NO_HOOKS without one). ConfigFileError."""
+    if process.config_file is None:
+        return NO_HOOKS
+    return load_config_file(process.config_file).hooks
+
+
+def _run(path: str, absolute: str) -> types.ModuleType:
+    """Runs the file as a module of its own."""
+    if not os.path.isfile(absolute):
+        reason = "no such file" if not os.path.exists(absolute) else "not a file"
+        raise ConfigFileError(f"config file {path}: {reason}")
+    loader = importlib.machinery.SourceFileLoader(_MODULE_NAME, absolute)
+    spec = importlib.util.spec_from_loader(_MODULE_NAME, loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[_MODULE_NAME] = module
+    try:
+        loader.exec_module(module)
+    except OSError as error:
+        raise ConfigFileError(f"config file {path}: {error.strerror or error}") from None
+    except Exception as error:
+        raise ConfigFileError(
+            f"config file {path} raised {error!r}", traceback.format_exc()
+        ) from None
+    finally:
+        sys.modules.pop(_MODULE_NAME, None)
+    return module
+
+
+def _read(path: str, module: types.ModuleType) -> ConfigFile:
+    """The options and hooks of a module that ran; ConfigFileError for the first bad name."""
+    options: dict[str, Any] = {}
+    hooks: dict[str, Callable[..., object]] = {}
+    for name, value in vars(module).items():
+        if name.startswith("_"):
+            continue
+        if name in HOOKS or name in HOOK_ALIASES:
+            canonical = HOOK_ALIASES.get(name, name)
+            if canonical in hooks:
+                names = [alias for alias, target in HOOK_ALIASES.items() if target == canonical]
+                raise ConfigFileError(
+                    f"config file {path}: {' and '.join([*names, canonical])} are the same "
+                    "hook; define one"
+                )
+            hooks[canonical] = _checked_hook(path, name, canonical, value)
+        elif name in _OPTION_NAMES:
+            options[name] = _checked_option(path, name, value)
+        elif not _is_import(value):
+            raise ConfigFileError(f"config file {path}: {_unknown(name)}")
+    return ConfigFile(path, options, Hooks(hooks))
+
+
+def _checked_option(path: str, name: str, value: Any) -> Any:
+    if name == "config_file":
+        raise ConfigFileError(f"config file {path}: config_file cannot be set in a config file")
+    try:
+        return check_value(name, value)
+    except ValueError as error:
+        raise ConfigFileError(f"config file {path}: {error}") from None
+
+
+def _checked_hook(path: str, name: str, canonical: str, value: Any) -> Callable[..., object]:
+    """``value`` if it is callable with the hook's arguments; else ConfigFileError."""
+    parameters = HOOKS[canonical]
+    expected = f"{name}({', '.join(parameters)})"
+    if not callable(value):
+        raise ConfigFileError(
+            f"config file {path}: {name} must be a function {expected}, got {type(value).__name__}"
+        )
+    try:
+        inspect.signature(value).bind(*parameters)
+    except TypeError:
+        raise ConfigFileError(
+            f"config file {path}: the {name} hook must take {len(parameters)} argument(s): "
+            f"{expected}"
+        ) from None
+    except ValueError:
+        pass  # no signature to read (a builtin): taken as it is
+    return value  # type: ignore[no-any-return]
+
+
+def _is_import(value: object) -> bool:
+    """A module, a function or class defined elsewhere (``from x import y``), or a
+    ``from __future__`` feature."""
+    if isinstance(value, (types.ModuleType, __future__._Feature)):
+        return True
+    if callable(value):
+        return getattr(value, "__module__", None) != _MODULE_NAME
+    return False
+
+
+def _unknown(name: str) -> str:
+    """The error for a name that is neither an option nor a hook."""
+    message = f"unknown name {name!r}: not an option or a hook"
+    hint = _GUNICORN_NAMES.get(name)
+    if hint is not None:
+        return f"{message} (gunicorn's {name}; here: {hint}; see docs/gunicorn-migration.md)"
+    close = difflib.get_close_matches(name, [*_OPTION_NAMES, *HOOKS, *HOOK_ALIASES], n=1)
+    if close:
+        return f"{message} (did you mean {close[0]!r}?)"
+    return f"{message} (helpers and imported values must start with '_')"

@@ -399,3 +399,36 @@ def test_an_unknown_name_exits_2_before_anything_starts(tmp_path: Path) -> None:
     assert "unknown name 'timeout'" in completed.stderr
     assert "here: worker_timeout" in completed.stderr
     assert "listening" not in completed.stderr + completed.stdout
+
+
+def test_the_example_config_file_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PORT", raising=False)
+    loaded = load_config_file(str(TESTS_DIRECTORY.parent / "examples" / "theframework.conf.py"))
+    assert loaded.options["workers"] == 2
+    assert loaded.options["port"] == 8000
+    assert sorted(loaded.hooks.functions) == [
+        "on_exit", "on_starting", "post_request", "when_ready", "worker_exit", "worker_shutdown",
+        "worker_start",
+    ]  # fmt: skip
+
+
+def test_request_hooks_install_nothing_when_absent(tmp_path: Path) -> None:
+    """Zero cost without pre_request / post_request: the native server gets the handler and the
+    access-log callback themselves."""
+    from theframework.configfile import NO_HOOKS
+    from theframework.server.serve import with_post_request, with_request_hooks
+
+    def handler(request: object, response: object) -> None:
+        pass
+
+    def access_log(request: object, status: int, sent: int, seconds: float) -> None:
+        pass
+
+    assert with_request_hooks(handler, NO_HOOKS) is handler
+    assert with_post_request(None, NO_HOOKS) is None
+    assert with_post_request(access_log, NO_HOOKS) is access_log
+    other_hooks = load_config_file(_write(tmp_path, "def on_exit(config):\n    pass\n")).hooks
+    assert with_request_hooks(handler, other_hooks) is handler
+    assert with_post_request(None, other_hooks) is None
+    hooked = load_config_file(_write(tmp_path, "def pre_request(request):\n    pass\n", "p.py"))
+    assert with_request_hooks(handler, hooked.hooks) is not handler

@@ -138,7 +138,7 @@ def test_the_app_may_come_from_the_file(tmp_path: Path) -> None:
         ("workers = 'many'\n", "workers must be an integer, got 'many'"),
         ("port = 70000\n", "port must be between 0 and 65535, got 70000"),
         ("log_level = 'loud'\n", "log_level must be one of"),
-        ("config_file = 'other.py'\n", "config_file cannot be set in a config file"),
+        ("config_file = 'other.py'\n", "config_file cannot be set here (use --config)"),
         ("post_fork = 3\n", "post_fork must be a function post_fork(worker_id), got int"),
         (
             "def post_fork(server, worker):\n    pass\n",
@@ -432,3 +432,64 @@ def test_request_hooks_install_nothing_when_absent(tmp_path: Path) -> None:
     assert with_post_request(None, other_hooks) is None
     hooked = load_config_file(_write(tmp_path, "def pre_request(request):\n    pass\n", "p.py"))
     assert with_request_hooks(handler, hooked.hooks) is not handler
+
+
+# -- [tool.theframework] in ./pyproject.toml ------------------------------------------------------
+
+
+def test_pyproject_table_sits_below_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "demo"\n\n'
+        "[tool.theframework]\n"
+        "workers = 3\nmax-body-size = 4096\nlog_level = 'DEBUG'\nport = 9100\n",
+        encoding="utf-8",
+    )
+    monkeypatch.chdir(tmp_path)
+    server, process = _configs(["m:app"], {"PORT": "9004", "WEB_CONCURRENCY": "5"})
+    assert (process.workers, server.max_body_size, server.log_level) == (3, 4096, "debug")
+    assert server.port == 9100  # above PORT, like the config file
+    path = _write(tmp_path, "workers = 4\n")
+    server, process = _configs(["m:app", "--config", path], {"THEFRAMEWORK_LOG_LEVEL": "error"})
+    assert (process.workers, server.max_body_size, server.log_level) == (4, 4096, "error")
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (
+            "wokers = 2\n",
+            "unknown name 'wokers': not an option or a hook (did you mean 'workers'?)",
+        ),
+        ("workers = 'two'\n", "workers must be an integer, got 'two'"),
+        ("on-starting = 'x'\n", "on-starting: hooks go in a --config file, not in TOML"),
+        ("config-file = 'x.py'\n", "config_file cannot be set here (use --config)"),
+    ],
+)
+def test_bad_pyproject_table_exits_2_naming_the_key(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    table: str,
+    message: str,
+) -> None:
+    (tmp_path / "pyproject.toml").write_text(f"[tool.theframework]\n{table}", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert main(["m:app"]) == 2
+    error = capsys.readouterr().err
+    assert f"{tmp_path / 'pyproject.toml'} [tool.theframework]: " in error
+    assert message in error
+
+
+def test_pyproject_without_the_table_or_broken_elsewhere_is_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text("[tool.black]\nline-length = 100\n", "utf-8")
+    assert _configs(["m:app"]) == (ServerConfig(app="m:app"), ProcessConfig())
+    (tmp_path / "pyproject.toml").write_text("[tool.other\nbroken", "utf-8")
+    assert _configs(["m:app"]) == (ServerConfig(app="m:app"), ProcessConfig())
+    (tmp_path / "pyproject.toml").write_text("[tool.theframework]\nworkers = \n", "utf-8")
+    with pytest.raises(ConfigFileError, match=r"pyproject\.toml: "):
+        _configs(["m:app"])

@@ -1,8 +1,9 @@
 """Command line: ``theframework APP [options]`` / ``python -m theframework APP [options]``.
 
 The parser is made from the option table (theframework.config.OPTIONS). Each option's value comes
-from the command line, else THEFRAMEWORK_<OPTION>, else the config file (``--config``), else
-PORT / WEB_CONCURRENCY for those two, else the default (theframework.config.layered_config). The
+from the command line, else THEFRAMEWORK_<OPTION>, else the config file (``--config``), else the
+``[tool.theframework]`` table of ./pyproject.toml, else PORT / WEB_CONCURRENCY for those two, else
+the default (theframework.config.layered_config). The
 exit status is ``main.run``'s (README has the table); 2 for a usage error found here.
 """
 
@@ -25,7 +26,7 @@ from .config import (
     layered_config,
     option,
 )
-from .configfile import ConfigFileError, load_config_file
+from .configfile import ConfigFileError, load_config_file, load_pyproject_options
 from .main import PROGRAM, run
 
 __all__ = [
@@ -147,15 +148,17 @@ def configs_from_arguments(
 def _config_file_options(
     arguments: argparse.Namespace, environ: Mapping[str, str]
 ) -> dict[str, Any]:
-    """The options of the config file named by --config or THEFRAMEWORK_CONFIG (none without
-    one), with ``config_file`` set to its absolute path, which wins over the relative one given
-    (workers load its hooks by that path whatever --chdir does). ConfigFileError."""
+    """The options of the ``[tool.theframework]`` table of ./pyproject.toml, updated with those
+    of the config file named by --config or THEFRAMEWORK_CONFIG (the file wins). The config
+    file's path becomes absolute, winning over the relative one given (workers load its hooks by
+    that path whatever --chdir does). ConfigFileError."""
+    options = load_pyproject_options(os.getcwd())
     path = arguments.config_file or environ.get(option("config_file").env) or None
-    if path is None:
-        return {}
-    loaded = load_config_file(path)
-    arguments.config_file = loaded.path
-    return dict(loaded.options)
+    if path is not None:
+        loaded = load_config_file(path)
+        arguments.config_file = loaded.path
+        options.update(loaded.options)
+    return options
 
 
 def main(argv: Sequence[str] | None = None) -> int:

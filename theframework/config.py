@@ -11,8 +11,9 @@ its command-line form, and which part of the server reads it. From that table co
 - the options table in README.md (``options_markdown``; a test fails when they disagree).
 
 Precedence, highest first (``layered_config``): command line, THEFRAMEWORK_<OPTION>, the
-config file (``--config``, theframework.configfile), the conventional variable of a few options
-(PORT for --port, WEB_CONCURRENCY for --workers, as on Heroku and Cloud Run), defaults.
+config file (``--config``, theframework.configfile), the ``[tool.theframework]`` table of
+./pyproject.toml, the conventional variable of a few options (PORT for --port, WEB_CONCURRENCY
+for --workers, as on Heroku and Cloud Run), defaults.
 """
 
 from __future__ import annotations
@@ -663,7 +664,8 @@ def layered_config(
 ) -> _ConfigT:
     """A ServerConfig or ProcessConfig built in the order of precedence, lowest first: defaults,
     the conventional variables (PORT, WEB_CONCURRENCY; not read for an option the file sets),
-    ``file_values`` (the config file's options, checked values), THEFRAMEWORK_<OPTION>,
+    ``file_values`` (the options of the config file over those of pyproject.toml, checked
+    values), THEFRAMEWORK_<OPTION>,
     ``given`` (the command line). Names of the other section are ignored. ValueError naming the
     variable, or ``source`` and the option for a file value."""
     names = {field.name for field in dataclasses.fields(config_type)}

@@ -9,6 +9,7 @@ or hook cannot be silently ignored. Names starting with ``_``, modules and funct
 imported from elsewhere are left alone.
 
 Precedence (theframework.config.layered_config): command line > THEFRAMEWORK_* > config file >
+``[tool.theframework]`` of ./pyproject.toml (``load_pyproject_options``: options only) >
 PORT / WEB_CONCURRENCY > defaults. A worker started by fork reuses its supervisor's loaded file;
 under spawn and forkserver it runs the file again by path (hooks are never pickled).
 
@@ -19,14 +20,15 @@ README.md, "Config file and hooks".
 """
 
 from __future__ import annotations
-
 import __future__
+
 import difflib
 import importlib.machinery
 import importlib.util
 import inspect
 import logging
 import os
+import re
 import sys
 import traceback
 import types
@@ -48,6 +50,7 @@ __all__ = [
     "Hooks",
     "hooks_for",
     "load_config_file",
+    "load_pyproject_options",
 ]
 
 logger = logging.getLogger("theframework.hooks")
@@ -210,6 +213,77 @@ def hooks_for(process: ProcessConfig) -> Hooks:
     return load_config_file(process.config_file).hooks
 
 
+PYPROJECT_TABLE = "[tool.theframework]"
+# The table as a header ("[tool.theframework]") or in dotted keys ("tool.theframework.workers").
+_MENTIONS_TABLE = re.compile(rb"tool\s*\.\s*theframework\b")
+
+
+def load_pyproject_options(directory: str) -> dict[str, Any]:
+    """The options of the ``[tool.theframework]`` table of ``directory``'s pyproject.toml
+    (none without the file or the table), keys spelt with underscores or dashes, values checked
+    as the command line checks them. Options only: no hooks, no ``config_file``. On Python 3.10
+    without the tomli package the table is skipped with one line on stderr. ConfigFileError
+    naming the file and the key."""
+    path = os.path.join(directory, "pyproject.toml")
+    table = _pyproject_table(path)
+    where = f"{path} {PYPROJECT_TABLE}"
+    options: dict[str, Any] = {}
+    for key, value in table.items():
+        name = key.replace("-", "_")
+        if name in HOOKS or name in HOOK_ALIASES:
+            raise ConfigFileError(f"{where}: {key}: hooks go in a --config file, not in TOML")
+        if name not in _OPTION_NAMES:
+            raise ConfigFileError(f"{where}: {_unknown(name)}")
+        options[name] = _checked_option(where, name, value)
+    return options
+
+
+def _pyproject_table(path: str) -> dict[str, Any]:
+    """The ``[tool.theframework]`` table of the pyproject.toml at ``path`` ({} without one).
+    A file that does not parse is refused only when it mentions the table."""
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read()
+    except FileNotFoundError:
+        return {}
+    except OSError as error:
+        raise ConfigFileError(f"{path}: {error.strerror or error}") from None
+    parse = _toml_parser()
+    if parse is None:
+        if _MENTIONS_TABLE.search(data):
+            print(
+                f"theframework: {path}: {PYPROJECT_TABLE} ignored: reading TOML needs Python "
+                "3.11+ or the tomli package",
+                file=sys.stderr,
+            )
+        return {}
+    try:
+        document = parse(data.decode("utf-8"))
+    except ValueError as error:  # TOMLDecodeError and UnicodeDecodeError are ValueErrors
+        if _MENTIONS_TABLE.search(data):
+            raise ConfigFileError(f"{path}: {error}") from None
+        return {}  # another tool's broken file: not ours to refuse
+    tools = document.get("tool")
+    table = tools.get("theframework", {}) if isinstance(tools, dict) else {}
+    if not isinstance(table, dict):
+        raise ConfigFileError(f"{path}: {PYPROJECT_TABLE} must be a table")
+    return table
+
+
+def _toml_parser() -> Callable[[str], dict[str, Any]] | None:
+    """tomllib.loads (Python 3.11+), else tomli's (Python 3.10 with tomli), else None."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        return tomllib.loads
+    try:  # pragma: no cover - Python 3.10
+        import tomli  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # pragma: no cover
+        return None
+    loads: Callable[[str], dict[str, Any]] = tomli.loads  # pragma: no cover
+    return loads  # pragma: no cover
+
+
 def _run(path: str, absolute: str) -> types.ModuleType:
     """Runs the file as a module of its own."""
     if not os.path.isfile(absolute):
@@ -250,19 +324,20 @@ def _read(path: str, module: types.ModuleType) -> ConfigFile:
                 )
             hooks[canonical] = _checked_hook(path, name, canonical, value)
         elif name in _OPTION_NAMES:
-            options[name] = _checked_option(path, name, value)
+            options[name] = _checked_option(f"config file {path}", name, value)
         elif not _is_import(value):
             raise ConfigFileError(f"config file {path}: {_unknown(name)}")
     return ConfigFile(path, options, Hooks(hooks))
 
 
-def _checked_option(path: str, name: str, value: Any) -> Any:
+def _checked_option(where: str, name: str, value: Any) -> Any:
+    """``value`` checked for option ``name``; ConfigFileError prefixed with ``where``."""
     if name == "config_file":
-        raise ConfigFileError(f"config file {path}: config_file cannot be set in a config file")
+        raise ConfigFileError(f"{where}: config_file cannot be set here (use --config)")
     try:
         return check_value(name, value)
     except ValueError as error:
-        raise ConfigFileError(f"config file {path}: {error}") from None
+        raise ConfigFileError(f"{where}: {error}") from None
 
 
 def _checked_hook(path: str, name: str, canonical: str, value: Any) -> Callable[..., object]:

@@ -493,3 +493,18 @@ def test_pyproject_without_the_table_or_broken_elsewhere_is_ignored(
     (tmp_path / "pyproject.toml").write_text("[tool.theframework]\nworkers = \n", "utf-8")
     with pytest.raises(ConfigFileError, match=r"pyproject\.toml: "):
         _configs(["m:app"])
+
+
+def test_the_migration_guide_names_every_option_and_hook() -> None:
+    """docs/gunicorn-migration.md's flag table lists every option, and its hook table every hook
+    (a new option or hook must be placed in the map)."""
+    from theframework.config import OPTIONS
+    from theframework.configfile import HOOK_ALIASES, HOOKS
+
+    guide = (TESTS_DIRECTORY.parent / "docs" / "gunicorn-migration.md").read_text("utf-8")
+    flags_table = guide.split("## Command-line flags", 1)[1]
+    for entry in OPTIONS:
+        assert f"| `{entry.cli_flag}" in flags_table, entry.cli_flag
+    hooks_table = guide.split("## Server hooks", 1)[1].split("## Command-line flags", 1)[0]
+    for name in [*HOOKS, *HOOK_ALIASES]:
+        assert f"`{name}(" in hooks_table, name

@@ -508,3 +508,49 @@ def test_the_migration_guide_names_every_option_and_hook() -> None:
     hooks_table = guide.split("## Server hooks", 1)[1].split("## Command-line flags", 1)[0]
     for name in [*HOOKS, *HOOK_ALIASES]:
         assert f"`{name}(" in hooks_table, name
+
+
+_VERSIONED = """
+import json, os
+
+def _record(hook, *arguments):
+    with open(os.environ["HOOKS_RECORD"], "a", encoding="utf-8") as stream:
+        stream.write(json.dumps({{"hook": hook, "pid": os.getpid(), "args": arguments}}) + "\\n")
+
+def worker_start(worker_id):
+    _record("worker_start", worker_id, "{version}")
+
+def on_reload(config):
+    _record("on_reload", "{version}")
+"""
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_sighup_runs_the_config_file_again(tmp_path: Path, start_method: str) -> None:
+    """An edited file's hooks apply from the reload on (under fork too, where workers would
+    otherwise inherit the old ones); a file that no longer loads refuses the reload and the old
+    hooks stay."""
+    record = tmp_path / "record.jsonl"
+    path = _write(tmp_path, _VERSIONED.format(version="v1"))
+    with ServerProcess(
+        "prefork_apps.pid_app:app", "--workers", "2", "--port", "0", "--config", path,
+        "--start-method", start_method, environment={"HOOKS_RECORD": str(record)},
+    ) as server:  # fmt: skip
+        server.wait_ready()
+        _write(tmp_path, _VERSIONED.format(version="v2") + "workers = 3\n")
+        server.send_signal(signal.SIGHUP)
+        server.wait_for_line(r"reload complete: 2 workers")
+        assert "the config file's options changed; they apply at the next start" in server.output
+        _write(tmp_path, "workers = 'broken'\n")
+        mark = len(server.lines)
+        server.send_signal(signal.SIGHUP)
+        server.wait_for_line(
+            r"reload refused: config file .*workers must be an integer", start=mark
+        )
+        assert _stop(server) == 0
+    records = _records(record)
+    assert _calls(records, "on_reload") == [
+        {"hook": "on_reload", "pid": server.pid, "args": ["v2"]}
+    ]
+    versions = [call["args"][1] for call in _calls(records, "worker_start")]
+    assert versions == ["v1", "v1", "v2", "v2"], records

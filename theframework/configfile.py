@@ -11,7 +11,9 @@ imported from elsewhere are left alone.
 Precedence (theframework.config.layered_config): command line > THEFRAMEWORK_* > config file >
 ``[tool.theframework]`` of ./pyproject.toml (``load_pyproject_options``: options only) >
 PORT / WEB_CONCURRENCY > defaults. A worker started by fork reuses its supervisor's loaded file;
-under spawn and forkserver it runs the file again by path (hooks are never pickled).
+under spawn and forkserver it runs the file again by path (hooks are never pickled). SIGHUP runs
+it again in the supervisor (``reload_config_file``): new hooks apply at once, new option values
+at the next start.
 
 ``Hooks`` calls the hooks: a hook that raises is logged with its name and traceback on the
 ``theframework.hooks`` logger (``call``), or, for the two that can stop a start (``on_starting``,
@@ -23,8 +25,6 @@ from __future__ import annotations
 import __future__
 
 import difflib
-import importlib.machinery
-import importlib.util
 import inspect
 import logging
 import os
@@ -51,6 +51,7 @@ __all__ = [
     "hooks_for",
     "load_config_file",
     "load_pyproject_options",
+    "reload_config_file",
 ]
 
 logger = logging.getLogger("theframework.hooks")
@@ -206,6 +207,16 @@ def load_config_file(path: str) -> ConfigFile:
     return loaded
 
 
+def reload_config_file(path: str) -> tuple[ConfigFile | None, ConfigFile]:
+    """Runs the config file at ``path`` again (SIGHUP): (what was loaded before, or None; what
+    is loaded now). ConfigFileError leaves the file loaded before in place."""
+    absolute = os.path.abspath(path)
+    before = _LOADED.get(absolute)
+    after = _read(absolute, _run(path, absolute))
+    _LOADED[absolute] = after
+    return before, after
+
+
 def hooks_for(process: ProcessConfig) -> Hooks:
     """The hooks of ``process.config_file`` (NO_HOOKS without one). ConfigFileError."""
     if process.config_file is None:
@@ -285,19 +296,22 @@ def _toml_parser() -> Callable[[str], dict[str, Any]] | None:
 
 
 def _run(path: str, absolute: str) -> types.ModuleType:
-    """Runs the file as a module of its own."""
+    """Runs the file as a module of its own, compiled from its source each time (no bytecode
+    cache is read or written: an edit is always seen, and the file's directory stays as it
+    is)."""
     if not os.path.isfile(absolute):
         reason = "no such file" if not os.path.exists(absolute) else "not a file"
         raise ConfigFileError(f"config file {path}: {reason}")
-    loader = importlib.machinery.SourceFileLoader(_MODULE_NAME, absolute)
-    spec = importlib.util.spec_from_loader(_MODULE_NAME, loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[_MODULE_NAME] = module
     try:
-        loader.exec_module(module)
+        with open(absolute, "rb") as stream:
+            source = stream.read()
     except OSError as error:
         raise ConfigFileError(f"config file {path}: {error.strerror or error}") from None
+    module = types.ModuleType(_MODULE_NAME)
+    module.__file__ = absolute
+    sys.modules[_MODULE_NAME] = module
+    try:
+        exec(compile(source, absolute, "exec", dont_inherit=True), module.__dict__)
     except Exception as error:
         raise ConfigFileError(
             f"config file {path} raised {error!r}", traceback.format_exc()

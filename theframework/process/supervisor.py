@@ -40,7 +40,14 @@ from types import FrameType
 from typing import Any
 
 from ..config import ProcessConfig, ServerConfig
-from ..configfile import NO_HOOKS, ConfigFileError, HookConfig, HookFailed, hooks_for
+from ..configfile import (
+    NO_HOOKS,
+    ConfigFileError,
+    HookConfig,
+    HookFailed,
+    hooks_for,
+    reload_config_file,
+)
 from ..server.exitcodes import ExitCode, exit_code_for_os_error
 from ..server.sockets import bind_socket, listener_url, remove_own_socket_file
 from . import heartbeat, ipc, slots
@@ -867,11 +874,14 @@ class Supervisor:
 
     def _reload(self) -> None:
         """SIGHUP: replaces every worker, one at a time (new workers import the application
-        and read the env files again); a new worker that cannot start stops the reload."""
+        and read the env files again, the config file's hooks are read again first); a new
+        worker that cannot start stops the reload."""
         for path in self.process.env_files:
             if not os.access(path, os.R_OK):
                 logger.error("reload refused: cannot read the environment file %r", path)
                 return
+        if not self._reload_hooks():
+            return
         if not isinstance(self.app, str):
             logger.warning(
                 "reload: the application is an object, which new workers reuse as it is; "
@@ -885,6 +895,25 @@ class Supervisor:
             self.replace_queue, (slot.worker_id for slot in running)
         )
         self._advance_replacements()
+
+    def _reload_hooks(self) -> bool:
+        """Runs the config file again (its hooks apply from now on; changed options only at
+        the next start). False, with the error logged, when the file no longer loads."""
+        if self.process.config_file is None:
+            return True
+        try:
+            before, after = reload_config_file(self.process.config_file)
+        except ConfigFileError as error:
+            suffix = f"\n{error.traceback}" if error.traceback else ""
+            logger.error("reload refused: %s%s", error.message, suffix)
+            return False
+        if before is not None and before.options != after.options:
+            logger.warning(
+                "reload: the config file's options changed; they apply at the next start "
+                "(its hooks apply now)"
+            )
+        self.hooks = after.hooks
+        return True
 
     def _unqueue_reloads(self) -> None:
         """Drops the replacements a reload queued (a new reload or a failed one replaces them)."""

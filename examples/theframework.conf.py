@@ -2,10 +2,10 @@
 ``theframework examples.hello:app --config examples/theframework.conf.py``.
 
 Module-level names are options (the long options with underscores) and server hooks; anything
-else must start with ``_`` (or be an import), so that a misspelt name stops the start with exit 2
-instead of being ignored. The command line and THEFRAMEWORK_* variables win over this file, which
-wins over PORT / WEB_CONCURRENCY and the defaults. README.md, "Config file and hooks", says where
-and when each hook runs.
+else must start with ``_`` (or come from an import statement), so that a misspelt name stops the
+start with exit 2 instead of being ignored. The command line and THEFRAMEWORK_* variables win
+over this file, which wins over PORT / WEB_CONCURRENCY and the defaults. README.md, "Config file
+and hooks", says where and when each hook runs.
 """
 
 import logging

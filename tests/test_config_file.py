@@ -38,7 +38,10 @@ def test_file_options_are_checked_and_converted_like_the_command_line(tmp_path: 
     path = _write(
         tmp_path,
         "import os\n"
-        "from os.path import join\n"
+        "import os.path as osp\n"
+        "from os import environ\n"
+        "from typing import TYPE_CHECKING\n"
+        "try:\n    from json import loads as load_json\nexcept ImportError:\n    pass\n"
         "workers = 3\n"
         "log_level = 'DEBUG'\n"
         "env_files = ['a.env', 'b.env']\n"
@@ -112,7 +115,7 @@ def test_the_app_may_come_from_the_file(tmp_path: Path) -> None:
             "unknown name 'wokers': not an option or a hook (did you mean 'workers'?)",
         ),
         ("bind = '0.0.0.0:80'\n", "gunicorn's bind; here: host and port, or uds"),
-        ("def helper():\n    pass\n", "helpers and imported values must start with '_'"),
+        ("def helper():\n    pass\n", "helpers and other values must start with '_'"),
         ("workers = 'many'\n", "workers must be an integer, got 'many'"),
         ("port = 70000\n", "port must be between 0 and 65535, got 70000"),
         ("log_level = 'loud'\n", "log_level must be one of"),

@@ -5,8 +5,8 @@ names are options (the long options with underscores: ``workers = 4``) and serve
 ``load_config_file(path)`` runs the file once per process and checks every public name: an
 option's value is checked as the command line checks it, a hook must be a function taking its
 arguments, and any other name is refused (``ConfigFileError``, exit 2), so that a misspelt option
-or hook cannot be silently ignored. Names starting with ``_``, modules and functions or classes
-imported from elsewhere are left alone.
+or hook cannot be silently ignored. Names starting with ``_``, modules, and names bound by the
+file's import statements (``from os import environ``) are left alone.
 
 Precedence (theframework.config.layered_config): command line > THEFRAMEWORK_* > config file >
 ``[tool.theframework]`` of ./pyproject.toml (``load_pyproject_options``: options only) >
@@ -22,8 +22,8 @@ README.md, "Config file and hooks".
 """
 
 from __future__ import annotations
-import __future__
 
+import ast
 import difflib
 import inspect
 import logging
@@ -295,10 +295,10 @@ def _toml_parser() -> Callable[[str], dict[str, Any]] | None:
     return loads  # pragma: no cover
 
 
-def _run(path: str, absolute: str) -> types.ModuleType:
+def _run(path: str, absolute: str) -> tuple[types.ModuleType, set[str]]:
     """Runs the file as a module of its own, compiled from its source each time (no bytecode
     cache is read or written: an edit is always seen, and the file's directory stays as it
-    is)."""
+    is); the module and the names its imports bound."""
     if not os.path.isfile(absolute):
         reason = "no such file" if not os.path.exists(absolute) else "not a file"
         raise ConfigFileError(f"config file {path}: {reason}")
@@ -311,18 +311,21 @@ def _run(path: str, absolute: str) -> types.ModuleType:
     module.__file__ = absolute
     sys.modules[_MODULE_NAME] = module
     try:
-        exec(compile(source, absolute, "exec", dont_inherit=True), module.__dict__)
+        tree = ast.parse(source, absolute)
+        exec(compile(tree, absolute, "exec", dont_inherit=True), module.__dict__)
     except Exception as error:
         raise ConfigFileError(
             f"config file {path} raised {error!r}", traceback.format_exc()
         ) from None
     finally:
         sys.modules.pop(_MODULE_NAME, None)
-    return module
+    return module, _imported_names(tree)
 
 
-def _read(path: str, module: types.ModuleType) -> ConfigFile:
-    """The options and hooks of a module that ran; ConfigFileError for the first bad name."""
+def _read(path: str, ran: tuple[types.ModuleType, set[str]]) -> ConfigFile:
+    """The options and hooks of a module that ran (and the names its imports bound: left
+    alone, like modules); ConfigFileError for the first bad name."""
+    module, imported = ran
     options: dict[str, Any] = {}
     hooks: dict[str, Callable[..., object]] = {}
     for name, value in vars(module).items():
@@ -339,7 +342,7 @@ def _read(path: str, module: types.ModuleType) -> ConfigFile:
             hooks[canonical] = _checked_hook(path, name, canonical, value)
         elif name in _OPTION_NAMES:
             options[name] = _checked_option(f"config file {path}", name, value)
-        elif not _is_import(value):
+        elif name not in imported and not isinstance(value, types.ModuleType):
             raise ConfigFileError(f"config file {path}: {_unknown(name)}")
     return ConfigFile(path, options, Hooks(hooks))
 
@@ -374,14 +377,26 @@ def _checked_hook(path: str, name: str, canonical: str, value: Any) -> Callable[
     return value  # type: ignore[no-any-return]
 
 
-def _is_import(value: object) -> bool:
-    """A module, a function or class defined elsewhere (``from x import y``), or a
-    ``from __future__`` feature."""
-    if isinstance(value, (types.ModuleType, __future__._Feature)):
-        return True
-    if callable(value):
-        return getattr(value, "__module__", None) != _MODULE_NAME
-    return False
+def _imported_names(tree: ast.Module) -> set[str]:
+    """The names the file's module-level import statements bind (also inside top-level if /
+    try / with blocks): ``import os``, ``from os import environ as env``, ``from __future__ import
+    annotations``."""
+    names: set[str] = set()
+    pending: list[ast.stmt] = list(tree.body)
+    while pending:
+        statement = pending.pop()
+        if isinstance(statement, ast.Import):
+            names.update(
+                (alias.asname or alias.name).partition(".")[0] for alias in statement.names
+            )
+        elif isinstance(statement, ast.ImportFrom):
+            names.update(alias.asname or alias.name for alias in statement.names)
+        elif isinstance(statement, (ast.If, ast.Try, ast.With)):
+            for field in ("body", "orelse", "finalbody"):
+                pending.extend(getattr(statement, field, ()))
+            for handler in getattr(statement, "handlers", ()):
+                pending.extend(handler.body)
+    return names
 
 
 def _unknown(name: str) -> str:
@@ -393,4 +408,4 @@ def _unknown(name: str) -> str:
     close = difflib.get_close_matches(name, [*_OPTION_NAMES, *HOOKS, *HOOK_ALIASES], n=1)
     if close:
         return f"{message} (did you mean {close[0]!r}?)"
-    return f"{message} (helpers and imported values must start with '_')"
+    return f"{message} (helpers and other values must start with '_')"

@@ -92,7 +92,7 @@ _GUNICORN_NAMES: Mapping[str, str] = {
     "limit_request_field_size": "max_header_size",
     "child_exit": "worker_exit",
     "post_worker_init": "worker_ready (in the supervisor) or the app's startup hooks",
-    "preload_app": "start_method = 'fork' with the application object (see docs/processes.md)",
+    "preload_app": "not supported, workers import the application themselves",
 }
 
 # The name the file runs under (sys.modules holds it while it runs).

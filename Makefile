@@ -74,15 +74,18 @@ format: $(VENV)/.deps
 	$(VENV)/bin/ruff check --fix theframework tests examples bench
 	clang-format -i $$(find src tests/cpp fuzz -name '*.cpp' -o -name '*.hpp')
 
-# libFuzzer over the HTTP parser. FUZZ_SECONDS bounds the run (CI runs a short one).
+# libFuzzer over the HTTP parser, then over the PROXY protocol and forwarding-header parsers.
+# FUZZ_SECONDS bounds each run (CI runs a short one).
 FUZZ_SECONDS ?= 60
 fuzz: $(VENV)/.deps
 	CXX=clang++ $(CMAKE) -S . -B build/fuzz -G Ninja -DCMAKE_MAKE_PROGRAM=$(CURDIR)/$(VENV)/bin/ninja \
 	  -DTHEFRAMEWORK_FUZZ=ON -DTHEFRAMEWORK_PYTHON=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	$(CMAKE) --build build/fuzz
-	mkdir -p build/fuzz/corpus
+	mkdir -p build/fuzz/corpus build/fuzz/corpus_proxy
 	build/fuzz/http_parser_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	  build/fuzz/corpus fuzz/corpus
+	build/fuzz/proxy_protocol_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=1024 \
+	  build/fuzz/corpus_proxy fuzz/corpus_proxy
 
 # The benchmark harness (bench/README.md): peers in bench/.venv-peers, results in bench/results/.
 BENCH_ARGS ?=

@@ -118,6 +118,9 @@ def test_every_option_reaches_its_field_from_the_command_line_and_the_environmen
         "chdir": ("/srv/app", "/srv/app"),
         "app_dir": ("src", "src"),
         "access_log": ("1", True),
+        "forwarded_allow_ips": ("10.0.0.0/8,*", "10.0.0.0/8,*"),
+        "proxy_headers": ("0", False),
+        "proxy_protocol": ("1", True),
         "metrics_address": ("0.0.0.0", "0.0.0.0"),
         "metrics_port": ("9100", 9100),
         "access_log_format": ("%(status)s", "%(status)s"),
@@ -142,6 +145,8 @@ def test_every_option_reaches_its_field_from_the_command_line_and_the_environmen
         argv = [text]
     elif entry.cli == "flag":
         argv = ["m:app", entry.cli_flag]
+    elif entry.cli == "toggle":
+        argv = ["m:app", "--no-" + entry.cli_flag[2:]]
     else:
         argv = ["m:app", entry.cli_flag, text]
     arguments = build_parser().parse_args(argv)

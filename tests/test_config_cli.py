@@ -35,6 +35,11 @@ def test_defaults() -> None:
     assert (config.header_timeout, config.body_timeout) == (10.0, 30.0)
     assert (config.keepalive_timeout, config.write_timeout) == (5.0, 30.0)
     assert (config.max_connections, config.graceful_timeout) == (1024, 30.0)
+    assert (config.forwarded_allow_ips, config.proxy_headers, config.proxy_protocol) == (
+        "127.0.0.1,::1",
+        True,
+        False,
+    )
 
 
 def test_only_implemented_options_exist() -> None:
@@ -57,6 +62,9 @@ def test_only_implemented_options_exist() -> None:
         "log_level",
         "interface",
         "root_path",
+        "forwarded_allow_ips",
+        "proxy_headers",
+        "proxy_protocol",
     ]
 
 
@@ -163,6 +171,30 @@ def test_config_from_env_converts_every_type() -> None:
         graceful_timeout=0.0,
         log_level="debug",
     )
+
+
+def test_forwarded_allow_ips_variables_and_checks() -> None:
+    """FORWARDED_ALLOW_IPS (gunicorn's and uvicorn's name) applies below THEFRAMEWORK_'s; the list
+    takes addresses, CIDR networks and '*', and names a bad entry."""
+    assert config_from_env(ServerConfig(), {"FORWARDED_ALLOW_IPS": "*"}).forwarded_allow_ips == "*"
+    both = {"FORWARDED_ALLOW_IPS": "*", "THEFRAMEWORK_FORWARDED_ALLOW_IPS": "10.0.0.0/8"}
+    assert config_from_env(ServerConfig(), both).forwarded_allow_ips == "10.0.0.0/8"
+    ServerConfig(forwarded_allow_ips=" 10.0.0.0/8, ::1, 2001:db8::/32 ,*")
+    ServerConfig(forwarded_allow_ips="")
+    for bad in ("localhost", "10.0.0.0/33", "10.0.0.0/255.0.0.0", "::/129", "1.2.3.4/"):
+        with pytest.raises(ValueError, match=f"forwarded_allow_ips: '{re.escape(bad)}' is not"):
+            ServerConfig(forwarded_allow_ips=bad)
+
+
+def test_proxy_headers_toggle_and_proxy_protocol_flag() -> None:
+    arguments = build_parser().parse_args(["m:app", "--no-proxy-headers", "--proxy-protocol"])
+    config = config_from_arguments(arguments, {})
+    assert (config.proxy_headers, config.proxy_protocol) == (False, True)
+    arguments = build_parser().parse_args(["m:app", "--proxy-headers"])
+    assert config_from_arguments(arguments, {"THEFRAMEWORK_PROXY_HEADERS": "0"}).proxy_headers
+    assert not config_from_arguments(
+        build_parser().parse_args(["m:app"]), {"THEFRAMEWORK_PROXY_HEADERS": "off"}
+    ).proxy_headers
 
 
 def test_config_from_env_keeps_base_when_unset_and_empty_uds_means_none() -> None:

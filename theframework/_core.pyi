@@ -129,6 +129,7 @@ def _configure(
     json_loads: Callable[..., Any] | None = ...,
     json_dumps: Callable[..., str] | None = ...,
     logger: Any = ...,
+    proxy_logger: Any = ...,
 ) -> None:
     """Hands the package's objects to the native module (internal)."""
 
@@ -169,7 +170,19 @@ class Request:
         """theframework.datastructures.QueryParams: decoded, multi-valued."""
     @property
     def client(self) -> tuple[str, int] | str:
-        """Peer address ((host, port), or the socket path "" for UNIX sockets)."""
+        """Client address ((host, port), or "" for a UNIX-socket peer): the peer's, or what a
+        trusted proxy said (X-Forwarded-For / Forwarded for=, port 0 when it gave none; the
+        PROXY protocol's source address)."""
+    @property
+    def scheme(self) -> str:
+        """ "http", or what a trusted proxy said (X-Forwarded-Proto / Forwarded proto=)."""
+    @property
+    def host(self) -> str:
+        """host[:port] the client addressed: a trusted proxy's X-Forwarded-Host / Forwarded
+        host= (with X-Forwarded-Port), else the Host header, else the listening address."""
+    @property
+    def url(self) -> str:
+        """The URL the client asked for: scheme://host/raw_path?query_string."""
     @property
     def body(self) -> bytes:
         """The whole body (read on first access; chunked bodies are decoded)."""
@@ -189,6 +202,12 @@ class Response:
     status: int  # 200 until set; assigning validates like set_status
     @property
     def headers_sent(self) -> bool: ...
+    @property
+    def head_length(self) -> int:
+        """Bytes of the status line and headers sent (0 before they are)."""
+    def get_header(self, name: str, /) -> str | None:
+        """The values of the headers called ``name`` set so far, joined with ", "; None when
+        there is none (headers the server adds itself, such as Date, are not listed)."""
     def set_status(self, status: int, /) -> None:
         """100-599; ValueError otherwise."""
     def set_header(self, name: str, value: str, /) -> None:
@@ -227,11 +246,19 @@ class HttpServer:
         keepalive_timeout: float = 5.0,
         write_timeout: float = 30.0,
         max_connections: int = 1024,
-        access_log: Callable[[Request, int, int, float], object] | None = None,
+        access_log: Callable[[Request, int, int, float, Response], object] | None = None,
         rebalance_every: int = 0,
+        forwarded_allow_ips: str = "127.0.0.1,::1",
+        proxy_headers: bool = True,
+        proxy_protocol: bool = False,
     ) -> None:
-        """``access_log(request, status, bytes_sent, seconds)`` is called after each handled
-        request (not for protocol errors answered by the server itself); None costs nothing.
+        """``access_log(request, status, bytes_sent, seconds, response)`` is called after each
+        handled request (not for protocol errors answered by the server itself); None costs
+        nothing. ``forwarded_allow_ips``: the peers trusted as proxies (addresses, CIDR
+        networks, "*"; UNIX-socket peers always are; ValueError for a bad entry);
+        ``proxy_headers``: believe their forwarding headers; ``proxy_protocol``: every
+        connection starts with a PROXY v1/v2 header (closed when missing, malformed or from an
+        untrusted peer).
         ``rebalance_every``: every Nth response closes its keep-alive connection, so clients
         spread again over SO_REUSEPORT workers (0: never)."""
     def serve(self) -> None:

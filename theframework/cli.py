@@ -47,6 +47,8 @@ def _help(entry: Option) -> str:
     """The option's help line with its default and variable (argparse %-escaped)."""
     if entry.cli == "flag":
         tail = f"env {entry.env}=1"
+    elif entry.cli == "toggle":
+        tail = f"default: on; env {entry.env}=0 turns it off"
     elif entry.cli == "append":
         tail = f"env {entry.env}, paths separated by {os.pathsep!r}"
     else:
@@ -64,6 +66,11 @@ def _add_option(group: argparse._ActionsContainer, entry: Option) -> None:
     elif entry.cli == "flag":
         group.add_argument(
             entry.cli_flag, dest=entry.name, action="store_const", const=True, default=None,
+            help=_help(entry),
+        )  # fmt: skip
+    elif entry.cli == "toggle":
+        group.add_argument(
+            entry.cli_flag, dest=entry.name, action=argparse.BooleanOptionalAction, default=None,
             help=_help(entry),
         )  # fmt: skip
     elif entry.cli == "append":

@@ -19,6 +19,7 @@ for --workers, as on Heroku and Cloud Run), defaults.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -65,7 +66,8 @@ DEFAULT_ACCESS_LOG_FORMAT = (
 # supervisor: only the supervisor (refused with --workers 1).
 Reader = Literal["engine", "server", "worker", "runtime", "processes", "supervisor"]
 # What the command line does: takes a value; is a flag (True when given); is repeatable.
-CliKind = Literal["value", "flag", "append", "positional"]
+# "toggle": a boolean with a --no- form (--proxy-headers / --no-proxy-headers).
+CliKind = Literal["value", "flag", "toggle", "append", "positional"]
 
 _Check = Callable[[str, Any], None]
 
@@ -161,6 +163,26 @@ def _choice(choices: tuple[str, ...], *, any_case: bool = False, optional: bool 
 def _boolean(name: str, value: Any) -> None:
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def _address_list(name: str, value: Any) -> None:
+    """A comma-separated list of IP addresses, CIDR networks (address/prefix-length) and "*"."""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a comma-separated list of addresses, got {value!r}")
+    for entry in (part.strip() for part in value.split(",")):
+        if not entry or entry == "*":
+            continue
+        address, slash, prefix = entry.partition("/")
+        try:
+            ipaddress.ip_address(address)
+            if slash and not (prefix.isdigit() and len(prefix) <= 3):
+                raise ValueError(entry)
+            if slash:
+                ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"{name}: {entry!r} is not an IP address, a network (address/prefix) or '*'"
+            ) from None
 
 
 def _paths(name: str, value: Any) -> None:
@@ -333,10 +355,19 @@ def _enum(
     )
 
 
-def _flag(name: str, section: Literal["server", "process"], help: str, reader: Reader) -> Option:
+def _flag(
+    name: str,
+    section: Literal["server", "process"],
+    help: str,
+    reader: Reader,
+    *,
+    default: bool = False,
+) -> Option:
+    """A boolean: a flag that sets it when off by default, a --X / --no-X toggle when on."""
     return Option(
-        name, section, False, _parse_bool, _BOOLEAN_TEXT, _boolean, help, reader, cli="flag"
-    )
+        name, section, default, _parse_bool, _BOOLEAN_TEXT, _boolean, help, reader,
+        cli="toggle" if default else "flag",
+    )  # fmt: skip
 
 
 # The table. Order is the order of --help and of README's table.
@@ -382,6 +413,18 @@ OPTIONS: tuple[Option, ...] = (
           expected="an interface"),
     _str("root_path", "server", "", "URL prefix the WSGI app is mounted under (SCRIPT_NAME)",
          "server", what="a URL path", expected="a URL path", metavar="PATH", check=_url_prefix),
+    dataclasses.replace(
+        _str("forwarded_allow_ips", "server", "127.0.0.1,::1", "peers trusted as proxies: "
+             "comma-separated addresses, CIDR networks and '*'; UNIX-socket peers are always "
+             "trusted (docs/deployment.md)", "engine", what="a list of addresses",
+             expected="a list of addresses", metavar="LIST", check=_address_list),
+        fallback_env="FORWARDED_ALLOW_IPS"),
+    _flag("proxy_headers", "server", "believe X-Forwarded-For/-Proto/-Host/-Port and Forwarded "
+          "from trusted peers (client, scheme, host of requests and the access log)", "engine",
+          default=True),
+    _flag("proxy_protocol", "server", "every connection starts with a PROXY protocol v1/v2 "
+          "header (HAProxy send-proxy); connections from untrusted peers or without a valid "
+          "header are closed", "engine"),
     # -- ProcessConfig: how processes are run -----------------------------------------------------
     dataclasses.replace(
         _int("workers", "process", 1, "worker processes; 1 serves in this process, 0 one per CPU",
@@ -440,7 +483,8 @@ OPTIONS: tuple[Option, ...] = (
     _flag("access_log", "process", "log every request to the 'theframework.access' logger",
           "worker"),
     _str("access_log_format", "process", DEFAULT_ACCESS_LOG_FORMAT, "access log line, %-style "
-         "over named fields (docs/operations.md)", "worker", what="a non-empty string",
+         "over named fields and header atoms, or a preset: combined, common (nginx's formats; "
+         "docs/operations.md)", "worker", what="a non-empty string",
          expected="a format", metavar="FORMAT"),
     _int("offload_threads", "process", None, "threads of offload(); unset: min(32, CPUs + 4)",
          "runtime", minimum=1, optional=True),
@@ -499,6 +543,9 @@ class ServerConfig:
     log_level: str = _default("log_level")
     interface: str = _default("interface")
     root_path: str = _default("root_path")
+    forwarded_allow_ips: str = _default("forwarded_allow_ips")
+    proxy_headers: bool = _default("proxy_headers")
+    proxy_protocol: bool = _default("proxy_protocol")
 
     def __post_init__(self) -> None:
         _validate(self, "server")
@@ -714,7 +761,7 @@ def _markdown_default(entry: Option) -> str:
     if entry.default is None or entry.default == ():
         return "unset"
     if isinstance(entry.default, bool):
-        return "off"
+        return "on" if entry.default else "off"
     return f"`{entry.default}`"
 
 
@@ -739,6 +786,8 @@ def options_markdown(entries: Iterable[Option] = OPTIONS) -> str:
         flag = entry.cli_flag
         if entry.cli in ("value", "append") and entry.metavar and not entry.choices:
             flag += f" {entry.metavar}"
+        if entry.cli == "toggle":
+            flag += f"` / `--no-{flag[2:]}"
         variables = f"`{entry.env}`"
         if entry.fallback_env is not None:
             variables += f", else `{entry.fallback_env}`"

@@ -29,6 +29,7 @@ PyObject* configure(PyObject*, PyObject* args, PyObject* kwargs) {
       {"json_loads", &configuration.json_loads},
       {"json_dumps", &configuration.json_dumps},
       {"logger", &configuration.logger},
+      {"proxy_logger", &configuration.proxy_logger},
   };
   PyObject* key;
   PyObject* value;
@@ -79,6 +80,9 @@ int init_configuration(PyObject* module) {
   configuration.logger =
       PyRef(PyObject_CallMethod(logging.get(), "getLogger", "s", "theframework.error"));
   if (!configuration.logger) return -1;
+  configuration.proxy_logger =
+      PyRef(PyObject_CallMethod(logging.get(), "getLogger", "s", "theframework.proxy"));
+  if (!configuration.proxy_logger) return -1;
   return PyModule_AddFunctions(module, functions);
 }
 
@@ -103,6 +107,25 @@ void log_exception(PyObject* arguments, PyObject* exception) {
     }
   }
   if (!logged) print_exception(exception);
+}
+
+void log_proxy_debug(const char* format, std::string_view text, std::string_view detail) {
+  PyObject* logger = configuration.proxy_logger.get();
+  if (logger == nullptr) return;
+  PyRef enabled(PyObject_CallMethod(logger, "isEnabledFor", "i", 10));  // logging.DEBUG
+  if (enabled && PyObject_IsTrue(enabled.get()) == 1) {
+    PyObject* text_object =
+        PyUnicode_DecodeLatin1(text.data(), static_cast<Py_ssize_t>(text.size()), nullptr);
+    PyObject* detail_object =
+        PyUnicode_DecodeLatin1(detail.data(), static_cast<Py_ssize_t>(detail.size()), nullptr);
+    if (text_object != nullptr && detail_object != nullptr) {
+      PyRef logged(PyObject_CallMethod(logger, "debug", "sNN", format, text_object, detail_object));
+    } else {
+      Py_XDECREF(text_object);
+      Py_XDECREF(detail_object);
+    }
+  }
+  PyErr_Clear();
 }
 
 }  // namespace tf::py

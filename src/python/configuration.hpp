@@ -5,6 +5,8 @@
 
 #include <Python.h>
 
+#include <string_view>
+
 #include "python/pyref.hpp"
 
 namespace tf::py {
@@ -17,6 +19,8 @@ struct Configuration {
   PyRef json_loads;       // json.loads
   PyRef json_dumps;       // json.dumps
   PyRef logger;           // logging.getLogger("theframework.error"): handler and greenlet errors
+  PyRef proxy_logger;     // logging.getLogger("theframework.proxy"): refused PROXY headers,
+                          // ignored forwarding headers (debug)
 };
 
 // Defaults at import, then _core._configure; read by the hub and the HTTP server.
@@ -33,5 +37,9 @@ void print_exception(PyObject* exception);
 // configuration.logger.error(*arguments, exc_info=exception); prints the exception instead when
 // there is no logger or the call fails. Never raises (clears any error it causes).
 void log_exception(PyObject* arguments, PyObject* exception);
+
+// configuration.proxy_logger.debug(format, text, detail) when that logger is enabled for DEBUG;
+// costs one isEnabledFor call otherwise. Never raises (clears any error it causes).
+void log_proxy_debug(const char* format, std::string_view text, std::string_view detail);
 
 }  // namespace tf::py

@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/http/proxy_protocol.hpp"
 #include "python/configuration.hpp"
 #include "python/http/server.hpp"
 
@@ -66,12 +67,17 @@ Endpoint peer_endpoint(int fd) {
   endpoint.valid = true;
   if (address.ss_family == AF_INET) {
     auto& in = reinterpret_cast<sockaddr_in&>(address);
-    inet_ntop(AF_INET, &in.sin_addr, host, sizeof(host));
     endpoint.port = ntohs(in.sin_port);
-  } else if (address.ss_family == AF_INET6) {
+    endpoint.address.bytes[10] = endpoint.address.bytes[11] = 0xff;  // IPv4-mapped
+    std::memcpy(endpoint.address.bytes.data() + 12, &in.sin_addr, 4);
+    endpoint.host = http::format_ip(endpoint.address);  // without inet_ntop's sprintf
+    return endpoint;
+  }
+  if (address.ss_family == AF_INET6) {
     auto& in6 = reinterpret_cast<sockaddr_in6&>(address);
     inet_ntop(AF_INET6, &in6.sin6_addr, host, sizeof(host));
     endpoint.port = ntohs(in6.sin6_port);
+    std::memcpy(endpoint.address.bytes.data(), &in6.sin6_addr, 16);
   } else {
     endpoint.is_unix = true;
   }
@@ -89,11 +95,30 @@ const Endpoint& Connection::peer() {
   return peer_;
 }
 
+bool Connection::peer_trusted() {
+  if (peer_trusted_ < 0) {
+    const Endpoint& endpoint = peer();
+    peer_trusted_ =
+        endpoint.valid &&
+        (endpoint.is_unix || server_.options().forwarded_allow.contains(endpoint.address));
+  }
+  return peer_trusted_ == 1;
+}
+
 void Connection::release() noexcept {
   if (--references_ == 0) delete this;
 }
 
 void Connection::start() {
+  if (server_.options().proxy_protocol) {
+    if (!server_.options().forwarded_allow.trusts_all() && !peer_trusted()) {
+      log_proxy_debug("closed a connection from %s: %s", peer().host,
+                      "PROXY protocol from a peer not in --forwarded-allow-ips");
+      close_now();
+      return;
+    }
+    awaiting_proxy_header_ = true;
+  }
   arm_receive();
   set_timer(server_.options().keepalive_timeout);
 }
@@ -235,6 +260,7 @@ bool Connection::parse_buffered(bool spawn, PyObject** request, PyObject** respo
     close_now();
     return false;
   }
+  if (awaiting_proxy_header_ && !take_proxy_header()) return false;
   const http::Limits& limits = server_.options().limits;
   std::span<http::Header> headers = server_.header_storage();
   http::RequestHead head;
@@ -261,7 +287,8 @@ bool Connection::parse_buffered(bool spawn, PyObject** request, PyObject** respo
   head_ = head;
   PyObject* request_object = nullptr;
   PyObject* response_object = nullptr;
-  if (!create_request_objects(&request_object, &response_object)) {
+  if (!create_request_objects(&request_object, &response_object,
+                              forwarded_info(headers.first(head.header_count)))) {
     PyErr_Clear();
     send_error(500, "Internal Server Error");
     return false;
@@ -286,10 +313,63 @@ bool Connection::parse_buffered(bool spawn, PyObject** request, PyObject** respo
   return false;
 }
 
-bool Connection::create_request_objects(PyObject** request, PyObject** response) {
+bool Connection::take_proxy_header() {
+  http::ProxyHeader header;
+  const http::ProxyResult result = http::parse_proxy_header(buffered(), header);
+  if (result.status == http::ProxyStatus::incomplete) {
+    if (peer_closed_) close_now();
+    return false;
+  }
+  if (result.status == http::ProxyStatus::error) {
+    log_proxy_debug("closed a connection from %s: %s", peer().host, result.reason);
+    close_now();
+    return false;
+  }
+  consume(result.consumed);
+  awaiting_proxy_header_ = false;
+  if (!header.keep_peer) {
+    Endpoint client;
+    client.valid = true;
+    if (header.family == http::ProxyHeader::Family::unix_socket) {
+      client.is_unix = true;
+    } else {
+      client.address = header.source;
+      client.host = http::format_ip(header.source);
+      client.port = header.source_port;
+    }
+    peer_ = std::move(client);
+    peer_known_ = true;
+    peer_trusted_ = -1;
+  }
+  if (input_start_ == input_.size()) {
+    if (peer_closed_) close_now();
+    return false;  // the request follows later
+  }
+  return true;
+}
+
+std::unique_ptr<http::ForwardedInfo> Connection::forwarded_info(
+    std::span<const http::Header> headers) {
+  const HttpOptions& options = server_.options();
+  if (!options.proxy_headers) return nullptr;
+  const bool present = std::any_of(headers.begin(), headers.end(), [](const http::Header& header) {
+    return http::is_forwarding_header(header.name);
+  });
+  if (!present || !peer_trusted()) return nullptr;
+  auto info = std::make_unique<http::ForwardedInfo>(
+      http::resolve_forwarded(headers, options.forwarded_allow));
+  if (info->malformed != nullptr) {
+    log_proxy_debug("ignored a forwarding header value from %s: %s", peer().host, info->malformed);
+  }
+  return info;
+}
+
+bool Connection::create_request_objects(PyObject** request, PyObject** response,
+                                        std::unique_ptr<http::ForwardedInfo> forwarded) {
   std::string_view data = buffered();
   const size_t head_length = head_.head_length;
-  PyObject* request_object = new_request_object(this, data.substr(0, head_length), head_);
+  PyObject* request_object =
+      new_request_object(this, data.substr(0, head_length), head_, std::move(forwarded));
   if (request_object == nullptr) return false;
   PyObject* response_object = new_response_object(this, head_);
   if (response_object == nullptr) {

@@ -9,10 +9,12 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "core/http/forwarded.hpp"
 #include "core/http/http_parser.hpp"
 #include "python/hub.hpp"
 
@@ -20,7 +22,8 @@ namespace tf::py {
 
 // A socket address in text form, looked up once per connection.
 struct Endpoint {
-  std::string host;  // numeric address; empty for UNIX sockets
+  std::string host;           // numeric address; empty for UNIX sockets
+  http::IpAddress address{};  // the same in binary (TCP only)
   int port = 0;
   bool is_unix = false;
   bool valid = false;  // false when the lookup failed
@@ -80,8 +83,12 @@ class Connection final : public CompletionHandler {
 
   // The socket (valid until closed).
   int fd() const noexcept { return fd_; }
-  // The peer's address (getpeername on first use, then cached).
+  // The peer's address (getpeername on first use, then cached); with --proxy-protocol, the client
+  // the PROXY header named (the socket's own peer for LOCAL / UNKNOWN).
   const Endpoint& peer();
+  // Whether peer() is in the server's forwarded_allow list (UNIX-socket peers always are);
+  // computed once per peer.
+  bool peer_trusted();
   // CLOCK_MONOTONIC ns at which the current request's head was complete.
   int64_t request_started_ns() const noexcept { return request_started_ns_; }
   // Bytes written for the current response (head and body).
@@ -100,7 +107,14 @@ class Connection final : public CompletionHandler {
   // Parses what is buffered: starts a request (spawning its greenlet when `spawn` is true, else
   // returning the objects), answers an error, or waits for more.
   bool parse_buffered(bool spawn, PyObject** request, PyObject** response);
-  bool create_request_objects(PyObject** request, PyObject** response);
+  // Reads the PROXY header at the start of the input (--proxy-protocol): true once it is consumed
+  // and request bytes follow; false while it is incomplete, or after closing on a bad header.
+  bool take_proxy_header();
+  // What the forwarding headers among `headers` say, when the option is on, one is present and
+  // the peer is trusted; null otherwise (the common case costs a scan of the header names).
+  std::unique_ptr<http::ForwardedInfo> forwarded_info(std::span<const http::Header> headers);
+  bool create_request_objects(PyObject** request, PyObject** response,
+                              std::unique_ptr<http::ForwardedInfo> forwarded);
   void send_error(int status, const char* reason);
   void begin_linger();
   void wake_reader(int result) noexcept;
@@ -123,6 +137,8 @@ class Connection final : public CompletionHandler {
   uint64_t reader_token_ = 0;  // event of a greenlet waiting for input
   Endpoint peer_;
   bool peer_known_ = false;
+  int8_t peer_trusted_ = -1;            // -1: not computed yet
+  bool awaiting_proxy_header_ = false;  // --proxy-protocol: the header has not arrived yet
   std::string input_;
   size_t input_start_ = 0;
   size_t scanned_ = 0;  // buffered bytes an incomplete parse already looked at

@@ -5,11 +5,13 @@
 
 #include <Python.h>
 
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "core/http/forwarded.hpp"
 #include "core/http/http_parser.hpp"
 #include "python/http/connection.hpp"
 
@@ -35,6 +37,11 @@ struct RequestObject {
   PyObject* query_params;
   PyObject* body;
   PyObject* client;
+  PyObject* scheme;
+  PyObject* host;
+  PyObject* url;
+  // What a trusted proxy's forwarding headers said (owned; null without such headers).
+  http::ForwardedInfo* forwarded;
 };
 
 // theframework._core.Response: status, headers and body buffered until the head is sent.
@@ -43,6 +50,7 @@ struct ResponseObject {
   std::vector<std::pair<std::string, std::string>> headers;
   std::vector<PyObject*> body;  // strong references to bytes objects
   size_t body_length;
+  size_t head_length;  // bytes of the status line and headers sent (0 before)
   int status;
   uint8_t version_minor;
   bool is_head;
@@ -65,6 +73,14 @@ PyObject* request_get_version(PyObject* self, void*);
 // Parses the request's stored head again into `head`, its headers into `storage`.
 void parse_stored_head(const RequestObject* request, std::vector<http::Header>& storage,
                        http::RequestHead& head);
+// The request's scheme: a trusted proxy's forwarded one, else "http".
+std::string_view request_scheme(const RequestObject* request);
+// The host[:port] the request addressed: a trusted proxy's forwarded host, else `host_header`
+// (else the listening socket's address); a forwarded port replaces the port (omitted when it is
+// the scheme's default).
+std::string request_host(const RequestObject* request, std::string_view host_header);
+// The value of the request's first Host header; empty when there is none.
+std::string_view request_host_header(const RequestObject* request);
 // Readies the Request type and adds it to the module. 0 or -1 with an exception set.
 int init_request_type(PyObject* module);
 

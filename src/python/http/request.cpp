@@ -1,13 +1,18 @@
 // theframework._core.Request: the Python type of a request (method, path, headers, query, body
 // reads, JSON). The WSGI environ builder is in wsgi_environ.cpp.
 #include <Python.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <new>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "core/http/http_response.hpp"
 #include "python/configuration.hpp"
 #include "python/http/objects.hpp"
 #include "python/http/server.hpp"
@@ -19,6 +24,7 @@ namespace {
 PyTypeObject RequestType = {PyVarObject_HEAD_INIT(nullptr, 0)};
 
 PyObject* version_strings[2] = {nullptr, nullptr};
+PyObject* scheme_strings[2] = {nullptr, nullptr};  // "http", "https"
 
 struct InternedMethod {
   std::string_view name;
@@ -48,6 +54,10 @@ void request_dealloc(PyObject* self) {
   Py_CLEAR(request->query_params);
   Py_CLEAR(request->body);
   Py_CLEAR(request->client);
+  Py_CLEAR(request->scheme);
+  Py_CLEAR(request->host);
+  Py_CLEAR(request->url);
+  delete request->forwarded;
   request->head_bytes.~basic_string();
   Py_TYPE(self)->tp_free(self);
 }
@@ -149,6 +159,11 @@ PyObject* request_get_query_params(PyObject* self, void*) {
 
 PyObject* request_get_client(PyObject* self, void*) {
   auto* request = reinterpret_cast<RequestObject*>(self);
+  if (request->client == nullptr && request->forwarded != nullptr &&
+      request->forwarded->has_client) {
+    request->client = Py_BuildValue("(si)", request->forwarded->client_host.c_str(),
+                                    request->forwarded->client_port);
+  }
   if (request->client == nullptr) {
     if (request->connection == nullptr) Py_RETURN_NONE;
     const Endpoint& peer = request->connection->peer();
@@ -157,6 +172,38 @@ PyObject* request_get_client(PyObject* self, void*) {
                                    : Py_BuildValue("(si)", peer.host.c_str(), peer.port);
   }
   return Py_XNewRef(request->client);
+}
+
+PyObject* request_get_scheme(PyObject* self, void*) {
+  auto* request = reinterpret_cast<RequestObject*>(self);
+  if (request->scheme == nullptr) {
+    request->scheme = Py_NewRef(scheme_strings[request_scheme(request) == "https" ? 1 : 0]);
+  }
+  return Py_NewRef(request->scheme);
+}
+
+PyObject* request_get_host(PyObject* self, void*) {
+  auto* request = reinterpret_cast<RequestObject*>(self);
+  if (request->host == nullptr) {
+    request->host = latin1(request_host(request, request_host_header(request)));
+  }
+  return Py_XNewRef(request->host);
+}
+
+PyObject* request_get_url(PyObject* self, void*) {
+  auto* request = reinterpret_cast<RequestObject*>(self);
+  if (request->url == nullptr) {
+    std::string url(request_scheme(request));
+    url += "://";
+    url += request_host(request, request_host_header(request));
+    url += request->head.path;
+    if (!request->head.query.empty()) {
+      url += '?';
+      url += request->head.query;
+    }
+    request->url = latin1(url);
+  }
+  return Py_XNewRef(request->url);
 }
 
 PyObject* request_read(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
@@ -222,7 +269,13 @@ PyGetSetDef request_getset[] = {
     {"params", request_get_params, request_set_params, "route parameters", nullptr},
     {"headers", request_get_headers, nullptr, "Headers (case-insensitive)", nullptr},
     {"query_params", request_get_query_params, nullptr, "QueryParams", nullptr},
-    {"client", request_get_client, nullptr, "peer address", nullptr},
+    {"client", request_get_client, nullptr, "client address (a trusted proxy's forwarded one)",
+     nullptr},
+    {"scheme", request_get_scheme, nullptr, "http or https (a trusted proxy's forwarded one)",
+     nullptr},
+    {"host", request_get_host, nullptr, "host[:port] addressed (forwarded host, else Host)",
+     nullptr},
+    {"url", request_get_url, nullptr, "the reconstructed URL: scheme://host/path?query", nullptr},
     {"body", request_get_body, nullptr, "the whole body", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
@@ -276,8 +329,77 @@ void parse_stored_head(const RequestObject* request, std::vector<http::Header>& 
   http::parse_request(request->head_bytes, generous, head, storage);
 }
 
+std::string_view request_scheme(const RequestObject* request) {
+  if (request->forwarded != nullptr && !request->forwarded->scheme.empty()) {
+    return request->forwarded->scheme;
+  }
+  return "http";
+}
+
+std::string_view request_host_header(const RequestObject* request) {
+  std::vector<http::Header> storage;
+  http::RequestHead head;
+  parse_stored_head(request, storage, head);
+  for (size_t i = 0; i < head.header_count; ++i) {
+    if (http::iequals(storage[i].name, "host")) {
+      // A view into the request's stored head bytes (storage only held the views).
+      return storage[i].value;
+    }
+  }
+  return {};
+}
+
+namespace {
+
+// The listening socket's address as host[:port] ("localhost" for UNIX sockets).
+std::string local_address(int fd) {
+  sockaddr_storage address{};
+  socklen_t length = sizeof(address);
+  char text[INET6_ADDRSTRLEN] = {};
+  if (fd < 0 || ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) < 0) {
+    return "localhost";
+  }
+  if (address.ss_family == AF_INET) {
+    auto& in = reinterpret_cast<sockaddr_in&>(address);
+    inet_ntop(AF_INET, &in.sin_addr, text, sizeof(text));
+    return std::string(text) + ":" + std::to_string(ntohs(in.sin_port));
+  }
+  if (address.ss_family == AF_INET6) {
+    auto& in6 = reinterpret_cast<sockaddr_in6&>(address);
+    inet_ntop(AF_INET6, &in6.sin6_addr, text, sizeof(text));
+    return "[" + std::string(text) + "]:" + std::to_string(ntohs(in6.sin6_port));
+  }
+  return "localhost";
+}
+
+}  // namespace
+
+std::string request_host(const RequestObject* request, std::string_view host_header) {
+  const http::ForwardedInfo* forwarded = request->forwarded;
+  std::string host;
+  if (forwarded != nullptr && !forwarded->host.empty()) {
+    host = forwarded->host;
+  } else if (!host_header.empty()) {
+    host.assign(host_header);
+  } else {
+    host = local_address(request->connection != nullptr ? request->connection->fd() : -1);
+  }
+  if (forwarded != nullptr && forwarded->port != 0) {
+    // Drop the port the host carries ("[v6]:p" or "name:p"), then add the forwarded one.
+    if (host.starts_with('[')) {
+      host.erase(std::min(host.size(), host.find(']') + 1));
+    } else if (size_t colon = host.find(':'); colon != std::string::npos) {
+      host.erase(colon);
+    }
+    const int default_port = request_scheme(request) == "https" ? 443 : 80;
+    if (forwarded->port != default_port) host += ":" + std::to_string(forwarded->port);
+  }
+  return host;
+}
+
 PyObject* new_request_object(Connection* connection, std::string_view head_bytes,
-                             const http::RequestHead& head) {
+                             const http::RequestHead& head,
+                             std::unique_ptr<http::ForwardedInfo> forwarded) {
   auto* request = PyObject_GC_New(RequestObject, &RequestType);
   if (request == nullptr) return nullptr;
   new (&request->head_bytes) std::string(head_bytes);
@@ -293,6 +415,8 @@ PyObject* new_request_object(Connection* connection, std::string_view head_bytes
   request->method = request->path = request->raw_path = request->query_string = nullptr;
   request->params = request->headers = request->query_params = nullptr;
   request->body = request->client = nullptr;
+  request->scheme = request->host = request->url = nullptr;
+  request->forwarded = forwarded.release();
   PyObject_GC_Track(request);
   return reinterpret_cast<PyObject*>(request);
 }
@@ -315,6 +439,9 @@ int init_request_type(PyObject* module) {
   }
   version_strings[0] = PyUnicode_InternFromString("HTTP/1.0");
   version_strings[1] = PyUnicode_InternFromString("HTTP/1.1");
+  scheme_strings[0] = PyUnicode_InternFromString("http");
+  scheme_strings[1] = PyUnicode_InternFromString("https");
+  if (!scheme_strings[0] || !scheme_strings[1]) return -1;
   for (InternedMethod& method : interned_methods) {
     method.object = PyUnicode_InternFromString(std::string(method.name).c_str());
     if (method.object == nullptr) return -1;

@@ -154,9 +154,10 @@ PyObject* run_request(PyObject*, PyObject* args) {
     const double seconds = (core::monotonic_ns() - connection->request_started_ns()) / 1e9;
     connection->server().stats().record_response(response->status, seconds);
     if (PyObject* access_log = connection->server().access_log()) {
-      PyRef logged(PyObject_CallFunction(
-          access_log, "OiKd", request_ref.get(), response->status,
-          static_cast<unsigned long long>(connection->response_bytes()), seconds));
+      PyRef logged(
+          PyObject_CallFunction(access_log, "OiKdO", request_ref.get(), response->status,
+                                static_cast<unsigned long long>(connection->response_bytes()),
+                                seconds, response_ref.get()));
       if (!logged) PyErr_Clear();
     }
     detach(request, response);

@@ -336,9 +336,33 @@ PyObject* response_get_headers_sent(PyObject* self, void*) {
   return PyBool_FromLong(reinterpret_cast<ResponseObject*>(self)->headers_sent);
 }
 
+PyObject* response_get_head_length(PyObject* self, void*) {
+  return PyLong_FromSize_t(reinterpret_cast<ResponseObject*>(self)->head_length);
+}
+
+// get_header(name): the values of the headers called `name` that the handler set, joined with
+// ", "; None when there is none.
+PyObject* response_get_header(PyObject* self, PyObject* name_object) {
+  auto* response = reinterpret_cast<ResponseObject*>(self);
+  std::string_view name;
+  if (!header_text(name_object, "header name", name)) return nullptr;
+  std::string joined;
+  bool found = false;
+  for (const auto& header : response->headers) {
+    if (!http::iequals(header.first, name)) continue;
+    if (found) joined += ", ";
+    joined += header.second;
+    found = true;
+  }
+  if (!found) Py_RETURN_NONE;
+  return PyUnicode_DecodeUTF8(joined.data(), static_cast<Py_ssize_t>(joined.size()), "replace");
+}
+
 PyGetSetDef response_getset[] = {
     {"status", response_get_status, response_set_status_attribute, "the status code", nullptr},
     {"headers_sent", response_get_headers_sent, nullptr, "whether the head went out", nullptr},
+    {"head_length", response_get_head_length, nullptr,
+     "bytes of the status line and headers sent (0 before)", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
@@ -347,6 +371,8 @@ PyMethodDef response_methods[] = {
     {"set_header", TF_METHOD_CAST(response_set_header), METH_FASTCALL,
      "Replaces the headers called name."},
     {"add_header", TF_METHOD_CAST(response_add_header), METH_FASTCALL, "Adds a header line."},
+    {"get_header", response_get_header, METH_O,
+     "The values of the headers called name set so far, joined with ', ' (None: none)."},
     {"write", response_write, METH_O, "Appends to the body (sent at once after flush())."},
     {"json", response_json, METH_O, "Writes obj as JSON."},
     {"flush", response_flush, METH_NOARGS, "Sends the head now; the body then streams."},
@@ -399,6 +425,7 @@ int send_head(ResponseObject* response, bool streaming) {
   std::string head;
   build_head(response, streaming, head);
   response->headers_sent = true;
+  response->head_length = head.size();
   PyRef head_object(PyBytes_FromStringAndSize(head.data(), static_cast<Py_ssize_t>(head.size())));
   if (!head_object) return -1;
   std::vector<Py_buffer> views;
@@ -437,6 +464,7 @@ PyObject* new_response_object(Connection* connection, const http::RequestHead& h
   response->connection = connection;
   connection->retain();
   response->body_length = 0;
+  response->head_length = 0;
   response->status = 200;
   response->version_minor = head.version_minor;
   response->is_head = head.method == "HEAD";

@@ -29,6 +29,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/http/forwarded.hpp"
 #include "core/http/http_parser.hpp"
 #include "core/http/http_response.hpp"
 #include "core/io/timer_heap.hpp"
@@ -47,6 +48,10 @@ struct HttpOptions {
   double write_timeout = 30.0;
   size_t max_connections = 1024;
   uint64_t rebalance_every = 0;  // every Nth response closes its connection (0: never)
+  // Peers whose forwarding headers and PROXY headers are believed (UNIX-socket peers always are).
+  http::TrustedNetworks forwarded_allow;
+  bool proxy_headers = true;    // read the forwarding headers of trusted peers
+  bool proxy_protocol = false;  // every connection starts with a PROXY v1/v2 header
 };
 
 // The CLOCK_MONOTONIC time (ns) `seconds` from now: a deadline for Hub::add_handler_timer.
@@ -195,8 +200,10 @@ class HttpServer {
 
 // Python objects of the HTTP layer: a new Request (request.cpp) or Response (response.cpp) for
 // the head just parsed, attached to `connection`. New reference or null with an exception.
+// `forwarded` (may be null): what a trusted proxy's forwarding headers said.
 PyObject* new_request_object(Connection* connection, std::string_view head_bytes,
-                             const http::RequestHead& head);
+                             const http::RequestHead& head,
+                             std::unique_ptr<http::ForwardedInfo> forwarded);
 PyObject* new_response_object(Connection* connection, const http::RequestHead& head);
 // request_greenlet.cpp: runs handler(request, response) and sends the response, then any pipelined
 // requests.

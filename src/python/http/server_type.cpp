@@ -3,6 +3,9 @@
 #include <Python.h>
 
 #include <iterator>
+#include <optional>
+#include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -20,11 +23,23 @@ struct HttpServerObject {
 };
 
 PyObject* http_server_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
-  static const char* keywords[] = {
-      "handler",           "listen_fds",    "max_header_size", "max_headers",
-      "max_request_line",  "max_body_size", "header_timeout",  "body_timeout",
-      "keepalive_timeout", "write_timeout", "max_connections", "access_log",
-      "rebalance_every",   nullptr};
+  static const char* keywords[] = {"handler",
+                                   "listen_fds",
+                                   "max_header_size",
+                                   "max_headers",
+                                   "max_request_line",
+                                   "max_body_size",
+                                   "header_timeout",
+                                   "body_timeout",
+                                   "keepalive_timeout",
+                                   "write_timeout",
+                                   "max_connections",
+                                   "access_log",
+                                   "rebalance_every",
+                                   "forwarded_allow_ips",
+                                   "proxy_headers",
+                                   "proxy_protocol",
+                                   nullptr};
   PyObject* handler = nullptr;
   PyObject* fds_object = nullptr;
   HttpOptions options;
@@ -33,13 +48,38 @@ PyObject* http_server_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) 
   Py_ssize_t max_connections = 1024;
   PyObject* access_log = Py_None;
   unsigned long long rebalance_every = 0;
+  PyObject* forwarded_allow_ips = nullptr;
+  int proxy_headers = 1, proxy_protocol = 0;
   if (!PyArg_ParseTupleAndKeywords(
-          args, kwargs, "OO|$nnnKddddnOK", const_cast<char**>(keywords), &handler, &fds_object,
+          args, kwargs, "OO|$nnnKddddnOKOpp", const_cast<char**>(keywords), &handler, &fds_object,
           &max_header_size, &max_headers, &max_request_line, &max_body_size,
           &options.header_timeout, &options.body_timeout, &options.keepalive_timeout,
-          &options.write_timeout, &max_connections, &access_log, &rebalance_every)) {
+          &options.write_timeout, &max_connections, &access_log, &rebalance_every,
+          &forwarded_allow_ips, &proxy_headers, &proxy_protocol)) {
     return nullptr;
   }
+  std::string_view allow_list = "127.0.0.1,::1";
+  if (forwarded_allow_ips != nullptr) {
+    Py_ssize_t length = 0;
+    const char* text = PyUnicode_Check(forwarded_allow_ips)
+                           ? PyUnicode_AsUTF8AndSize(forwarded_allow_ips, &length)
+                           : nullptr;
+    if (text == nullptr) {
+      if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "forwarded_allow_ips must be a str");
+      return nullptr;
+    }
+    allow_list = std::string_view(text, static_cast<size_t>(length));
+  }
+  std::string allow_error;
+  std::optional<http::TrustedNetworks> allowed =
+      http::TrustedNetworks::parse(allow_list, allow_error);
+  if (!allowed) {
+    PyErr_Format(PyExc_ValueError, "forwarded_allow_ips: %s", allow_error.c_str());
+    return nullptr;
+  }
+  options.forwarded_allow = std::move(*allowed);
+  options.proxy_headers = proxy_headers != 0;
+  options.proxy_protocol = proxy_protocol != 0;
   if (access_log != Py_None && !PyCallable_Check(access_log)) {
     PyErr_SetString(PyExc_TypeError, "access_log must be callable or None");
     return nullptr;

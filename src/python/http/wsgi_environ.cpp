@@ -133,17 +133,39 @@ PyObject* request_wsgi_environ(PyObject* self, PyObject* base) {
       }
     }
   }
-  Connection* connection = request->connection;
-  if (connection != nullptr) {
-    const Endpoint& peer = connection->peer();
-    if (peer.valid && !peer.is_unix) {
-      char port[16];
-      const auto [end, error] = std::to_chars(port, port + sizeof port, peer.port);
-      (void)error;  // cannot fail: 16 characters hold any int
-      if (!set_item(dict, "REMOTE_ADDR", latin1(peer.host)) ||
-          !set_item(dict, "REMOTE_PORT", latin1(std::string_view(port, end - port)))) {
-        return nullptr;
-      }
+  // The client: a trusted proxy's forwarded one, else the peer (nothing for a UNIX socket).
+  const http::ForwardedInfo* forwarded = request->forwarded;
+  const Endpoint* peer = nullptr;
+  if (request->connection != nullptr) peer = &request->connection->peer();
+  std::string_view client_host;
+  int client_port = 0;
+  if (forwarded != nullptr && forwarded->has_client) {
+    client_host = forwarded->client_host;
+    client_port = forwarded->client_port;
+  } else if (peer != nullptr && peer->valid && !peer->is_unix) {
+    client_host = peer->host;
+    client_port = peer->port;
+  }
+  if (!client_host.empty()) {
+    char port[16];
+    const auto [end, error] = std::to_chars(port, port + sizeof port, client_port);
+    (void)error;  // cannot fail: 16 characters hold any int
+    if (!set_item(dict, "REMOTE_ADDR", latin1(client_host)) ||
+        !set_item(dict, "REMOTE_PORT", latin1(std::string_view(port, end - port)))) {
+      return nullptr;
+    }
+  }
+  // A trusted proxy's scheme and host replace wsgi.url_scheme and HTTP_HOST.
+  std::string forwarded_host;
+  if (forwarded != nullptr) {
+    if (!forwarded->scheme.empty() &&
+        !set_item(dict, "wsgi.url_scheme", latin1(forwarded->scheme))) {
+      return nullptr;
+    }
+    if (!forwarded->host.empty() || forwarded->port != 0) {
+      forwarded_host = request_host(request, host_header);
+      host_header = forwarded_host;
+      if (!set_item(dict, "HTTP_HOST", latin1(forwarded_host))) return nullptr;
     }
   }
   if (!host_header.empty()) {

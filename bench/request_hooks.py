@@ -84,7 +84,7 @@ def _call_costs(config_file: str) -> dict[str, float]:
     calls: dict[str, Callable[[], object]] = {
         "handler alone": lambda: alone(None, None),  # type: ignore[arg-type]
         "pre_request wrapper + handler": lambda: wrapped(None, None),  # type: ignore[arg-type]
-        "post_request callback": lambda: after(None, 200, 13, 0.001),
+        "post_request callback": lambda: after(None, 200, 13, 0.001, None),
     }
     number = 200_000
     return {

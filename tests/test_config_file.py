@@ -206,7 +206,9 @@ def test_request_hooks_install_nothing_when_absent(tmp_path: Path) -> None:
     def handler(request: object, response: object) -> None:
         pass
 
-    def access_log(request: object, status: int, sent: int, seconds: float) -> None:
+    def access_log(
+        request: object, status: int, sent: int, seconds: float, response: object
+    ) -> None:
         pass
 
     assert with_request_hooks(handler, NO_HOOKS) is handler

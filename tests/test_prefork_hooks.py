@@ -46,17 +46,19 @@ def _stop(server: ServerProcess) -> int:
 
 @pytest.mark.parametrize("start_method", START_METHODS)
 def test_every_hook_runs_once_in_the_right_process(tmp_path: Path, start_method: str) -> None:
+    """(With --access-log: post_request shares the after-response callback with it.)"""
     record = tmp_path / "record.jsonl"
     with ServerProcess(
         "prefork_apps.pid_app:app",
         "--workers", "2", "--port", "0", "--start-method", start_method, "--config", RECORDING,
-        environment={"HOOKS_RECORD": str(record)},
+        "--access-log", environment={"HOOKS_RECORD": str(record)},
     ) as server:  # fmt: skip
         port = server.port()
         status, _, body = http_get(port, "/")
         assert status == 200
         served_by = int(body)
         workers = server.worker_pids()
+        server.wait_for_line(r'theframework\.access: 127\.0\.0\.1 "GET / HTTP/1\.1" 200 ')
         assert _stop(server) == 0
     supervisor = server.pid
     records = _records(record)

@@ -91,6 +91,8 @@ _GUNICORN_NAMES: Mapping[str, str] = {
     "limit_request_line": "max_header_size",
     "limit_request_field_size": "max_header_size",
     "child_exit": "worker_exit",
+    "proxy_allow_ips": "forwarded_allow_ips",
+    "secure_scheme_headers": "proxy_headers (X-Forwarded-Proto from forwarded_allow_ips peers)",
     "post_worker_init": "worker_ready (in the supervisor) or the app's startup hooks",
     "preload_app": "not supported, workers import the application themselves",
 }

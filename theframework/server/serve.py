@@ -134,9 +134,15 @@ def with_post_request(access_log: AccessLog | None, hooks: Hooks) -> AccessLog |
         return access_log
     call = hooks.call
 
-    def after_response(request: _core.Request, status: int, sent: int, seconds: float) -> None:
+    def after_response(
+        request: _core.Request,
+        status: int,
+        sent: int,
+        seconds: float,
+        response: _core.Response,
+    ) -> None:
         if access_log is not None:
-            access_log(request, status, sent, seconds)
+            access_log(request, status, sent, seconds, response)
         call("post_request", request, status, seconds)
 
     return after_response

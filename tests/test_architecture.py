@@ -104,6 +104,9 @@ def test_every_option_reaches_its_field_from_the_command_line_and_the_environmen
         "app": ("pkg.mod:app", "pkg.mod:app"),
         "host": ("::1", "::1"),
         "uds": ("/tmp/x.sock", "/tmp/x.sock"),
+        "uds_mode": ("0660", 0o660),
+        "uds_group": ("0", "0"),
+        "fds": ("3", (3,)),
         "backend": ("epoll", "epoll"),
         "log_level": ("debug", "debug"),
         "interface": ("wsgi", "wsgi"),
@@ -128,6 +131,10 @@ def test_every_option_reaches_its_field_from_the_command_line_and_the_environmen
         "offload_threads": ("3", 3),
         "offload_processes": ("2", 2),
         "offload_start_method": ("forkserver", "forkserver"),
+        "reload": ("1", True),
+        "reload_dirs": ("src", ("src",)),
+        "reload_includes": ("*.html", ("*.html",)),
+        "reload_excludes": ("build", ("build",)),
     }
     if entry.name in samples:
         text, value = samples[entry.name]

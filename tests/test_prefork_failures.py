@@ -7,20 +7,17 @@ the reason is logged once, clearly. Real processes on loopback, as in test_prefo
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import resource
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 
 import pytest
-from prefork_apps.harness import ServerProcess
+from prefork_apps.harness import ServerProcess, unprivileged_prefix
 
 from theframework.server.exitcodes import ExitCode
 
@@ -51,26 +48,14 @@ def test_port_held_without_reuseport_exits_42_after_the_retries() -> None:
     assert output.count("failed 5 times within 60 s") == 2
 
 
-@functools.cache
-def _unprivileged() -> list[str]:
-    """A command prefix running the server without the rights to bind ports below 1024 or to
-    write into directories it does not own: as nobody (65534) when that user can run this
-    interpreter, else as root without CAP_NET_BIND_SERVICE and CAP_DAC_OVERRIDE (an interpreter
-    under /root, unreadable by nobody)."""
-    if shutil.which("setpriv") is None:
-        pytest.fail("setpriv (util-linux) is needed to drop privileges for this test")
-    if os.getuid() != 0:
-        return []  # already unprivileged
-    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-    probe = subprocess.run([*as_nobody, sys.executable, "-c", ""], capture_output=True)
-    if probe.returncode == 0:
-        return as_nobody
-    return ["setpriv", "--bounding-set=-net_bind_service,-dac_override,-dac_read_search"]
-
-
 def test_privileged_port_as_unprivileged_user_exits_43_without_respawn() -> None:
     with ServerProcess(
-        "prefork_apps.pid_app:app", "--workers", "2", "--port", "1", command_prefix=_unprivileged()
+        "prefork_apps.pid_app:app",
+        "--workers",
+        "2",
+        "--port",
+        "1",
+        command_prefix=unprivileged_prefix(),
     ) as server:
         assert server.wait() == ExitCode.PERMISSION_DENIED == 43
         output = server.output
@@ -96,7 +81,7 @@ def test_unix_socket_in_unwritable_directory_exits_43(unwritable_directory: str)
     path = f"{unwritable_directory}/app.sock"
     with ServerProcess(
         "prefork_apps.pid_app:app", "--workers", "2", "--uds", path,
-        command_prefix=_unprivileged(),
+        command_prefix=unprivileged_prefix(),
     ) as server:  # fmt: skip
         assert server.wait() == 43
         output = server.output

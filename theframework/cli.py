@@ -50,7 +50,7 @@ def _help(entry: Option) -> str:
     elif entry.cli == "toggle":
         tail = f"default: on; env {entry.env}=0 turns it off"
     elif entry.cli == "append":
-        tail = f"env {entry.env}, paths separated by {os.pathsep!r}"
+        tail = f"env {entry.env}: {entry.expected}"
     else:
         tail = f"default: {entry.default}; env {entry.env}"
     return f"{entry.help} ({tail})".replace("%", "%%")
@@ -75,8 +75,8 @@ def _add_option(group: argparse._ActionsContainer, entry: Option) -> None:
         )  # fmt: skip
     elif entry.cli == "append":
         group.add_argument(
-            entry.cli_flag, dest=entry.name, action="append", metavar=entry.metavar,
-            default=None, help=_help(entry),
+            entry.cli_flag, dest=entry.name, action="append", type=entry.cli_type,
+            metavar=entry.metavar, default=None, help=_help(entry),
         )  # fmt: skip
     elif entry.choices:
         group.add_argument(

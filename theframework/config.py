@@ -42,6 +42,7 @@ __all__ = [
     "env_name",
     "env_value",
     "layered_config",
+    "octal_mode",
     "option",
     "options_markdown",
 ]
@@ -195,6 +196,37 @@ def _app_reference(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be 'module:attribute', got {value!r}")
 
 
+def _file_mode(name: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o777:
+        raise ValueError(f"{name} must be an octal mode between 0 and 0777, got {value!r}")
+
+
+def _group(name: str, value: Any) -> None:
+    """A group that exists on this machine: a name, or a number."""
+    if value is None:
+        return
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a group name or number, got {value!r}")
+    import grp
+
+    try:
+        if value.isdigit():
+            grp.getgrgid(int(value))
+        else:
+            grp.getgrnam(value)
+    except KeyError:
+        raise ValueError(f"{name}: no group {value!r} on this machine") from None
+
+
+def _descriptors(name: str, value: Any) -> None:
+    if not isinstance(value, tuple) or not all(
+        isinstance(fd, int) and not isinstance(fd, bool) and fd >= 0 for fd in value
+    ):
+        raise ValueError(f"{name} must be a tuple of file descriptor numbers, got {value!r}")
+
+
 def _url_prefix(name: str, value: Any) -> None:
     if not isinstance(value, str) or (value and not value.startswith("/")):
         raise ValueError(f"{name} must be empty or start with '/', got {value!r}")
@@ -216,6 +248,16 @@ def _parse_seconds(text: str) -> float:
 
 def _parse_optional_int(text: str) -> int | None:
     return _parse_int(text) if text.strip() else None
+
+
+def octal_mode(text: str) -> int | None:
+    """An octal file mode ("0660", "660", "0o660"); None for an empty text."""
+    word = text.strip().lower().removeprefix("0o")
+    return int(word, 8) if word else None
+
+
+def _parse_descriptors(text: str) -> tuple[int, ...]:
+    return tuple(_parse_int(part) for part in text.replace(",", " ").split())
 
 
 def _parse_optional_text(text: str) -> str | None:
@@ -355,6 +397,14 @@ def _enum(
     )
 
 
+def _globs(name: str, help: str, metavar: str, flag: str) -> Option:
+    """A repeatable ProcessConfig option of --reload holding paths or globs (a tuple)."""
+    return Option(
+        name, "process", (), _parse_paths, f"a list separated by {os.pathsep!r}", _paths, help,
+        "processes", metavar=metavar, cli="append", flag=flag,
+    )  # fmt: skip
+
+
 def _flag(
     name: str,
     section: Literal["server", "process"],
@@ -385,6 +435,17 @@ OPTIONS: tuple[Option, ...] = (
              maximum=65535, metavar="PORT"), fallback_env="PORT"),
     _str("uds", "server", None, "listen on this UNIX socket instead of TCP", "server",
          what="a non-empty path", expected="a path", metavar="PATH"),
+    Option("uds_mode", "server", None, octal_mode, "an octal mode", _file_mode,
+           "permissions of the --uds socket file, octal (e.g. 0660: owner and group may "
+           "connect), set before it listens; unset: the umask decides", "server",
+           cli_type=octal_mode, metavar="MODE"),
+    _str("uds_group", "server", None, "group owning the --uds socket file (name or number), "
+         "set before it listens", "server", what="a group", expected="a group",
+         metavar="GROUP", check=_group),
+    Option("fds", "server", (), _parse_descriptors, "file descriptor numbers separated by "
+           "spaces or commas", _descriptors, "serve this inherited listening socket instead "
+           "of binding (repeatable); systemd socket activation (LISTEN_FDS) does this by "
+           "itself", "server", cli_type=int, metavar="N", cli="append", flag="--fd"),
     _int("backlog", "server", 1024, "listen backlog", "server", minimum=1),
     _enum("backend", "server", "auto", BACKENDS, "I/O backend; auto tries io_uring, then epoll "
           "when the kernel or seccomp refuses it (the startup log says which and why)", "server",
@@ -427,7 +488,8 @@ OPTIONS: tuple[Option, ...] = (
           "header are closed", "engine"),
     # -- ProcessConfig: how processes are run -----------------------------------------------------
     dataclasses.replace(
-        _int("workers", "process", 1, "worker processes; 1 serves in this process, 0 one per CPU",
+        _int("workers", "process", 1, "worker processes; 1 serves in this process, 0 one per "
+         "CPU (the smaller of the CPU affinity and the cgroup CPU quota, rounded up)",
          "processes", minimum=0), fallback_env="WEB_CONCURRENCY"),
     _enum("start_method", "process", "auto", START_METHODS,
           "how workers start; auto forks a single-threaded supervisor", "processes",
@@ -499,6 +561,16 @@ OPTIONS: tuple[Option, ...] = (
     _str("log_config", "process", None, "a logging dictConfig JSON file applied after the "
          "default set-up", "worker", what="a non-empty path", expected="a path",
          metavar="PATH"),
+    # -- development: --reload (theframework.process.reloader) -----------------------------------
+    _flag("reload", "process", "development: watch the source files and, on a change, start a "
+          "new worker with the new code and stop the old one once it is ready (one worker; "
+          "needs theframework[reload])", "processes"),
+    _globs("reload_dirs", "directories --reload watches; repeatable (default: --app-dir, else "
+           "the current directory)", "DIR", "--reload-dir"),
+    _globs("reload_includes", "file-name globs --reload watches, besides *.py; repeatable",
+           "GLOB", "--reload-include"),
+    _globs("reload_excludes", "globs --reload ignores (a file or any directory above it), "
+           "besides .git, __pycache__, .venv, *.pyc; repeatable", "GLOB", "--reload-exclude"),
 )  # fmt: skip
 
 _BY_NAME = {entry.name: entry for entry in OPTIONS}
@@ -530,6 +602,9 @@ class ServerConfig:
     host: str = _default("host")
     port: int = _default("port")
     uds: str | None = _default("uds")
+    uds_mode: int | None = _default("uds_mode")
+    uds_group: str | None = _default("uds_group")
+    fds: tuple[int, ...] = _default("fds")
     backlog: int = _default("backlog")
     backend: str = _default("backend")
     max_header_size: int = _default("max_header_size")
@@ -552,7 +627,10 @@ class ServerConfig:
 
     @property
     def bind_description(self) -> str:
-        """The listening address as written in logs: "unix:/path" or "host:port"."""
+        """The listening address as written in logs: "fd:3,4" (inherited sockets),
+        "unix:/path" or "host:port"."""
+        if self.fds:
+            return "fd:" + ",".join(str(fd) for fd in self.fds)
         if self.uds is not None:
             return f"unix:{self.uds}"
         host = self.host.strip("[]")
@@ -597,16 +675,13 @@ class ProcessConfig:
     offload_start_method: str | None = _default("offload_start_method")
     dns_threads: int = _default("dns_threads")
     log_config: str | None = _default("log_config")
+    reload: bool = _default("reload")
+    reload_dirs: tuple[str, ...] = _default("reload_dirs")
+    reload_includes: tuple[str, ...] = _default("reload_includes")
+    reload_excludes: tuple[str, ...] = _default("reload_excludes")
 
     def __post_init__(self) -> None:
         _validate(self, "process")
-
-    @property
-    def worker_count(self) -> int:
-        """``workers``, with 0 resolved to the CPUs this process may run on."""
-        if self.workers:
-            return self.workers
-        return max(1, len(os.sched_getaffinity(0)))
 
     def supervisor_only_options_set(self) -> list[str]:
         """The options only a supervisor reads whose value is not the default: meaningless
@@ -619,8 +694,9 @@ class ProcessConfig:
 
     @property
     def supervised(self) -> bool:
-        """True when a supervisor runs worker processes (``workers`` is not 1)."""
-        return self.workers != 1
+        """True when a supervisor runs worker processes (``workers`` is not 1, or ``reload``:
+        the supervisor replaces its one worker on each change)."""
+        return self.workers != 1 or self.reload
 
 
 def _check_table() -> None:

@@ -2,20 +2,25 @@
 Each chooses between one serving process (``workers`` 1) and the supervisor (any other count).
 
 Single process: logging -> the config file's on_starting hook -> boot sequence
-(theframework.server.boot, with the worker_start hook) -> pid file check -> bind -> serve
-(worker_ready and when_ready once listening; worker_shutdown after the drain) -> pid file
-removed -> on_exit. Supervisor: theframework.process.supervisor, which runs the same boot sequence
-in every worker and the other hooks itself.
+(theframework.server.boot, with the worker_start hook) -> pid file check -> bind (or the
+inherited sockets) -> serve (systemd told READY=1, watchdog pings from the hub; the worker_ready
+and when_ready hooks; worker_shutdown after the drain) -> pid file removed -> on_exit.
+Supervisor: theframework.process.supervisor, which runs the same boot sequence in every worker
+and the other hooks itself. Both take systemd's socket activation ($LISTEN_FDS) first. With
+``--reload`` (command line only) theframework.process.reloader runs the supervisor with one
+worker and a watcher that makes it reload on each change.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
+from . import _core
 from .config import ProcessConfig, ServerConfig
 from .configfile import (
     NO_HOOKS,
@@ -29,7 +34,9 @@ from .configfile import (
 )
 from .process.pidfile import check_pid_file, remove_pid_file, write_pid_file
 from .process.proctitle import set_process_title
+from .process.reloader import reload_problem, run_reloading
 from .process.supervisor import Supervisor, SupervisorError
+from .process.systemd import Activation, take_listen_fds, tell_systemd, watchdog_interval
 from .server.boot import (
     LOGGING_UNTOUCHED,
     Booted,
@@ -41,6 +48,7 @@ from .server.boot import (
 from .server.exitcodes import ExitCode, exit_code_for_os_error
 from .server.logs import configure_logging
 from .server.serve import serve_one_process
+from .server.sockets import InheritedSocketError
 
 __all__ = ["make_config", "run", "run_app", "serve", "serve_wsgi"]
 
@@ -102,36 +110,121 @@ def _refuse_supervisor_options(process: ProcessConfig) -> str | None:
     return f"{flags}: only a supervisor uses these; use --workers 0 or --workers 2 or more"
 
 
-def _serve_booted(
-    booted: Booted,
-    server: ServerConfig,
-    process: ProcessConfig,
-    ready: Callable[[], None] | None,
-    hooks: Hooks = NO_HOOKS,
-) -> None:
-    """Serves what the boot sequence loaded in this process, with the pid file around it."""
-    pid_file = process.pid_file
-    if pid_file is not None:
-        check_pid_file(pid_file)
+def _socket_activation(server: ServerConfig) -> tuple[ServerConfig, Activation]:
+    """``server`` serving the sockets systemd passed ($LISTEN_FDS, consumed here) unless
+    ``--fd`` names its own; and what was passed, to be logged once logging is set up."""
+    activation = take_listen_fds()
+    if server.fds or not activation.sockets:
+        return server, activation
+    return dataclasses.replace(
+        server, fds=tuple(entry.fd for entry in activation.sockets)
+    ), activation
 
-    def on_ready() -> None:
-        if pid_file is not None:
+
+def _log_activation(server: ServerConfig, activation: Activation) -> None:
+    if activation.note is not None:
+        logger.warning("%s", activation.note)
+    if activation.sockets and server.fds != tuple(entry.fd for entry in activation.sockets):
+        logger.warning("socket activation: ignored, --fd %s given", server.bind_description)
+        return
+    for entry in activation.sockets:
+        logger.info("socket activation: fd %d (name %s)", entry.fd, entry.name)
+
+
+class _SingleProcess:
+    """The single process's callbacks around serving: how far it got (a failure before the hub
+    ran is the engine's, between that and ready one of the startup hooks'), the pid file, and
+    what systemd is told (READY=1 and the watchdog, STOPPING=1), and the config file's hooks
+    that run once it serves (worker_ready, when_ready with ``settings``)."""
+
+    def __init__(
+        self,
+        server: ServerConfig,
+        pid_file: str | None,
+        ready: Callable[[], None] | None,
+        hooks: Hooks = NO_HOOKS,
+        settings: HookConfig | None = None,
+    ) -> None:
+        self.server = server
+        self.pid_file = pid_file
+        self.ready = ready
+        self.hooks = hooks
+        self.settings = settings
+        self.hub_started = False
+        self.serving = False
+        # What it listens on ("http://127.0.0.1:8000"), once the sockets are open.
+        self.address = ""
+
+    def on_listening(self, address: str) -> None:
+        self.address = address
+
+    def on_hub_started(self) -> None:
+        self.hub_started = True
+
+    def on_ready(self) -> None:
+        """In the hub, once serving: the pid file, READY=1, the watchdog greenlet, ready()."""
+        self.serving = True
+        if self.pid_file is not None:
             try:
-                write_pid_file(pid_file)
+                write_pid_file(self.pid_file)
             except OSError as error:
                 logger.error("cannot write the pid file: %s", error)
-        hooks.call("worker_ready", SINGLE_PROCESS_WORKER_ID)
-        hooks.call("when_ready", HookConfig(server, process))
-        if ready is not None:
-            ready()
+        tell_systemd(
+            f"READY=1\nMAINPID={os.getpid()}\n"
+            f"STATUS=serving on {self.address} (1 process, no supervisor)"
+        )
+        interval = watchdog_interval()
+        if interval is not None:
+            _core.spawn(_watchdog, interval)
+        self.hooks.call("worker_ready", SINGLE_PROCESS_WORKER_ID)
+        if self.settings is not None:
+            self.hooks.call("when_ready", self.settings)
+        if self.ready is not None:
+            self.ready()
 
+    def on_stopping(self) -> None:
+        logger.info(
+            "stopping: draining for at most %g s (a second SIGINT stops at once)",
+            self.server.graceful_timeout,
+        )
+        tell_systemd("STOPPING=1\nSTATUS=draining")
+
+    @property
+    def startup_hooks_failed(self) -> bool:
+        """A failure now came from the startup hooks (the hub ran, serving had not begun)."""
+        return self.hub_started and not self.serving
+
+
+def _watchdog(interval: float) -> None:
+    """In a hub greenlet: WATCHDOG=1 every ``interval`` s. It runs only while the hub's loop
+    turns (timers fire, greenlets get switched to), which is what proves the process alive."""
+    while True:
+        tell_systemd("WATCHDOG=1")
+        _core.sleep(interval)
+
+
+def _serve_booted(booted: Booted, server: ServerConfig, life: _SingleProcess) -> None:
+    """Serves what the boot sequence loaded in this process, with the pid file around it and
+    systemd told (see _SingleProcess). KeyboardInterrupt when a second SIGINT stopped it before
+    the drain finished."""
+    if life.pid_file is not None:
+        check_pid_file(life.pid_file)
     try:
-        serve_one_process(
-            booted.handler, server, ready=on_ready, access_log=booted.access_log, hooks=hooks
+        stopped_at_once = serve_one_process(
+            booted.handler,
+            server,
+            ready=life.on_ready,
+            hub_started=life.on_hub_started,
+            access_log=booted.access_log,
+            stopping=life.on_stopping,
+            listening=life.on_listening,
+            hooks=life.hooks,
         )
     finally:
-        if pid_file is not None:
-            remove_pid_file(pid_file)
+        if life.pid_file is not None:
+            remove_pid_file(life.pid_file)
+    if stopped_at_once:
+        raise KeyboardInterrupt
 
 
 def serve(
@@ -148,11 +241,17 @@ def serve(
     ``options`` are ServerConfig or ProcessConfig fields applied over ``config`` / ``process``.
     With ``workers`` 1 (the default) it serves in this process: ``ready()`` is called in the hub
     once the socket listens and the startup hooks ran; raises BootError (the application cannot
-    be loaded), OSError (bind, backend), or what the startup/shutdown hooks raise. Otherwise a
+    be loaded), OSError (bind, backend), InheritedSocketError (``fds`` or $LISTEN_FDS name no
+    listening stream socket), KeyboardInterrupt (a second SIGINT stopped it before the drain
+    finished), or what the startup/shutdown hooks raise. Otherwise a
     supervisor runs the workers: ``ready()`` is called in this process once every worker is
     ready, and a failure raises SupervisorError carrying the exit code.
     """
     server, process = _configs(app, config, process, options)
+    if process.reload:
+        raise ValueError("reload: only the command line watches files (theframework APP --reload)")
+    server, activated = _socket_activation(server)
+    _log_activation(server, activated)
     if process.supervised:
         supervisor = Supervisor(app, server, process, ready=ready)
         code = supervisor.run()
@@ -163,19 +262,22 @@ def serve(
     problem = _refuse_supervisor_options(process)
     if problem is not None:
         raise ValueError(problem)
-    _serve_single(app, server, process, ready, LOGGING_UNTOUCHED)
+    booted, hooks, settings = _boot_single(app, server, process, LOGGING_UNTOUCHED)
+    try:
+        _serve_booted(
+            booted, server, _SingleProcess(server, process.pid_file, ready, hooks, settings)
+        )
+    finally:
+        hooks.call("on_exit", settings)
 
 
-def _serve_single(
-    app: object,
-    server: ServerConfig,
-    process: ProcessConfig,
-    ready: Callable[[], None] | None,
-    log_label: str | None,
-) -> None:
-    """One serving process, with the config file's hooks: logging, on_starting, the boot
-    sequence, serving; on_exit at the end once on_starting succeeded. BootError (a bad config
-    file: exit 2; a raising on_starting or worker_start: exit 3), OSError."""
+def _boot_single(
+    app: object, server: ServerConfig, process: ProcessConfig, log_label: str | None
+) -> tuple[Booted, Hooks, HookConfig]:
+    """The single process's start: logging, the config file's hooks and on_starting, then the
+    rest of the boot sequence (with worker_start). BootError (a bad config file: exit 2; a
+    raising on_starting or worker_start: exit 3). Once on_starting ran, the caller runs on_exit
+    at the end (here when the boot sequence fails)."""
     access_log = set_up_logging(server, process, log_label)
     try:
         hooks = hooks_for(process)
@@ -188,9 +290,10 @@ def _serve_single(
         raise hook_failed(failure) from None
     try:
         booted = boot_application(app, server, process, access_log, hooks=hooks)
-        _serve_booted(booted, server, process, ready, hooks)
-    finally:
+    except BaseException:
         hooks.call("on_exit", settings)
+        raise
+    return booted, hooks, settings
 
 
 def serve_wsgi(
@@ -216,34 +319,89 @@ def _usage_error(message: str) -> int:
     return ExitCode.USAGE
 
 
+def _run_supervised(
+    app: str, server: ServerConfig, process: ProcessConfig, activated: Activation
+) -> int:
+    """The supervisor (with the --reload watcher when asked), after its logging set-up."""
+    try:
+        set_up_logging(server, process, "master")
+    except BootError as error:
+        return _usage_error(error.message)
+    _log_activation(server, activated)
+    if process.reload:
+        return run_reloading(app, server, process)
+    return Supervisor(app, server, process).run()
+
+
 def run(server: ServerConfig, process: ProcessConfig) -> int:
     """The command line's server: runs ``server.app`` to the end; returns the exit status
-    (README has the table). Logging is set up here."""
-    assert server.app is not None
+    (README has the table; the single process exits with the same codes as the supervisor).
+    Logging is set up here."""
+    app = server.app
+    assert app is not None
+    problem = reload_problem(process)
+    if problem is not None:
+        return _usage_error(problem)
+    server, activated = _socket_activation(server)
     if process.supervised:
-        try:
-            set_up_logging(server, process, "master")
-        except BootError as error:
-            return _usage_error(error.message)
-        return Supervisor(server.app, server, process).run()
+        return _run_supervised(app, server, process, activated)
+    return _run_single_process(server, process, activated)
+
+
+def _run_single_process(server: ServerConfig, process: ProcessConfig, activated: Activation) -> int:
     problem = _refuse_supervisor_options(process)
     if problem is not None:
         return _usage_error(problem)
     set_process_title(process.proc_name)
     try:
-        _serve_single(server.app, server, process, None, None)
+        booted, hooks, settings = _boot_single(server.app, server, process, None)
     except BootError as error:
-        if error.traceback:
-            sys.stderr.write(error.traceback)
-        print(f"{PROGRAM}: error: {error.message}", file=sys.stderr)
-        return error.exit_code
+        return _boot_failed(error)
+    except OSError as error:  # out of file descriptors while importing
+        return _os_error(error)
+    _log_activation(server, activated)
+    life = _SingleProcess(server, process.pid_file, None, hooks, settings)
+    try:
+        return _serve_single_process(booted, server, life)
+    finally:
+        hooks.call("on_exit", settings)
+
+
+def _serve_single_process(booted: Booted, server: ServerConfig, life: _SingleProcess) -> int:
+    """Serves the booted application; the exit code."""
+    try:
+        _serve_booted(booted, server, life)
+    except InheritedSocketError as error:
+        return _usage_error(f"cannot serve an inherited socket: {error}")
     except OSError as error:
-        # The same codes as a supervised worker: 42 address in use, 43 permission, 44 no fds.
-        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
-        return exit_code_for_os_error(error)
+        if life.startup_hooks_failed:
+            return _startup_hook_failed()
+        return _os_error(error)
     except KeyboardInterrupt:
-        return 130
+        logger.warning("second SIGINT: stopped at once")
+        return ExitCode.INTERRUPTED
     except Exception:
+        if life.startup_hooks_failed:
+            return _startup_hook_failed()
         logger.exception("server failed")
         return ExitCode.GENERIC
     return ExitCode.OK
+
+
+def _boot_failed(error: BootError) -> int:
+    if error.traceback:
+        sys.stderr.write(error.traceback)
+    print(f"{PROGRAM}: error: {error.message}", file=sys.stderr)
+    return error.exit_code
+
+
+def _os_error(error: OSError) -> int:
+    """The same codes as a supervised worker: 42 address in use, 43 permission, 44 no fds."""
+    print(f"{PROGRAM}: error: {error}", file=sys.stderr)
+    return exit_code_for_os_error(error)
+
+
+def _startup_hook_failed() -> int:
+    """A startup hook raised (the exception being handled): exit 3 with its traceback."""
+    logger.exception("a startup hook failed; not serving")
+    return ExitCode.APP_FAILED

@@ -9,8 +9,10 @@ thread collects its merged stdout/stderr; tests wait on log lines, never on slee
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -34,6 +36,7 @@ class ServerProcess:
         environment: dict[str, str] | None = None,
         command_prefix: Sequence[str] = (),
         preexec_fn: Callable[[], Any] | None = None,
+        pass_fds: Sequence[int] = (),
     ) -> None:
         env = {
             name: value for name, value in os.environ.items() if not name.startswith("THEFRAMEWORK")
@@ -55,6 +58,7 @@ class ServerProcess:
             text=True,
             start_new_session=True,
             preexec_fn=preexec_fn,
+            pass_fds=pass_fds,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -167,3 +171,20 @@ def http_exchange(connection: socket.socket, path: str) -> tuple[int, dict[str, 
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     return int(status_line.split()[1]), headers, body.decode()
+
+
+@functools.cache
+def unprivileged_prefix() -> list[str]:
+    """A command prefix running the server without the rights to bind ports below 1024 or to
+    write into directories it does not own: as nobody (65534) when that user can run this
+    interpreter, else as root without CAP_NET_BIND_SERVICE and CAP_DAC_OVERRIDE (an interpreter
+    under /root, unreadable by nobody)."""
+    if shutil.which("setpriv") is None:
+        raise AssertionError("setpriv (util-linux) is needed to drop privileges for this test")
+    if os.getuid() != 0:
+        return []  # already unprivileged
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    probe = subprocess.run([*as_nobody, sys.executable, "-c", ""], capture_output=True)
+    if probe.returncode == 0:
+        return as_nobody
+    return ["setpriv", "--bounding-set=-net_bind_service,-dac_override,-dac_read_search"]

@@ -1,5 +1,6 @@
 """Answers every request with the pid of the worker that served it; ``/slow?marker=PATH`` creates
-PATH (so the test knows the request is in flight), then sleeps 2 s in the hub before answering."""
+PATH (so the test knows the request is in flight), then sleeps 2 s in the hub before answering;
+``/hold?marker=PATH`` likewise, but sleeps an hour (a request no drain waits out)."""
 
 from __future__ import annotations
 
@@ -42,3 +43,21 @@ def patched(request: Request, response: Response) -> None:
 
     monkey = sys.modules.get("theframework.monkey")
     response.write("yes" if monkey is not None and monkey.is_patched("socket") else "no")
+
+
+@app.get("/hold")
+def hold(request: Request, response: Response) -> None:
+    with open(request.query_params.get("marker") or os.devnull, "w") as stream:
+        stream.write(str(os.getpid()))
+    _core.sleep(3600.0)
+    response.write("held")
+
+
+@app.get("/dotenv")
+def dotenv_presence(request: Request, response: Response) -> None:
+    try:
+        import dotenv  # noqa: F401
+    except ImportError:
+        response.write("hidden")
+    else:
+        response.write("present")

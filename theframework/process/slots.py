@@ -111,6 +111,9 @@ READY_STATES = frozenset({SlotState.READY, SlotState.HUNG, SlotState.HUNG_DUMPED
 HUNG_STATES = frozenset({SlotState.HUNG, SlotState.HUNG_DUMPED, SlotState.HUNG_KILLED})
 # States whose heartbeat is read (a draining worker's hub still beats).
 WATCHED_STATES = frozenset({SlotState.READY, SlotState.RETIRING})
+# States whose worker has its SIGUSR1/SIGUSR2 dump handlers (installed before it reports ready):
+# the supervisor forwards those signals to these only.
+DUMPABLE_STATES = READY_STATES | {SlotState.RETIRING}
 
 
 class Level(enum.Enum):

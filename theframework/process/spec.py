@@ -25,8 +25,9 @@ class WorkerSpec:
     process: ProcessConfig
     # The worker's end of its IPC channel.
     channel: socket.socket
-    # The supervisor's listening UNIX socket; None for TCP (the worker binds its own).
-    listener: socket.socket | None
+    # The listening sockets the supervisor shares with every worker (its UNIX socket, or the
+    # inherited ones); empty for TCP (the worker binds its own).
+    listeners: tuple[socket.socket, ...]
     # (supervisor pid, fd of the shared heartbeat memory in the supervisor, cell index), or None.
     heartbeat: tuple[int, int, int] | None = None
 

@@ -16,7 +16,14 @@ mapped here); a worker whose heartbeat stalls for --worker-timeout is made to lo
 (SIGUSR1, then SIGUSR2 for faulthandler) and is killed and respawned. Rolling replacements
 (a worker's Recycle request, SIGHUP reload) run one at a time: the successor starts in the same
 slot, and only once it is ready is the old worker told to Drain. SIGTTIN / SIGTTOU add / remove
-a slot. Workers' Stats feed ``metrics.Metrics``, served on --metrics-port.
+a slot. SIGUSR1 / SIGUSR2 log the supervisor's state and are forwarded to every worker (which
+logs its greenlets' tracebacks / a faulthandler dump). Workers' Stats feed ``metrics.Metrics``,
+served on --metrics-port.
+
+systemd (``systemd``): READY=1 once every worker is ready, RELOADING=1 / READY=1 around a reload,
+STATUS= with the worker count, STOPPING=1; WATCHDOG=1 from this loop only while every worker's
+heartbeat is younger than $WATCHDOG_USEC (plus the heartbeat's own period). Inherited sockets
+(``--fd``, socket activation) are shared by all workers, as the UNIX socket is.
 """
 
 from __future__ import annotations
@@ -48,9 +55,17 @@ from ..configfile import (
     hooks_for,
     reload_config_file,
 )
+from ..server.envfile import env_files_problem
 from ..server.exitcodes import ExitCode, exit_code_for_os_error
-from ..server.sockets import bind_socket, listener_url, remove_own_socket_file
+from ..server.sockets import (
+    InheritedSocketError,
+    adopt_socket,
+    bind_socket,
+    listener_url,
+    remove_own_socket_file,
+)
 from . import heartbeat, ipc, slots
+from .cpus import available_cpus
 from .metrics import Metrics, MetricsServer
 from .pidfile import check_pid_file, remove_pid_file, write_pid_file
 from .proctitle import set_process_title, short_title
@@ -71,7 +86,7 @@ from .slots import (
     Step,
 )
 from .spec import WorkerSpec, run_worker
-from .systemd import notify_systemd
+from .systemd import reloading_message, stale_heartbeat, tell_systemd, watchdog_interval
 
 __all__ = [
     "CRASH_LIMIT",
@@ -212,9 +227,9 @@ class _Slot:
 
 
 class Supervisor:
-    """Runs ``process.worker_count`` workers serving ``app`` with ``server`` until SIGTERM or
-    SIGINT, or until no worker can run. ``ready()`` is called (in this process) once every
-    worker is ready for the first time."""
+    """Runs ``process.workers`` workers (0: ``available_cpus()``) serving ``app`` with ``server``
+    until SIGTERM or SIGINT, or until no worker can run. ``ready()`` is called (in this process)
+    once every worker is ready for the first time."""
 
     def __init__(
         self,
@@ -228,11 +243,15 @@ class Supervisor:
         self.server = server
         self.process = process
         self.on_ready = ready
-        self.slots = [_Slot(worker_id) for worker_id in range(1, process.worker_count + 1)]
+        count = process.workers or available_cpus()
+        self.slots = [_Slot(worker_id) for worker_id in range(1, count + 1)]
         self.selector: selectors.BaseSelector | None = None
         self.wakeup: tuple[int, int] | None = None
         self.received_signals: list[int] = []
-        self.listener: socket.socket | None = None  # the UNIX socket all workers accept on
+        # The sockets all workers accept on: the UNIX socket this process bound (its inode in
+        # listener_inode), or the inherited ones (--fd, socket activation). Empty for TCP.
+        self.listeners: list[socket.socket] = []
+        self.listener_inode: int | None = None
         self.port_reservation: socket.socket | None = None  # holds port 0's choice
         self.address = server.bind_description
         self.context: Any = None
@@ -257,6 +276,9 @@ class Supervisor:
         self.next_heartbeat_check: float | None = None
         self.metrics = Metrics()
         self.metrics_server: MetricsServer | None = None
+        # systemd's watchdog: seconds between pings (None: not asked for) and the next one.
+        self.watchdog_interval = watchdog_interval()
+        self.next_watchdog: float | None = None
         # The config file's hooks; on_exit runs once on_starting did.
         self.hooks = NO_HOOKS
         self.hooks_started = False
@@ -323,10 +345,10 @@ class Supervisor:
         except SupervisorError as error:
             self._error("%s", error)
             return error.exit_code
-        for path in self.process.env_files:
-            if not os.access(path, os.R_OK):
-                self._error("cannot read the environment file %r", path)
-                return ExitCode.USAGE
+        problem = env_files_problem(self.process.env_files)
+        if problem is not None:
+            self._error("%s", problem)
+            return ExitCode.USAGE
         code = self._start_hooks()
         if code is not None:
             return code
@@ -381,15 +403,22 @@ class Supervisor:
         return None
 
     def _open_listener(self) -> int | None:
-        """Binds the UNIX socket (shared by all workers) or reserves port 0's choice. An exit
-        code when that fails."""
+        """Adopts the inherited sockets or binds the UNIX socket (shared by all workers), or
+        reserves port 0's choice. An exit code when that fails."""
         try:
-            if self.server.uds is not None:
-                self.listener = bind_socket(self.server)
+            if self.server.fds:
+                for descriptor in self.server.fds:
+                    self.listeners.append(adopt_socket(descriptor))
+                self.address = ", ".join(listener_url(listener) for listener in self.listeners)
+            elif self.server.uds is not None:
+                self.listeners.append(bind_socket(self.server))
                 self.listener_inode = os.stat(self.server.uds).st_ino
-                self.address = listener_url(self.listener)
+                self.address = listener_url(self.listeners[0])
             elif self.server.port == 0:
                 self.port_reservation = self._reserve_port()
+        except InheritedSocketError as error:
+            self._error("cannot serve an inherited socket: %s", error)
+            return ExitCode.USAGE
         except OSError as error:
             code = exit_code_for_os_error(error)
             self._log_cannot_start(code, error.strerror or str(error), error.errno)
@@ -479,6 +508,8 @@ class Supervisor:
             deadlines.append(self.kill_deadline)
         if self.next_heartbeat_check is not None:
             deadlines.append(self.next_heartbeat_check)
+        if self.next_watchdog is not None:
+            deadlines.append(self.next_watchdog)
         if self.metrics_server is not None:
             metrics_deadline = self.metrics_server.next_deadline()
             if metrics_deadline is not None:
@@ -513,7 +544,7 @@ class Supervisor:
             server=self.server,
             process=self.process,
             channel=worker_end,
-            listener=self.listener,
+            listeners=tuple(self.listeners),
             heartbeat=heartbeat_cell,
         )
         process = self.context.Process(
@@ -580,6 +611,8 @@ class Supervisor:
         if slot is self.replacement:
             self._replacement_ready(slot)
             return
+        if self.announced:
+            tell_systemd(self._status())
         self._announce_when_ready()
 
     def _announce_when_ready(self) -> None:
@@ -601,10 +634,9 @@ class Supervisor:
                 self.pid_file_written = True
             except OSError as error:
                 logger.error("cannot write the pid file: %s", error)
-        try:
-            notify_systemd(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving on {self.address}")
-        except OSError as error:
-            logger.warning("cannot notify systemd: %s", error)
+        tell_systemd(f"READY=1\nMAINPID={os.getpid()}\n{self._status()}")
+        if self.watchdog_interval is not None:
+            self.next_watchdog = time.monotonic()
         self.hooks.call("when_ready", self._hook_config())
         if self.on_ready is not None:
             try:
@@ -645,6 +677,8 @@ class Supervisor:
         slot.crashes = action.crashes
         for line in action.logs:
             self._log(line)
+        if self.announced and not self.stopping:
+            tell_systemd(self._status())
         kind = action.kind
         if kind is ExitKind.RETIRED:
             self._forget_retired(slot)
@@ -683,6 +717,7 @@ class Supervisor:
         if kind is ExitKind.RELOAD_FAILED:
             self._unqueue_reloads()
             self.reloading = False
+            tell_systemd(f"READY=1\n{self._status()} (the reload failed)")
         self._advance_replacements()
 
     def _stop_slot(self, slot: _Slot, action: ExitAction) -> None:
@@ -726,6 +761,10 @@ class Supervisor:
             self._kill_all("did not stop within the graceful timeout")
         if self.metrics_server is not None:
             self.metrics_server.expire(now)
+        if self.next_watchdog is not None and now >= self.next_watchdog:
+            assert self.watchdog_interval is not None
+            self.next_watchdog = now + self.watchdog_interval
+            self._ping_watchdog()
         if self.next_heartbeat_check is not None and now >= self.next_heartbeat_check:
             self.next_heartbeat_check = now + self._heartbeat_period()
             self._check_heartbeats()
@@ -746,25 +785,50 @@ class Supervisor:
 
     # -- hang detection ----------------------------------------------------------------------
 
-    def _check_heartbeats(self) -> None:
-        """Reads every ready worker's heartbeat; a stalled one is dumped, then killed."""
+    def _heartbeat_ages(self) -> list[tuple[_Slot, float]]:
+        """Each watched worker that has beaten, with the age of its last beat in seconds."""
         memory = self.heartbeat_memory
         if memory is None:
-            return
+            return []
         now_ns = time.monotonic_ns()
-        timeout = self.process.worker_timeout
+        ages = []
         for slot in self._all_slots():
             if slot.process is None or slot.cell is None or slot.state not in slots.WATCHED_STATES:
                 continue
             _iterations, beat_ns = heartbeat.read(memory, slot.cell)
-            if beat_ns == 0:
-                continue
-            age = max(0.0, (now_ns - beat_ns) / 1e9)
+            if beat_ns != 0:
+                ages.append((slot, max(0.0, (now_ns - beat_ns) / 1e9)))
+        return ages
+
+    def _check_heartbeats(self) -> None:
+        """Reads every ready worker's heartbeat; a stalled one is dumped, then killed."""
+        timeout = self.process.worker_timeout
+        for slot, age in self._heartbeat_ages():
             if slot.pid is not None:
                 self.metrics.heartbeat_age[slot.pid] = age
             step = slots.hang_detected(slot.view(), time.monotonic(), age, timeout)
             if step is not None:
                 self._take_step(slot, step)
+
+    # -- systemd -----------------------------------------------------------------------------
+
+    def _status(self) -> str:
+        """systemd's STATUS= line: the address and how many workers are ready."""
+        ready = sum(1 for slot in self.slots if slot.ready)
+        return f"STATUS=serving on {self.address}: {ready} of {len(self.slots)} workers ready"
+
+    def _ping_watchdog(self) -> None:
+        """WATCHDOG=1, unless a worker's heartbeat is stale (systemd then restarts the service,
+        unless the hang detection replaces that worker first)."""
+        assert self.watchdog_interval is not None
+        ages = [(slot.worker_id, slot.pid, age) for slot, age in self._heartbeat_ages()]
+        stale = stale_heartbeat(ages, self.watchdog_interval, self._heartbeat_period())
+        if stale is None:
+            tell_systemd("WATCHDOG=1")
+            return
+        logger.warning(
+            "not pinging systemd's watchdog: worker %d (pid %s) last beat %.1f s ago", *stale
+        )
 
     # -- rolling replacement, reload, scaling ------------------------------------------------
 
@@ -830,6 +894,7 @@ class Supervisor:
         if complete:
             self.reloading = False
             logger.info("reload complete: %d workers", len(self.slots))
+            tell_systemd(f"READY=1\n{self._status()}")
 
     def _replacement_ready(self, successor: _Slot) -> None:
         """The successor is ready: it takes the slot, and the old worker drains."""
@@ -876,10 +941,10 @@ class Supervisor:
         """SIGHUP: replaces every worker, one at a time (new workers import the application
         and read the env files again, the config file's hooks are read again first); a new
         worker that cannot start stops the reload."""
-        for path in self.process.env_files:
-            if not os.access(path, os.R_OK):
-                logger.error("reload refused: cannot read the environment file %r", path)
-                return
+        problem = env_files_problem(self.process.env_files)
+        if problem is not None:
+            logger.error("reload refused: %s", problem)
+            return
         if not self._reload_hooks():
             return
         if not isinstance(self.app, str):
@@ -889,6 +954,7 @@ class Supervisor:
             )
         running = self._running_slots()
         logger.info("SIGHUP received: reloading, replacing %d workers one at a time", len(running))
+        tell_systemd(f"{reloading_message()}\nSTATUS=reloading")
         self.hooks.call("on_reload", self._hook_config())
         self.reloading = True
         self.replace_queue = slots.queue_reload(
@@ -974,6 +1040,9 @@ class Supervisor:
         while self.received_signals:
             signum = self.received_signals.pop(0)
             name = signal.Signals(signum).name
+            if signum in (signal.SIGUSR1, signal.SIGUSR2):
+                self._dump(signum)
+                continue
             if signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
                 if self.stopping:
                     logger.info("%s ignored: stopping", name)
@@ -989,7 +1058,7 @@ class Supervisor:
                 self._begin_shutdown(0)
             elif signum == signal.SIGINT:
                 logger.warning("second SIGINT: killing the workers now")
-                self.exit_code = 130
+                self.exit_code = ExitCode.INTERRUPTED
                 self._kill_all("stopped at once")
 
     def _begin_shutdown(self, code: int) -> None:
@@ -1003,8 +1072,35 @@ class Supervisor:
             if slot.process is not None:
                 _signal_process(slot.process, signal.SIGTERM)
         self.kill_deadline = time.monotonic() + self.server.graceful_timeout + SHUTDOWN_HOOKS_GRACE
-        with contextlib.suppress(OSError):
-            notify_systemd("STOPPING=1")
+        tell_systemd("STOPPING=1\nSTATUS=stopping")
+
+    def _dump(self, signum: int) -> None:
+        """SIGUSR1/SIGUSR2: logs this process's state and forwards the signal to every worker
+        that has its dump handlers (tracebacks of its greenlets / a faulthandler dump; a worker
+        still starting would be killed by it)."""
+        name = signal.Signals(signum).name
+        workers = [
+            f"worker {slot.worker_id} pid {slot.pid} {slot.state.value}"
+            for slot in self._all_slots()
+            if slot.process is not None
+        ]
+        dumpable = sum(
+            1
+            for slot in self._all_slots()
+            if slot.process is not None and slot.state in slots.DUMPABLE_STATES
+        )
+        logger.warning(
+            "%s: supervisor pid %d, %s%s; %s; forwarding to %d workers",
+            name,
+            os.getpid(),
+            "stopping, " if self.stopping else "",
+            f"reloading ({len(self.replace_queue)} queued)" if self.reloading else "serving",
+            ", ".join(workers) or "no worker running",
+            dumpable,
+        )
+        for slot in self._all_slots():
+            if slot.process is not None and slot.state in slots.DUMPABLE_STATES:
+                _signal_process(slot.process, signum)
 
     def _kill_all(self, why: str) -> None:
         for slot in self._all_slots():
@@ -1041,9 +1137,9 @@ class Supervisor:
         self._close_descriptors()
         if self.port_reservation is not None:
             self.port_reservation.close()
-        if self.listener is not None:
-            self.listener.close()
-            assert self.server.uds is not None
+        for listener in self.listeners:
+            listener.close()
+        if self.listener_inode is not None and self.server.uds is not None:
             remove_own_socket_file(self.server.uds, self.listener_inode)
         if self.pid_file_written and self.process.pid_file is not None:
             remove_pid_file(self.process.pid_file)
@@ -1078,6 +1174,8 @@ _HANDLED_SIGNALS = (
     signal.SIGHUP,
     signal.SIGTTIN,
     signal.SIGTTOU,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
 )
 
 _LOG_LEVELS = {

@@ -21,7 +21,6 @@ import ctypes
 import ctypes.util
 import errno
 import faulthandler
-import gc
 import logging
 import mmap
 import os
@@ -38,6 +37,7 @@ from ..configfile import NO_HOOKS, ConfigFileError, Hooks, hooks_for
 from ..server.boot import Booted, BootError, boot
 from ..server.exitcodes import ExitCode, exit_code_for_os_error
 from ..server.serve import serve_listeners
+from ..server.signals import format_greenlet_stacks
 from ..server.sockets import bind_socket, listener_url
 from . import heartbeat, ipc
 from .proctitle import set_process_title, short_title
@@ -145,28 +145,33 @@ def _boot_and_serve(spec: WorkerSpec, worker_label: str) -> int:
         id_filter = _WorkerIdFilter(spec.worker_id)
         for handler in logging.getLogger().handlers:
             handler.addFilter(id_filter)
-    if spec.listener is not None:
-        return _serve(spec, booted, hooks, spec.listener, owns_listener=False)
+    if spec.listeners:
+        return _serve(spec, booted, hooks, list(spec.listeners), owns_listener=False)
     try:
         listener = bind_socket(spec.server, reuse_port=True)
     except OSError as error:
         return _report(spec, exit_code_for_os_error(error), error.strerror or str(error))
-    return _serve(spec, booted, hooks, listener, owns_listener=True)
+    return _serve(spec, booted, hooks, [listener], owns_listener=True)
 
 
 def _serve(
-    spec: WorkerSpec, booted: Booted, hooks: Hooks, listener: socket.socket, *, owns_listener: bool
+    spec: WorkerSpec,
+    booted: Booted,
+    hooks: Hooks,
+    listeners: list[socket.socket],
+    *,
+    owns_listener: bool,
 ) -> int:
-    """Serves until the end; the exit code. ``owns_listener``: a TCP socket of this worker's
-    (closed and left at the end), else the supervisor's shared UNIX socket."""
-    address = listener_url(listener)
+    """Serves until the end; the exit code. ``owns_listener``: one TCP socket of this worker's
+    (closed and left at the end), else the supervisor's shared sockets (UNIX or inherited)."""
+    address = ", ".join(listener_url(listener) for listener in listeners)
     phase = "create the hub"
 
     def hub_started() -> None:
         nonlocal phase
         phase = "run the startup hooks"
 
-    runtime = _Runtime(spec, listener if owns_listener else None)
+    runtime = _Runtime(spec, listeners[0] if owns_listener else None)
 
     def ready() -> None:
         nonlocal phase
@@ -178,7 +183,7 @@ def _serve(
     try:
         serve_listeners(
             booted.handler,
-            [listener],
+            listeners,
             spec.server,
             ready=ready,
             hub_started=hub_started,
@@ -192,7 +197,8 @@ def _serve(
     except Exception as error:
         return _serving_failed(spec, phase, error)
     finally:
-        listener.close()
+        for listener in listeners:
+            listener.close()
     runtime.send_final_stats()
     return ExitCode.OK
 
@@ -232,20 +238,6 @@ def resident_bytes() -> int:
             return int(stream.read().split()[1]) * mmap.PAGESIZE
     except (OSError, ValueError, IndexError):
         return 0
-
-
-def format_greenlet_stacks(current: FrameType | None) -> str:
-    """Every live greenlet's Python stack (and the current one, from ``current``), for the log."""
-    import greenlet
-
-    parts = []
-    if current is not None:
-        parts.append("Running greenlet:\n" + "".join(traceback.format_stack(current)))
-    for candidate in gc.get_objects():
-        if isinstance(candidate, greenlet.greenlet) and candidate.gr_frame is not None:
-            stack = "".join(traceback.format_stack(candidate.gr_frame))
-            parts.append(f"Greenlet {candidate!r}:\n{stack}")
-    return "\n".join(parts) or "(no Python frame)"
 
 
 class _Runtime:
@@ -316,7 +308,7 @@ class _Runtime:
 
     def _dump_tracebacks(self, signum: int, frame: FrameType | None) -> None:
         logger.error(
-            "worker %d (pid %d) is not responding; its tracebacks:\n%s",
+            "worker %d (pid %d): tracebacks of every greenlet (SIGUSR1):\n%s",
             self.spec.worker_id,
             os.getpid(),
             format_greenlet_stacks(frame),

@@ -31,6 +31,8 @@ class ExitCode(enum.IntEnum):
     HUB_MEMORY_ERROR = 50
     HUB_OS_ERROR = 51
     HUB_EXCEPTION = 52
+    # Stopped at once by a second SIGINT (128 + SIGINT, as a shell reports it).
+    INTERRUPTED = 130
 
 
 def exit_code_for_os_error(error: OSError) -> ExitCode:

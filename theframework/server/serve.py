@@ -2,8 +2,9 @@
 
 ``serve_listeners()`` is the whole life of a serving process once its sockets listen:
 hub -> startup hooks -> ready() -> serve until SIGINT/SIGTERM -> drain -> shutdown hooks ->
-the config file's worker_shutdown hook. ``serve_one_process()`` adds binding (and removing a UNIX
-socket file it made) around it.
+the config file's worker_shutdown hook. ``serve_one_process()`` adds binding, or adopting
+inherited sockets (``--fd``, socket activation), the single process's other signals, and removing
+a UNIX socket file it made, around it.
 
 The config file's ``pre_request`` / ``post_request`` hooks cost nothing when absent: only a file
 that defines one gets a wrapper around the handler (pre_request) or an access-log callback
@@ -23,8 +24,8 @@ from ..config import ServerConfig
 from ..configfile import NO_HOOKS, SINGLE_PROCESS_WORKER_ID, Hooks
 from ..wsgi import WSGIAdapter
 from .accesslog import AccessLog
-from .signals import drain_on_signals
-from .sockets import bind_socket, listener_url, remove_own_socket_file
+from .signals import drain_on_signals, single_process_signals
+from .sockets import adopt_socket, bind_socket, listener_url, remove_own_socket_file
 
 __all__ = ["serve_listeners", "serve_one_process", "with_post_request", "with_request_hooks"]
 
@@ -42,9 +43,10 @@ def serve_listeners(
     rebalance_every: int = 0,
     created: Callable[[_core.Hub, _core.HttpServer], None] | None = None,
     owns_listeners: bool = True,
+    stopping: Callable[[], None] | None = None,
     hooks: Hooks = NO_HOOKS,
     worker_id: int = SINGLE_PROCESS_WORKER_ID,
-) -> None:
+) -> bool:
     """Serves ``handler`` (loaded by the boot sequence) on sockets that already listen, in this
     process, until SIGINT/SIGTERM (or ``http_server.shutdown``) and the drain finish. Does not
     close the sockets.
@@ -52,7 +54,12 @@ def serve_listeners(
     ``access_log`` goes to the native server (see theframework.accesslog); every
     ``rebalance_every``-th response closes its connection (workers: clients spread again over the
     SO_REUSEPORT group); ``created(hub, http_server)`` is
-    called once both exist, before the hub runs (a worker sets its heartbeat there).
+    called once both exist, before the hub runs (a worker sets its heartbeat there);
+    ``stopping()`` is called when SIGINT/SIGTERM starts the drain. ``owns_listeners``: the
+    sockets are this process's alone, and are shut down when the drain starts (never inherited
+    or shared sockets: others keep queueing on them).
+
+    Returns True when a second SIGINT stopped the hub before the drain finished.
 
     In the hub: ``hub_started()``, the app's startup hooks, then ``ready()``, then serving; the
     shutdown hooks run after the drain (also when serving fails), but only when the startup hooks
@@ -93,8 +100,12 @@ def serve_listeners(
                 hooks.call("worker_shutdown", worker_id)
 
     with drain_on_signals(
-        http_server, hub, config.graceful_timeout, listeners if owns_listeners else ()
-    ):
+        http_server,
+        hub,
+        config.graceful_timeout,
+        listeners if owns_listeners else (),
+        stopping,
+    ) as drain:
         # "listening on" is the readiness signal: logged only once the SIGINT/SIGTERM handlers
         # are installed, so a signal sent as soon as it appears drains instead of killing.
         if hub.fallback_reason:
@@ -109,6 +120,7 @@ def serve_listeners(
             logger.info("listening on %s (pid %d, backend %s)", urls, os.getpid(), hub.backend)
         hub.run(main)
     logger.info("stopped serving %s", urls)
+    return drain.stopped_at_once
 
 
 def with_request_hooks(handler: Handler, hooks: Hooks) -> Handler:
@@ -153,19 +165,47 @@ def serve_one_process(
     config: ServerConfig,
     *,
     ready: Callable[[], None] | None = None,
+    hub_started: Callable[[], None] | None = None,
     access_log: AccessLog | None = None,
+    stopping: Callable[[], None] | None = None,
+    listening: Callable[[str], None] | None = None,
     hooks: Hooks = NO_HOOKS,
-) -> None:
-    """Binds ``config``'s address and serves ``handler`` on it in this process until
-    SIGINT/SIGTERM and the drain finish (see serve_listeners); the socket is closed, and a UNIX
-    socket file this call made is removed. OSError (bind, backend) propagates."""
-    listener = bind_socket(config)
-    socket_inode = os.stat(config.uds).st_ino if config.uds is not None else None
+) -> bool:
+    """Serves ``handler`` in this process until SIGINT/SIGTERM and the drain finish (see
+    serve_listeners, which gets the other callbacks), on the inherited sockets ``config.fds``
+    (left listening for whoever passed them) or on a socket bound to ``config``'s address
+    (closed at the end; a UNIX socket file it made is removed). ``listening(urls)`` is called
+    with the addresses once the sockets are open. SIGHUP/SIGTTIN/SIGTTOU/SIGUSR1/SIGUSR2 as
+    README's table says (single_process_signals). ``hooks``: the config file's (serve_listeners
+    runs the worker's and the request hooks). OSError (bind, backend) and InheritedSocketError
+    propagate. True when a second SIGINT stopped it at once."""
+    inherited = bool(config.fds)
+    listeners: list[socket.socket] = []
+    socket_inode = None
     try:
-        serve_listeners(
-            handler, [listener], config, ready=ready, access_log=access_log, hooks=hooks
-        )
+        if inherited:
+            for descriptor in config.fds:
+                listeners.append(adopt_socket(descriptor))
+        else:
+            listeners.append(bind_socket(config))
+            if config.uds is not None:
+                socket_inode = os.stat(config.uds).st_ino
+        if listening is not None:
+            listening(", ".join(listener_url(listener) for listener in listeners))
+        with single_process_signals():
+            return serve_listeners(
+                handler,
+                listeners,
+                config,
+                ready=ready,
+                hub_started=hub_started,
+                access_log=access_log,
+                owns_listeners=not inherited,
+                stopping=stopping,
+                hooks=hooks,
+            )
     finally:
-        listener.close()
-        if config.uds is not None:
+        for listener in listeners:
+            listener.close()
+        if socket_inode is not None and config.uds is not None:
             remove_own_socket_file(config.uds, socket_inode)

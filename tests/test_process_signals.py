@@ -1,0 +1,152 @@
+"""README's signal and exit-code tables, held in both modes: the single process (``--workers 1``,
+no supervisor) and the supervisor. Each signal is sent to each mode, which logs what it did and
+still serves afterwards; the single process exits with README's codes end to end. Real server
+processes on loopback (tests/prefork_apps/harness.py)."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from prefork_apps.harness import ServerProcess, http_get, unprivileged_prefix
+
+from theframework.server.exitcodes import ExitCode
+
+pytestmark = pytest.mark.timeout(120)
+
+APP = "prefork_apps.pid_app:app"
+_LISTENING = r"listening on http://127\.0\.0\.1:(\d+) \(pid (\d+)"
+
+
+def _single_process_port(server: ServerProcess) -> int:
+    return int(server.wait_for_line(_LISTENING).group(1))
+
+
+def _serves(port: int) -> None:
+    status, _, body = http_get(port)
+    assert status == 200 and body.isdigit(), (status, body)
+
+
+def _send_and_wait(server: ServerProcess, signum: int, pattern: str) -> None:
+    """Sends ``signum`` and waits for ``pattern`` in the lines logged after it."""
+    start = len(server.lines)
+    server.send_signal(signum)
+    server.wait_for_line(pattern, start=start)
+
+
+def test_single_process_keeps_the_signal_table() -> None:
+    with ServerProcess(APP, "--workers", "1", "--port", "0") as server:
+        port = _single_process_port(server)
+        for signum, pattern in (
+            (signal.SIGHUP, r"SIGHUP ignored: reloading needs a supervisor: run with --workers 2"),
+            (signal.SIGTTIN, r"SIGTTIN ignored: adding workers needs a supervisor"),
+            (signal.SIGTTOU, r"SIGTTOU ignored: removing workers needs a supervisor"),
+            # The hub's greenlet (serving) is among the stacks.
+            (signal.SIGUSR1, r"SIGUSR1: tracebacks of every greenlet \(pid \d+\)"),
+            # faulthandler's dump of the (only) thread, on stderr.
+            (signal.SIGUSR2, r"Current thread 0x[0-9a-f]+ \(most recent call first\)"),
+        ):
+            _send_and_wait(server, signum, pattern)
+            _serves(port)
+            assert server.process.poll() is None
+        assert "http_server.serve()" in server.output  # the SIGUSR1 dump shows the hub's stack
+        server.send_signal(signal.SIGTERM)
+        assert server.wait() == 0
+
+
+def test_supervisor_keeps_the_signal_table() -> None:
+    with ServerProcess(APP, "--workers", "2", "--port", "0") as server:
+        port = server.port()
+        pids = set(server.worker_pids().values())
+        # SIGUSR1/SIGUSR2: the supervisor logs its state and forwards; every worker dumps.
+        start = len(server.lines)
+        server.send_signal(signal.SIGUSR1)
+        state = server.wait_for_line(r"SIGUSR1: supervisor pid (\d+), serving; (.*); forwarding")
+        assert int(state.group(1)) == server.pid
+        for pid in pids:
+            assert f"pid {pid} ready" in state.group(2)
+            server.wait_for_line(
+                rf"\(pid {pid}\): tracebacks of every greenlet \(SIGUSR1\)", start=start
+            )
+        _serves(port)
+        start = len(server.lines)
+        server.send_signal(signal.SIGUSR2)
+        server.wait_for_line(r"SIGUSR2: supervisor pid \d+, serving; .*forwarding to 2 workers")
+        # One faulthandler dump per worker (both write to the same stderr: their lines may mix).
+        dumps = 0
+        while dumps < len(pids):
+            line = server.wait_for_line(r"Current thread 0x", start=start).string
+            dumps += line.count("Current thread 0x")
+            start = server.lines.index(line, start) + 1
+        _serves(port)
+        assert set(server.worker_pids().values()) == pids  # nobody died of it
+        _send_and_wait(server, signal.SIGTTIN, r"adding worker 3 \(3 workers\)")
+        server.wait_for_line(r"worker 3 ready")
+        _send_and_wait(server, signal.SIGTTOU, r"removing worker 3 \(2 workers\)")
+        _send_and_wait(server, signal.SIGHUP, r"reload complete: 2 workers")
+        _serves(port)
+        assert server.process.poll() is None
+        server.send_signal(signal.SIGTERM)
+        assert server.wait() == 0
+
+
+# -- the single process's exit codes ------------------------------------------------------------
+
+
+def test_single_process_startup_hook_failure_exits_3_with_its_traceback() -> None:
+    with ServerProcess("prefork_apps.startup_fails:app", "--workers", "1", "--port", "0") as server:
+        assert server.wait() == ExitCode.APP_FAILED == 3
+        output = server.output
+    assert "a startup hook failed; not serving" in output
+    assert output.count("ConnectionError: database unreachable in startup hook") == 1
+
+
+def test_single_process_held_port_exits_42() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with ServerProcess(APP, "--workers", "1", "--port", str(port)) as server:
+            assert server.wait() == ExitCode.ADDRESS_IN_USE == 42
+            output = server.output
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in output
+    assert "Traceback" not in output
+
+
+def test_single_process_privileged_port_exits_43() -> None:
+    with ServerProcess(
+        APP, "--workers", "1", "--port", "1", command_prefix=unprivileged_prefix()
+    ) as server:
+        assert server.wait() == ExitCode.PERMISSION_DENIED == 43
+        output = server.output
+    assert "cannot listen on 127.0.0.1:1: Permission denied" in output
+    assert "Traceback" not in output
+
+
+def test_single_process_out_of_file_descriptors_exits_44() -> None:
+    # The application lowers the open-files limit to what the process holds: binding hits EMFILE.
+    with ServerProcess("prefork_apps.fd_limited:app", "--workers", "1", "--port", "0") as server:
+        assert server.wait() == ExitCode.TOO_MANY_FILES == 44
+        output = server.output
+    assert "Too many open files" in output
+    assert "Traceback" not in output
+
+
+def test_single_process_second_sigint_exits_130(tmp_path: Path) -> None:
+    marker = tmp_path / "held"
+    with ServerProcess(
+        APP, "--workers", "1", "--port", "0", "--graceful-timeout", "60"
+    ) as server:  # fmt: skip
+        port = _single_process_port(server)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+            connection.sendall(f"GET /hold?marker={marker} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            while not marker.exists():  # the handler runs: the drain has a request to wait for
+                time.sleep(0.01)
+            _send_and_wait(server, signal.SIGINT, r"stopping: draining for at most 60 s")
+            server.send_signal(signal.SIGINT)
+            assert server.wait(timeout=10) == ExitCode.INTERRUPTED == 130
+    assert re.search(r"second SIGINT: stopped at once", server.output)

@@ -10,7 +10,7 @@ NATIVE_SOURCES := $(shell find src -name '*.cpp' -o -name '*.hpp') CMakeLists.tx
 PYTHON_MODULES := $(shell find theframework -name '*.py')
 PYTEST_ARGS ?=
 
-.PHONY: all build run test cpp-test pytest test-pythons asan lint format fuzz bench clean
+.PHONY: all build run test cpp-test pytest test-pythons wheel test-wheel asan lint format fuzz bench clean
 
 all: build
 
@@ -42,6 +42,17 @@ pytest: build
 # The pre-fork supervisor tests on every CPython >= 3.10 the machine has (one venv each).
 test-pythons: $(VENV)/.deps
 	scripts/test_all_pythons.sh -q
+
+# Release wheels for every CPython >= 3.10 on the machine, repaired by auditwheel into
+# manylinux_*_x86_64 wheels in dist/ (scripts/build_wheels.sh prints each one's `auditwheel show`),
+# and the source distribution beside them.
+wheel: $(VENV)/.deps
+	scripts/build_wheels.sh --sdist dist
+
+# The running interpreter's wheel installed where nothing can be compiled and serving hello world,
+# and the source build's messages for what a machine lacks (both are part of `make pytest` too).
+test-wheel: $(VENV)/.deps
+	$(PY) -m pytest -p no:cacheprovider tests/test_wheel.py tests/test_source_build.py $(PYTEST_ARGS)
 
 # The pytest suite against a build of the extension with AddressSanitizer and UBSan. Python itself
 # is not instrumented, so libasan is preloaded; leak detection is off (CPython keeps objects alive

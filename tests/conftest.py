@@ -6,6 +6,7 @@ Engine fixtures:
 - ``hub``: a fresh ``_core.Hub(backend)``. After a test that used it (and passed), the hub must have
   nothing pending, and the process must hold no more file descriptors than before the test.
 - ``check_fds`` marker: the same fd-leak check for a test that does not use ``hub``.
+- ``postgres``: a PostgreSQL server for the session (tests/postgres_server.py).
 
 HTTP server fixtures live in their own section at the end of this file.
 """
@@ -19,6 +20,7 @@ from collections.abc import Generator, Iterator
 
 import pytest
 from helpers import open_fds
+from postgres_server import PostgresServer
 
 from theframework import _core
 
@@ -111,6 +113,17 @@ def hub(backend: str, request: pytest.FixtureRequest) -> Iterator[_core.Hub]:
         assert not instance.running, "the hub is still running after the test"
         assert instance.pending == 0, f"{instance.pending} operations still pending in the hub"
     del instance
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server (Debian's packages, a fresh cluster in a temporary directory, a free
+    port on 127.0.0.1) for the whole session; stopped and deleted at the end."""
+    server = PostgresServer()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# The one place the version is written: the build reads it from here (pyproject.toml,
+# [tool.scikit-build.metadata.version]); `theframework --version` prints it.
 __version__ = "0.1.0"
 
 # Public name -> the module that defines it.

@@ -1,6 +1,8 @@
 """Cooperative standard library: ``patch_all()`` makes blocking calls of the standard library
 (and of the libraries built on it: requests, urllib3, redis-py, database drivers written on the
-socket module) suspend only the calling greenlet instead of the whole worker.
+socket module) suspend only the calling greenlet instead of the whole worker; so do the
+PostgreSQL drivers built on libpq (``patch_psycopg``), and Django's database connections become
+per greenlet.
 
 Call it before importing third-party modules (``theframework --patch-all`` does it in every
 worker). Patching is process-wide and cannot be undone; patching twice is harmless. Outside a
@@ -18,11 +20,21 @@ import subprocess as _subprocess_module
 import threading
 import time as _time_module
 
-from . import _originals, dns, green_select, green_socket, green_ssl, green_subprocess, green_time
+from . import (
+    _originals,
+    dns,
+    green_django,
+    green_psycopg,
+    green_select,
+    green_socket,
+    green_ssl,
+    green_subprocess,
+    green_time,
+)
 
-__all__ = ["MODULES", "is_patched", "patch_all"]
+__all__ = ["MODULES", "is_patched", "patch_all", "patch_psycopg"]
 
-MODULES = ("socket", "dns", "time", "select", "ssl", "subprocess")
+MODULES = ("socket", "dns", "time", "select", "ssl", "subprocess", "psycopg", "django")
 """The names ``patch_all`` switches and ``is_patched`` accepts."""
 
 _patched: set[str] = set()
@@ -89,6 +101,14 @@ def _patch_subprocess() -> None:
     _replace(_subprocess_module, "_PopenSelector", green_select.GreenPollSelector)
 
 
+def _patch_psycopg() -> None:
+    green_psycopg.patch_psycopg()
+
+
+def _patch_django() -> None:
+    green_django.patch_django()
+
+
 _PATCHERS = {
     "socket": _patch_socket,
     "dns": _patch_dns,
@@ -96,6 +116,8 @@ _PATCHERS = {
     "select": _patch_select,
     "ssl": _patch_ssl,
     "subprocess": _patch_subprocess,
+    "psycopg": _patch_psycopg,
+    "django": _patch_django,
 }
 
 
@@ -107,9 +129,13 @@ def patch_all(
     select: bool = True,
     ssl: bool = True,
     subprocess: bool = True,
+    psycopg: bool = True,
+    django: bool = True,
 ) -> None:
     """Patches the chosen standard library modules (all by default) so that their blocking calls
-    wait on the hub. Modules already patched are left alone."""
+    wait on the hub, the PostgreSQL drivers likewise (``psycopg``: see patch_psycopg) and
+    Django's database connections per greenlet (``django``); libraries not imported yet are
+    patched when they are. What is already patched is left alone."""
     wanted = {
         "socket": socket,
         "dns": dns,
@@ -117,12 +143,27 @@ def patch_all(
         "select": select,
         "ssl": ssl,
         "subprocess": subprocess,
+        "psycopg": psycopg,
+        "django": django,
     }
     with _lock:
         for name in MODULES:
             if wanted[name] and name not in _patched:
                 _PATCHERS[name]()
                 _patched.add(name)
+
+
+def patch_psycopg() -> None:
+    """Makes the installed PostgreSQL drivers wait on the hub for libpq's socket: psycopg 3 (C
+    and pure-Python implementations; connect, execute, fetch, COPY, notifies, server-side
+    cursors, pipelines), psycopg_pool's waiting clients and psycopg2 (its wait callback). A
+    query whose greenlet is interrupted is cancelled on the server. Outside a hub the drivers
+    behave unchanged. Drivers already imported are patched at once, the others when they are
+    imported; patching twice is harmless."""
+    with _lock:
+        if "psycopg" not in _patched:
+            _patch_psycopg()
+            _patched.add("psycopg")
 
 
 def is_patched(name: str) -> bool:

@@ -1,0 +1,1 @@
+"""Applications of the PostgreSQL tests (tests/test_monkey_postgres.py)."""

@@ -5,14 +5,18 @@
 #   URING_INCLUDE_DIR   the directory holding liburing.h
 #   URING_LIBRARY       liburing.a when it exists (Debian/Ubuntu's liburing-dev ships it, and the
 #                       wheels are built so: nothing to install at run time), else the shared one
+#   ZLIB_INCLUDE_DIR    the directory holding zlib.h
+#   ZLIB_LIBRARY        the shared zlib (permessage-deflate; Debian's libz.a is not
+#                       position-independent, and libz.so.1 is on the manylinux policy's list)
 #
-# The three requirements:
+# The requirements:
 #   - Linux: the engine is io_uring with an epoll fallback, both Linux interfaces.
 #   - A C++20 compiler: the sources use std::span, designated initializers and
 #     std::string_view::starts_with (GCC 10 or later, Clang 12 or later with libstdc++ 10 or later).
 #   - liburing >= 2.3: 2.3 is the first release with io_uring_submit_and_get_events() and
 #     io_uring_get_events(), with which the io_uring backend submits and flushes deferred
 #     completions (IORING_SETUP_DEFER_TASKRUN) without blocking.
+#   - zlib's headers: WebSocket permessage-deflate (RFC 7692).
 
 set(TF_LIBURING_MINIMUM "2.3")
 set(TF_LIBURING_PACKAGES
@@ -103,6 +107,14 @@ if(NOT TF_HAVE_LIBURING_MINIMUM)
     "the liburing found (${URING_INCLUDE_DIR}/liburing.h, ${URING_LIBRARY}) is older than \
 ${TF_LIBURING_MINIMUM}, the first release with io_uring_submit_and_get_events() and \
 io_uring_get_events(). ${TF_LIBURING_PACKAGES}.")
+endif()
+
+find_path(ZLIB_INCLUDE_DIR zlib.h)
+find_library(ZLIB_LIBRARY NAMES z)
+if(NOT ZLIB_INCLUDE_DIR OR NOT ZLIB_LIBRARY)
+  tf_requirement_missing(
+    "it needs zlib's header zlib.h and its library (WebSocket permessage-deflate), and they were \
+not found. Debian/Ubuntu: apt-get install zlib1g-dev; Fedora: dnf install zlib-devel.")
 endif()
 message(STATUS "theframework: liburing ${URING_LIBRARY}, C++ compiler ${CMAKE_CXX_COMPILER_ID} \
 ${CMAKE_CXX_COMPILER_VERSION}")

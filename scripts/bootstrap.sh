@@ -8,8 +8,8 @@ set -euo pipefail
 python="${1:-python3}"
 venv="${2:-.venv}"
 
-apt_packages=(liburing-dev libgtest-dev clang clang-format libclang-rt-14-dev redis-server wrk haproxy
-  nginx libnginx-mod-stream postgresql)
+apt_packages=(liburing-dev zlib1g-dev libgtest-dev clang clang-format libclang-rt-14-dev redis-server wrk haproxy
+  nginx libnginx-mod-stream postgresql systemd)
 missing=()
 for package in "${apt_packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

@@ -114,6 +114,7 @@ def test_every_option_reaches_its_field_from_the_command_line_and_the_environmen
         "start_method": ("spawn", "spawn"),
         "proc_name": ("named", "named"),
         "env_files": ("a.env", ("a.env",)),
+        "config_file": ("/srv/theframework.conf.py", "/srv/theframework.conf.py"),
         "pid_file": ("/tmp/x.pid", "/tmp/x.pid"),
         "patch_all": ("1", True),
         "factory": ("1", True),

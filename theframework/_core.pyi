@@ -329,8 +329,9 @@ class HttpServer:
         connections_peak (the most open at once: at most max_connections while serving; a drain
         also takes what was queued), connections_active, requests, requests_in_flight,
         responses ({"1xx".."5xx": n}), bytes_in, bytes_out, duration_buckets ([(upper bound s,
-        cumulative count)], last +Inf), duration_sum (seconds), websockets ({"open": n, "messages_in": n, "messages_out": n,
-        "closes": {close code: n}}; 1006 counts sessions that ended without a close frame)."""
+        cumulative count)], last +Inf), duration_sum (seconds), websockets ({"open": n,
+        "messages_in": n, "messages_out": n, "closes": {close code: n}}; 1006 counts sessions
+        that ended without a close frame)."""
     @property
     def connections(self) -> int: ...
     @property

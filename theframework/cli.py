@@ -1,8 +1,10 @@
 """Command line: ``theframework APP [options]`` / ``python -m theframework APP [options]``.
 
 The parser is made from the option table (theframework.config.OPTIONS). Each option's value comes
-from the command line, else from THEFRAMEWORK_<OPTION>, else from the default. The exit status is
-``main.run``'s (README has the table); 2 for a usage error found here.
+from the command line, else THEFRAMEWORK_<OPTION>, else the config file (``--config``), else the
+``[tool.theframework]`` table of ./pyproject.toml, else PORT / WEB_CONCURRENCY for those two, else
+the default (theframework.config.layered_config). The
+exit status is ``main.run``'s (README has the table); 2 for a usage error found here.
 """
 
 from __future__ import annotations
@@ -15,10 +17,25 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from . import __version__
-from .config import OPTIONS, Option, ProcessConfig, ServerConfig, config_from_env, env_name
+from .config import (
+    OPTIONS,
+    Option,
+    ProcessConfig,
+    ServerConfig,
+    env_name,
+    layered_config,
+    option,
+)
+from .configfile import ConfigFileError, load_config_file, load_pyproject_options
 from .main import PROGRAM, run
 
-__all__ = ["build_parser", "config_from_arguments", "main", "process_config_from_arguments"]
+__all__ = [
+    "build_parser",
+    "config_from_arguments",
+    "configs_from_arguments",
+    "main",
+    "process_config_from_arguments",
+]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -79,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROGRAM,
         description="Serve a theframework application (or any handler(request, response)).",
         epilog="Every option can also be set with THEFRAMEWORK_<OPTION> "
-        "(e.g. THEFRAMEWORK_MAX_BODY_SIZE=2097152); the command line wins over the environment.",
+        "(e.g. THEFRAMEWORK_MAX_BODY_SIZE=2097152) or in a --config file; the command line wins "
+        "over the environment, which wins over the config file.",
     )
     processes = parser.add_argument_group("processes")
     for entry in OPTIONS:
@@ -101,21 +119,53 @@ def _given(arguments: argparse.Namespace, config_type: type[Any]) -> dict[str, A
 
 
 def config_from_arguments(
-    arguments: argparse.Namespace, environ: Mapping[str, str]
+    arguments: argparse.Namespace,
+    environ: Mapping[str, str],
+    file_options: Mapping[str, Any] | None = None,
 ) -> ServerConfig:
-    """Defaults, then the environment, then the command line. ValueError with a clear message."""
-    config = config_from_env(ServerConfig(), environ)
+    """Defaults, PORT, the config file's options, THEFRAMEWORK_*, the command line (highest).
+    ValueError with a clear message."""
     given = _given(arguments, ServerConfig)
-    return dataclasses.replace(config, **given) if given else config
+    return layered_config(ServerConfig, environ, file_options or {}, given)
 
 
 def process_config_from_arguments(
-    arguments: argparse.Namespace, environ: Mapping[str, str]
+    arguments: argparse.Namespace,
+    environ: Mapping[str, str],
+    file_options: Mapping[str, Any] | None = None,
 ) -> ProcessConfig:
-    """ProcessConfig defaults, then the environment, then the command line. ValueError."""
-    config = config_from_env(ProcessConfig(), environ)
+    """ProcessConfig in the same order as ``config_from_arguments``. ValueError."""
     given = _given(arguments, ProcessConfig)
-    return dataclasses.replace(config, **given) if given else config
+    return layered_config(ProcessConfig, environ, file_options or {}, given)
+
+
+def configs_from_arguments(
+    arguments: argparse.Namespace, environ: Mapping[str, str]
+) -> tuple[ServerConfig, ProcessConfig]:
+    """Both records from the parsed command line, ``environ`` and the config file it names
+    (--config, else THEFRAMEWORK_CONFIG), in the order of precedence. ConfigFileError for the
+    file, ValueError for a value."""
+    file_options = _config_file_options(arguments, environ)
+    return (
+        config_from_arguments(arguments, environ, file_options),
+        process_config_from_arguments(arguments, environ, file_options),
+    )
+
+
+def _config_file_options(
+    arguments: argparse.Namespace, environ: Mapping[str, str]
+) -> dict[str, Any]:
+    """The options of the ``[tool.theframework]`` table of ./pyproject.toml, updated with those
+    of the config file named by --config or THEFRAMEWORK_CONFIG (the file wins). The config
+    file's path becomes absolute, winning over the relative one given (workers load its hooks by
+    that path whatever --chdir does). ConfigFileError."""
+    options = load_pyproject_options(os.getcwd())
+    path = arguments.config_file or environ.get(option("config_file").env) or None
+    if path is not None:
+        loaded = load_config_file(path)
+        arguments.config_file = loaded.path
+        options.update(loaded.options)
+    return options
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -127,8 +177,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exit_request.code
         return code if isinstance(code, int) else (0 if code is None else 2)
     try:
-        config = config_from_arguments(arguments, os.environ)
-        process = process_config_from_arguments(arguments, os.environ)
+        config, process = configs_from_arguments(arguments, os.environ)
+    except ConfigFileError as error:
+        if error.traceback:
+            sys.stderr.write(error.traceback)
+        print(f"{PROGRAM}: error: {error.message}", file=sys.stderr)
+        return 2
     except ValueError as error:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)
         return 2

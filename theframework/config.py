@@ -10,9 +10,10 @@ its command-line form, and which part of the server reads it. From that table co
 - the command line (``cli.build_parser``);
 - the options table in README.md (``options_markdown``; a test fails when they disagree).
 
-Precedence, highest first: command line, THEFRAMEWORK_<OPTION>, the conventional variable of a
-few options (PORT for --port, WEB_CONCURRENCY for --workers, as on Heroku and Cloud Run),
-defaults.
+Precedence, highest first (``layered_config``): command line, THEFRAMEWORK_<OPTION>, the
+config file (``--config``, theframework.configfile), the ``[tool.theframework]`` table of
+./pyproject.toml, the conventional variable of a few options (PORT for --port, WEB_CONCURRENCY
+for --workers, as on Heroku and Cloud Run), defaults.
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ __all__ = [
     "Option",
     "ProcessConfig",
     "ServerConfig",
+    "check_value",
     "config_from_env",
     "env_name",
     "env_value",
+    "layered_config",
     "octal_mode",
     "option",
     "options_markdown",
@@ -94,11 +97,13 @@ class Option:
     flag: str | None = None
     # A conventional variable read when THEFRAMEWORK_<NAME> is unset (PORT, WEB_CONCURRENCY).
     fallback_env: str | None = None
+    # The environment variable when it is not THEFRAMEWORK_<NAME> (THEFRAMEWORK_CONFIG).
+    variable: str | None = None
 
     @property
     def env(self) -> str:
-        """The environment variable: THEFRAMEWORK_<NAME>."""
-        return env_name(self.name)
+        """The environment variable: THEFRAMEWORK_<NAME>, unless ``variable`` names another."""
+        return self.variable or env_name(self.name)
 
     @property
     def cli_flag(self) -> str:
@@ -510,6 +515,12 @@ OPTIONS: tuple[Option, ...] = (
            "load KEY=VALUE lines into each worker before the application is imported; "
            "repeatable, later files win, the environment wins over files", "worker",
            metavar="PATH", cli="append", flag="--env-file"),
+    dataclasses.replace(
+        _str("config_file", "process", None, "a Python file of options (module-level names, as "
+             "the long options with underscores) and server hooks; the command line and "
+             "THEFRAMEWORK_* win over it (README: Config file and hooks)", "server",
+             what="a non-empty path", expected="a path", metavar="PATH"),
+        flag="--config", variable=ENV_PREFIX + "CONFIG"),
     _str("chdir", "process", None, "change to this directory before loading the application",
          "server", what="a non-empty path", expected="a path", metavar="DIR"),
     _str("app_dir", "process", None, "look up APP in this directory first (put at the front "
@@ -656,6 +667,7 @@ class ProcessConfig:
     startup_timeout: float = _default("startup_timeout")
     proc_name: str = _default("proc_name")
     env_files: tuple[str, ...] = _default("env_files")
+    config_file: str | None = _default("config_file")
     chdir: str | None = _default("chdir")
     app_dir: str | None = _default("app_dir")
     pid_file: str | None = _default("pid_file")
@@ -721,30 +733,100 @@ def env_name(name: str) -> str:
     return ENV_PREFIX + name.upper()
 
 
-def config_from_env(base: _ConfigT, environ: Mapping[str, str]) -> _ConfigT:
-    """``base`` (a ServerConfig or a ProcessConfig) with every option that has a
-    THEFRAMEWORK_<OPTION> variable in ``environ`` replaced by its converted value. Other
-    THEFRAMEWORK_ variables are ignored (they belong to other parts). A bad value raises
-    ValueError naming the variable."""
-    config = base
-    for field in dataclasses.fields(base):
+def _variable_value(entry: Option, variable: str, text: str) -> Any:
+    """``text`` (the value of ``variable``) converted for ``entry``; ValueError naming the
+    variable."""
+    try:
+        return entry.parse(text)
+    except ValueError:
+        raise ValueError(f"{variable}={text!r} is not {entry.expected}") from None
+
+
+def _replace(config: _ConfigT, name: str, value: Any, source: str) -> _ConfigT:
+    """``config`` with ``name`` set to ``value``; ValueError prefixed with ``source``."""
+    try:
+        return dataclasses.replace(config, **{name: value})
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from None
+
+
+def _apply_environment(
+    config: _ConfigT,
+    environ: Mapping[str, str],
+    *,
+    primary: bool = True,
+    fallbacks: bool = True,
+    skip: Iterable[str] = (),
+) -> _ConfigT:
+    """``config`` with its options' variables from ``environ`` applied: THEFRAMEWORK_<OPTION>
+    (``primary``) and, where that is unset, the conventional one (``fallbacks``: PORT,
+    WEB_CONCURRENCY). Options in ``skip`` are left alone."""
+    skipped = set(skip)
+    for field in dataclasses.fields(config):
         entry = _BY_NAME[field.name]
+        if entry.name in skipped:
+            continue
         variable = entry.env
         text = environ.get(variable)
-        if text is None and entry.fallback_env is not None:
+        if text is None:
+            if not fallbacks or entry.fallback_env is None:
+                continue
             variable = entry.fallback_env
             text = environ.get(variable)
-        if text is None:
+            if text is None:
+                continue
+        elif not primary:
             continue
-        try:
-            value: Any = entry.parse(text)
-        except ValueError:
-            raise ValueError(f"{variable}={text!r} is not {entry.expected}") from None
-        try:
-            config = dataclasses.replace(config, **{field.name: value})
-        except ValueError as error:
-            raise ValueError(f"{variable}={text!r}: {error}") from None
+        config = _replace(
+            config, field.name, _variable_value(entry, variable, text), f"{variable}={text!r}"
+        )
     return config
+
+
+def config_from_env(base: _ConfigT, environ: Mapping[str, str]) -> _ConfigT:
+    """``base`` (a ServerConfig or a ProcessConfig) with every option that has a
+    THEFRAMEWORK_<OPTION> variable in ``environ`` replaced by its converted value (else its
+    conventional variable, PORT or WEB_CONCURRENCY). Other THEFRAMEWORK_ variables are ignored
+    (they belong to other parts). A bad value raises ValueError naming the variable."""
+    return _apply_environment(base, environ)
+
+
+def layered_config(
+    config_type: type[_ConfigT],
+    environ: Mapping[str, str],
+    file_values: Mapping[str, Any],
+    given: Mapping[str, Any],
+    *,
+    source: str = "config file",
+) -> _ConfigT:
+    """A ServerConfig or ProcessConfig built in the order of precedence, lowest first: defaults,
+    the conventional variables (PORT, WEB_CONCURRENCY; not read for an option the file sets),
+    ``file_values`` (the options of the config file over those of pyproject.toml, checked
+    values), THEFRAMEWORK_<OPTION>,
+    ``given`` (the command line). Names of the other section are ignored. ValueError naming the
+    variable, or ``source`` and the option for a file value."""
+    names = {field.name for field in dataclasses.fields(config_type)}
+    from_file = {name: value for name, value in file_values.items() if name in names}
+    config = _apply_environment(config_type(), environ, primary=False, skip=from_file)
+    for name, value in from_file.items():
+        config = _replace(config, name, value, source)
+    config = _apply_environment(config, environ, fallbacks=False)
+    chosen = {name: value for name, value in given.items() if name in names}
+    return dataclasses.replace(config, **chosen) if chosen else config
+
+
+def check_value(name: str, value: Any) -> Any:
+    """A Python value for option ``name`` (from a config file) checked as the command line
+    checks its value, and returned in the option's form: a list becomes a tuple for a
+    repeatable option, a choice is lower-cased as on the command line. KeyError for an unknown
+    option; ValueError naming the option."""
+    entry = _BY_NAME[name]
+    if entry.cli == "append" and isinstance(value, list):
+        value = tuple(value)
+    if entry.choices and isinstance(value, str):
+        value = value.lower()
+    entry.check(name, value)
+    return value
 
 
 def env_value(name: str, environ: Mapping[str, str] | None = None) -> Any:

@@ -1,12 +1,14 @@
 """The entry points: ``serve()`` / ``serve_wsgi()`` for programs, ``run()`` for the command line.
 Each chooses between one serving process (``workers`` 1) and the supervisor (any other count).
 
-Single process: boot sequence (theframework.server.boot) -> pid file check -> bind (or the
-inherited sockets) -> serve (systemd told READY=1, watchdog pings from the hub) -> pid file
-removed. Supervisor: theframework.process.supervisor, which runs the same boot sequence in every
-worker. Both take systemd's socket activation ($LISTEN_FDS) first. With ``--reload`` (command
-line only) theframework.process.reloader runs the supervisor with one worker and a watcher that
-makes it reload on each change.
+Single process: logging -> the config file's on_starting hook -> boot sequence
+(theframework.server.boot, with the worker_start hook) -> pid file check -> bind (or the
+inherited sockets) -> serve (systemd told READY=1, watchdog pings from the hub; the worker_ready
+and when_ready hooks; worker_shutdown after the drain) -> pid file removed -> on_exit.
+Supervisor: theframework.process.supervisor, which runs the same boot sequence in every worker
+and the other hooks itself. Both take systemd's socket activation ($LISTEN_FDS) first. With
+``--reload`` (command line only) theframework.process.reloader runs the supervisor with one
+worker and a watcher that makes it reload on each change.
 """
 
 from __future__ import annotations
@@ -20,12 +22,29 @@ from typing import Any
 
 from . import _core
 from .config import ProcessConfig, ServerConfig
+from .configfile import (
+    NO_HOOKS,
+    SINGLE_PROCESS_WORKER_ID,
+    ConfigFileError,
+    HookConfig,
+    HookFailed,
+    Hooks,
+    hooks_for,
+    load_config_file,
+)
 from .process.pidfile import check_pid_file, remove_pid_file, write_pid_file
 from .process.proctitle import set_process_title
 from .process.reloader import reload_problem, run_reloading
 from .process.supervisor import Supervisor, SupervisorError
 from .process.systemd import Activation, take_listen_fds, tell_systemd, watchdog_interval
-from .server.boot import Booted, BootError, boot, set_up_logging
+from .server.boot import (
+    LOGGING_UNTOUCHED,
+    Booted,
+    BootError,
+    boot_application,
+    hook_failed,
+    set_up_logging,
+)
 from .server.exitcodes import ExitCode, exit_code_for_os_error
 from .server.logs import configure_logging
 from .server.serve import serve_one_process
@@ -63,7 +82,23 @@ def _configs(
         process = dataclasses.replace(process, **process_options)
     if isinstance(app, str) and (config is None or config.app is None) and "app" not in options:
         options["app"] = app
-    return make_config(config, options), process
+    return make_config(config, options), _with_config_file(process)
+
+
+def _with_config_file(process: ProcessConfig) -> ProcessConfig:
+    """``process`` with its config file loaded (its absolute path kept for the workers).
+    Programs pass options as arguments: a file that sets some is refused (ConfigFileError, a
+    ValueError) rather than half applied; its hooks run."""
+    if process.config_file is None:
+        return process
+    loaded = load_config_file(process.config_file)
+    if loaded.options:
+        names = ", ".join(sorted(loaded.options))
+        raise ConfigFileError(
+            f"config file {loaded.path} sets options ({names}): serve() takes options as "
+            "arguments, and reads only the hooks of a config file"
+        )
+    return dataclasses.replace(process, config_file=loaded.path)
 
 
 def _refuse_supervisor_options(process: ProcessConfig) -> str | None:
@@ -99,14 +134,22 @@ def _log_activation(server: ServerConfig, activation: Activation) -> None:
 class _SingleProcess:
     """The single process's callbacks around serving: how far it got (a failure before the hub
     ran is the engine's, between that and ready one of the startup hooks'), the pid file, and
-    what systemd is told (READY=1 and the watchdog, STOPPING=1)."""
+    what systemd is told (READY=1 and the watchdog, STOPPING=1), and the config file's hooks
+    that run once it serves (worker_ready, when_ready with ``settings``)."""
 
     def __init__(
-        self, server: ServerConfig, pid_file: str | None, ready: Callable[[], None] | None
+        self,
+        server: ServerConfig,
+        pid_file: str | None,
+        ready: Callable[[], None] | None,
+        hooks: Hooks = NO_HOOKS,
+        settings: HookConfig | None = None,
     ) -> None:
         self.server = server
         self.pid_file = pid_file
         self.ready = ready
+        self.hooks = hooks
+        self.settings = settings
         self.hub_started = False
         self.serving = False
         # What it listens on ("http://127.0.0.1:8000"), once the sockets are open.
@@ -133,6 +176,9 @@ class _SingleProcess:
         interval = watchdog_interval()
         if interval is not None:
             _core.spawn(_watchdog, interval)
+        self.hooks.call("worker_ready", SINGLE_PROCESS_WORKER_ID)
+        if self.settings is not None:
+            self.hooks.call("when_ready", self.settings)
         if self.ready is not None:
             self.ready()
 
@@ -172,6 +218,7 @@ def _serve_booted(booted: Booted, server: ServerConfig, life: _SingleProcess) ->
             access_log=booted.access_log,
             stopping=life.on_stopping,
             listening=life.on_listening,
+            hooks=life.hooks,
         )
     finally:
         if life.pid_file is not None:
@@ -215,9 +262,38 @@ def serve(
     problem = _refuse_supervisor_options(process)
     if problem is not None:
         raise ValueError(problem)
-    _serve_booted(
-        boot(app, server, process), server, _SingleProcess(server, process.pid_file, ready)
-    )
+    booted, hooks, settings = _boot_single(app, server, process, LOGGING_UNTOUCHED)
+    try:
+        _serve_booted(
+            booted, server, _SingleProcess(server, process.pid_file, ready, hooks, settings)
+        )
+    finally:
+        hooks.call("on_exit", settings)
+
+
+def _boot_single(
+    app: object, server: ServerConfig, process: ProcessConfig, log_label: str | None
+) -> tuple[Booted, Hooks, HookConfig]:
+    """The single process's start: logging, the config file's hooks and on_starting, then the
+    rest of the boot sequence (with worker_start). BootError (a bad config file: exit 2; a
+    raising on_starting or worker_start: exit 3). Once on_starting ran, the caller runs on_exit
+    at the end (here when the boot sequence fails)."""
+    access_log = set_up_logging(server, process, log_label)
+    try:
+        hooks = hooks_for(process)
+    except ConfigFileError as error:
+        raise BootError(ExitCode.USAGE, error.message, error.traceback) from None
+    settings = HookConfig(server, process)
+    try:
+        hooks.call_or_raise("on_starting", settings)
+    except HookFailed as failure:
+        raise hook_failed(failure) from None
+    try:
+        booted = boot_application(app, server, process, access_log, hooks=hooks)
+    except BaseException:
+        hooks.call("on_exit", settings)
+        raise
+    return booted, hooks, settings
 
 
 def serve_wsgi(
@@ -278,13 +354,21 @@ def _run_single_process(server: ServerConfig, process: ProcessConfig, activated:
         return _usage_error(problem)
     set_process_title(process.proc_name)
     try:
-        booted = boot(server.app, server, process, log_label=None)
+        booted, hooks, settings = _boot_single(server.app, server, process, None)
     except BootError as error:
         return _boot_failed(error)
     except OSError as error:  # out of file descriptors while importing
         return _os_error(error)
     _log_activation(server, activated)
-    life = _SingleProcess(server, process.pid_file, None)
+    life = _SingleProcess(server, process.pid_file, None, hooks, settings)
+    try:
+        return _serve_single_process(booted, server, life)
+    finally:
+        hooks.call("on_exit", settings)
+
+
+def _serve_single_process(booted: Booted, server: ServerConfig, life: _SingleProcess) -> int:
+    """Serves the booted application; the exit code."""
     try:
         _serve_booted(booted, server, life)
     except InheritedSocketError as error:

@@ -47,6 +47,14 @@ from types import FrameType
 from typing import Any
 
 from ..config import ProcessConfig, ServerConfig
+from ..configfile import (
+    NO_HOOKS,
+    ConfigFileError,
+    HookConfig,
+    HookFailed,
+    hooks_for,
+    reload_config_file,
+)
 from ..server.envfile import env_files_problem
 from ..server.exitcodes import ExitCode, exit_code_for_os_error
 from ..server.sockets import (
@@ -282,6 +290,9 @@ class Supervisor:
         # systemd's watchdog: seconds between pings (None: not asked for) and the next one.
         self.watchdog_interval = watchdog_interval()
         self.next_watchdog: float | None = None
+        # The config file's hooks; on_exit runs once on_starting did.
+        self.hooks = NO_HOOKS
+        self.hooks_started = False
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -289,6 +300,7 @@ class Supervisor:
         """Supervises until the end; returns the exit code (logging why when it is not 0)."""
         code = self._prepare()
         if code is not None:
+            self._exit_hook()
             return code
         previous_handlers = self._install_signal_handlers()
         try:
@@ -309,7 +321,32 @@ class Supervisor:
         finally:
             self._restore_signal_handlers(previous_handlers)
             self._cleanup()
+            self._exit_hook()
         return self.exit_code
+
+    def _exit_hook(self) -> None:
+        """on_exit, once on_starting ran."""
+        if self.hooks_started:
+            self.hooks.call("on_exit", self._hook_config())
+
+    def _hook_config(self) -> HookConfig:
+        return HookConfig(self.server, self.process)
+
+    def _start_hooks(self) -> int | None:
+        """Loads the config file's hooks and runs on_starting; an exit code when either
+        fails (2: the file; 3: the hook raised)."""
+        try:
+            self.hooks = hooks_for(self.process)
+        except ConfigFileError as error:
+            self._error("%s%s", error.message, f"\n{error.traceback}" if error.traceback else "")
+            return ExitCode.USAGE
+        try:
+            self.hooks.call_or_raise("on_starting", self._hook_config())
+        except HookFailed as failure:
+            self._error("%s; not starting\n%s", failure, failure.traceback.rstrip())
+            return ExitCode.APP_FAILED
+        self.hooks_started = True
+        return None
 
     def _prepare(self) -> int | None:
         """What comes before the loop: the start method, the env files, the pid file, the
@@ -323,6 +360,9 @@ class Supervisor:
         if problem is not None:
             self._error("%s", problem)
             return ExitCode.USAGE
+        code = self._start_hooks()
+        if code is not None:
+            return code
         self.context = multiprocessing.get_context(self.start_method)
         if self.start_method == "forkserver":
             # Preloading __main__ would import the command line's (or the embedding script's)
@@ -590,6 +630,7 @@ class Supervisor:
     def _on_ready(self, slot: _Slot, message: ipc.Ready) -> None:
         slot.enter(slots.became_ready(slot.state, slot.deadline))
         logger.info("worker %d ready (pid %d)", slot.worker_id, message.pid)
+        self.hooks.call("worker_ready", slot.worker_id)
         if message.address.startswith("http"):
             self.address = message.address
         if slot is self.replacement:
@@ -621,6 +662,7 @@ class Supervisor:
         tell_systemd(f"READY=1\nMAINPID={os.getpid()}\n{self._status()}")
         if self.watchdog_interval is not None:
             self.next_watchdog = time.monotonic()
+        self.hooks.call("when_ready", self._hook_config())
         if self.on_ready is not None:
             try:
                 self.on_ready()
@@ -648,6 +690,7 @@ class Supervisor:
             code = self._forkserver_exit(slot, code)
         process.close()
         slot.process = None
+        self.hooks.call("worker_exit", slot.worker_id, code)
         self._after_exit(slot, code)
 
     def _watch_orphaned_worker(self, slot: _Slot) -> bool:
@@ -961,10 +1004,13 @@ class Supervisor:
 
     def _reload(self) -> None:
         """SIGHUP: replaces every worker, one at a time (new workers import the application
-        and read the env files again); a new worker that cannot start stops the reload."""
+        and read the env files again, the config file's hooks are read again first); a new
+        worker that cannot start stops the reload."""
         problem = env_files_problem(self.process.env_files)
         if problem is not None:
             logger.error("reload refused: %s", problem)
+            return
+        if not self._reload_hooks():
             return
         if not isinstance(self.app, str):
             logger.warning(
@@ -974,11 +1020,31 @@ class Supervisor:
         running = self._running_slots()
         logger.info("SIGHUP received: reloading, replacing %d workers one at a time", len(running))
         tell_systemd(f"{reloading_message()}\nSTATUS=reloading")
+        self.hooks.call("on_reload", self._hook_config())
         self.reloading = True
         self.replace_queue = slots.queue_reload(
             self.replace_queue, (slot.worker_id for slot in running)
         )
         self._advance_replacements()
+
+    def _reload_hooks(self) -> bool:
+        """Runs the config file again (its hooks apply from now on; changed options only at
+        the next start). False, with the error logged, when the file no longer loads."""
+        if self.process.config_file is None:
+            return True
+        try:
+            before, after = reload_config_file(self.process.config_file)
+        except ConfigFileError as error:
+            suffix = f"\n{error.traceback}" if error.traceback else ""
+            logger.error("reload refused: %s%s", error.message, suffix)
+            return False
+        if before is not None and before.options != after.options:
+            logger.warning(
+                "reload: the config file's options changed; they apply at the next start "
+                "(its hooks apply now)"
+            )
+        self.hooks = after.hooks
+        return True
 
     def _unqueue_reloads(self) -> None:
         """Drops the replacements a reload queued (a new reload or a failed one replaces them)."""

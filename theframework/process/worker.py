@@ -2,10 +2,10 @@
 forkserver ``WorkerSpec`` is pickled, sockets included).
 
 Order: signals reset -> process title -> the boot sequence (theframework.server.boot: logging,
-env files, patch_all, the application) -> bind (TCP, SO_REUSEPORT) or take the supervisor's UNIX
-listener -> serve (``serve_listeners``), reporting Ready over IPC once listening with the hub
-running and the startup hooks done. Every failure ends the process with an ``ExitCode``, after a
-one-line Failure message to the supervisor.
+env files, patch_all, the config file's worker_start hook, the application) -> bind (TCP,
+SO_REUSEPORT) or take the supervisor's UNIX listener -> serve (``serve_listeners``), reporting
+Ready over IPC once listening with the hub running and the startup hooks done. Every failure
+ends the process with an ``ExitCode``, after a one-line Failure message to the supervisor.
 
 While serving (``_Runtime``): the hub writes a heartbeat into memory shared with the supervisor;
 a monitor greenlet sends Stats every second and asks for a rolling replacement (Recycle) when
@@ -33,6 +33,7 @@ import traceback
 from types import FrameType
 
 from .. import _core
+from ..configfile import NO_HOOKS, ConfigFileError, Hooks, hooks_for
 from ..server.boot import Booted, BootError, boot
 from ..server.exitcodes import ExitCode, exit_code_for_os_error
 from ..server.serve import serve_listeners
@@ -121,14 +122,21 @@ def run(spec: WorkerSpec) -> int:
 
 
 def _boot_and_serve(spec: WorkerSpec, worker_label: str) -> int:
+    hooks = NO_HOOKS
     try:
+        # Forked: the supervisor's loaded file; spawn, forkserver: the file runs again here.
+        hooks = hooks_for(spec.process)
         booted = boot(
             spec.app,
             spec.server,
             spec.process,
             log_label=worker_label,
             multiprocess=spec.process.supervised,
+            hooks=hooks,
+            worker_id=spec.worker_id,
         )
+    except ConfigFileError as error:
+        return _report(spec, ExitCode.USAGE, error.message, formatted=error.traceback)
     except BootError as error:
         # Not logged here: the supervisor logs the Failure once (every worker fails alike).
         return _report(spec, error.exit_code, error.message, formatted=error.traceback)
@@ -138,16 +146,21 @@ def _boot_and_serve(spec: WorkerSpec, worker_label: str) -> int:
         for handler in logging.getLogger().handlers:
             handler.addFilter(id_filter)
     if spec.listeners:
-        return _serve(spec, booted, list(spec.listeners), owns_listener=False)
+        return _serve(spec, booted, hooks, list(spec.listeners), owns_listener=False)
     try:
         listener = bind_socket(spec.server, reuse_port=True)
     except OSError as error:
         return _report(spec, exit_code_for_os_error(error), error.strerror or str(error))
-    return _serve(spec, booted, [listener], owns_listener=True)
+    return _serve(spec, booted, hooks, [listener], owns_listener=True)
 
 
 def _serve(
-    spec: WorkerSpec, booted: Booted, listeners: list[socket.socket], *, owns_listener: bool
+    spec: WorkerSpec,
+    booted: Booted,
+    hooks: Hooks,
+    listeners: list[socket.socket],
+    *,
+    owns_listener: bool,
 ) -> int:
     """Serves until the end; the exit code. ``owns_listener``: one TCP socket of this worker's
     (closed and left at the end), else the supervisor's shared sockets (UNIX or inherited)."""
@@ -178,6 +191,8 @@ def _serve(
             rebalance_every=REBALANCE_EVERY if spec.process.supervised else 0,
             created=runtime.created,
             owns_listeners=owns_listener,
+            hooks=hooks,
+            worker_id=spec.worker_id,
         )
     except Exception as error:
         return _serving_failed(spec, phase, error)

@@ -1,7 +1,9 @@
 """The one boot sequence of a serving process (the single process, or each worker), in order:
 
 logging (``--log-config``) -> access log format -> ``--env-file`` -> ``--patch-all`` -> runtime
-options (offload, DNS pools) -> import and load the application.
+options (offload, DNS pools) -> the config file's ``worker_start`` hook -> import and load the
+application. (``boot_application`` is the sequence after its logging steps: the single process
+runs the ``on_starting`` hook between the two.)
 
 Every failure raises ``BootError(exit_code, message, traceback)``: the caller reports it its own
 way (the command line prints one line, a worker sends it to its supervisor) and exits with the
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 from ..app import Handler
 from ..config import ProcessConfig, ServerConfig, option
+from ..configfile import NO_HOOKS, SINGLE_PROCESS_WORKER_ID, HookFailed, Hooks
 from ..runtime import offload
 from .accesslog import AccessLog, access_logger
 from .envfile import load_env_files
@@ -23,7 +26,15 @@ from .exitcodes import ExitCode
 from .loading import AppLoadError, call_factory, import_from_string, load_app
 from .logs import apply_log_config, configure_logging
 
-__all__ = ["LOGGING_UNTOUCHED", "BootError", "Booted", "boot", "set_up_logging"]
+__all__ = [
+    "LOGGING_UNTOUCHED",
+    "BootError",
+    "Booted",
+    "boot",
+    "boot_application",
+    "hook_failed",
+    "set_up_logging",
+]
 
 
 class BootError(Exception):
@@ -79,13 +90,44 @@ def boot(
     *,
     log_label: str | None = LOGGING_UNTOUCHED,
     multiprocess: bool = False,
+    hooks: Hooks = NO_HOOKS,
+    worker_id: int = SINGLE_PROCESS_WORKER_ID,
 ) -> Booted:
     """Runs the boot sequence for ``app`` (an object or a "module:attribute" string); raises
-    BootError. ``log_label``: see LOGGING_UNTOUCHED. ``multiprocess``: wsgi.multiprocess."""
+    BootError. ``log_label``: see LOGGING_UNTOUCHED. ``multiprocess``: wsgi.multiprocess.
+    ``hooks``' worker_start(``worker_id``) runs just before the application is imported."""
     access_log = set_up_logging(server, process, log_label)
+    return boot_application(
+        app, server, process, access_log, multiprocess=multiprocess, hooks=hooks,
+        worker_id=worker_id,
+    )  # fmt: skip
+
+
+def boot_application(
+    app: object,
+    server: ServerConfig,
+    process: ProcessConfig,
+    access_log: AccessLog | None,
+    *,
+    multiprocess: bool = False,
+    hooks: Hooks = NO_HOOKS,
+    worker_id: int = SINGLE_PROCESS_WORKER_ID,
+) -> Booted:
+    """The boot sequence after ``set_up_logging`` (which made ``access_log``): env files,
+    patch_all, runtime options, the worker_start hook, the application. BootError; a raising
+    worker_start hook is exit 3 with its traceback."""
     _load_environment(process)
     _configure_runtime(process)
+    try:
+        hooks.call_or_raise("worker_start", worker_id)
+    except HookFailed as failure:
+        raise hook_failed(failure) from None
     return Booted(_load_application(app, server, multiprocess), access_log)
+
+
+def hook_failed(failure: HookFailed) -> BootError:
+    """The BootError (exit 3, the hook's traceback) of a hook that stops a start."""
+    return BootError(ExitCode.APP_FAILED, str(failure), failure.traceback)
 
 
 def _load_environment(process: ProcessConfig) -> None:

@@ -1,9 +1,14 @@
 """One serving process: a hub, the native HTTP server over listening sockets, signals, hooks.
 
 ``serve_listeners()`` is the whole life of a serving process once its sockets listen:
-hub -> startup hooks -> ready() -> serve until SIGINT/SIGTERM -> drain -> shutdown hooks.
-``serve_one_process()`` adds binding, or adopting inherited sockets (``--fd``, socket activation),
-the single process's other signals, and removing a UNIX socket file it made, around it.
+hub -> startup hooks -> ready() -> serve until SIGINT/SIGTERM -> drain -> shutdown hooks ->
+the config file's worker_shutdown hook. ``serve_one_process()`` adds binding, or adopting
+inherited sockets (``--fd``, socket activation), the single process's other signals, and removing
+a UNIX socket file it made, around it.
+
+The config file's ``pre_request`` / ``post_request`` hooks cost nothing when absent: only a file
+that defines one gets a wrapper around the handler (pre_request) or an access-log callback
+(post_request, called after the response is sent, with its status and duration).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import Callable, Sequence
 from .. import _core
 from ..app import Framework, Handler
 from ..config import ServerConfig
+from ..configfile import NO_HOOKS, SINGLE_PROCESS_WORKER_ID, Hooks
 from ..wsgi import WSGIAdapter
 from .accesslog import AccessLog
 from .signals import drain_on_signals, single_process_signals
@@ -27,7 +33,7 @@ from .sockets import (
     remove_own_socket_file,
 )
 
-__all__ = ["serve_listeners", "serve_one_process"]
+__all__ = ["serve_listeners", "serve_one_process", "with_post_request", "with_request_hooks"]
 
 logger = logging.getLogger("theframework")
 
@@ -44,6 +50,8 @@ def serve_listeners(
     created: Callable[[_core.Hub, _core.HttpServer], None] | None = None,
     owns_listeners: bool = True,
     stopping: Callable[[], None] | None = None,
+    hooks: Hooks = NO_HOOKS,
+    worker_id: int = SINGLE_PROCESS_WORKER_ID,
 ) -> bool:
     """Serves ``handler`` (loaded by the boot sequence) on sockets that already listen, in this
     process, until SIGINT/SIGTERM (or ``http_server.shutdown``) and the drain finish. Does not
@@ -61,7 +69,9 @@ def serve_listeners(
 
     In the hub: ``hub_started()``, the app's startup hooks, then ``ready()``, then serving; the
     shutdown hooks run after the drain (also when serving fails), but only when the startup hooks
-    succeeded. (A worker tells the phase an exception escaped from by the callbacks it saw.)
+    succeeded, and then ``hooks``' worker_shutdown(``worker_id``). (A worker tells the phase an
+    exception escaped from by the callbacks it saw.) ``hooks``' pre_request and post_request run
+    around every request.
     """
     if isinstance(handler, WSGIAdapter) and listeners:
         handler.set_server_address(listeners[0].getsockname())
@@ -70,9 +80,9 @@ def serve_listeners(
     hub = _core.Hub(config.backend)
     urls = ", ".join(listener_url(listener) for listener in listeners)
     http_server = _core.HttpServer(
-        handler,
+        with_request_hooks(handler, hooks),
         [listener.fileno() for listener in listeners],
-        access_log=access_log,
+        access_log=with_post_request(access_log, hooks),
         rebalance_every=rebalance_every,
         **config.engine_limits(),
     )
@@ -89,8 +99,11 @@ def serve_listeners(
                 ready()
             http_server.serve()
         finally:
-            if framework is not None:
-                framework.shutdown()
+            try:
+                if framework is not None:
+                    framework.shutdown()
+            finally:
+                hooks.call("worker_shutdown", worker_id)
 
     with drain_on_signals(
         http_server,
@@ -122,6 +135,43 @@ def serve_listeners(
     return drain.stopped_at_once
 
 
+def with_request_hooks(handler: Handler, hooks: Hooks) -> Handler:
+    """``handler``, called after ``hooks``' pre_request(request) when the file defines it (a
+    raising hook is logged and the request handled all the same); ``handler`` itself otherwise.
+    Both interfaces get theframework's Request (a WSGI app's environ is made from it later)."""
+    if hooks.get("pre_request") is None:
+        return handler
+    call = hooks.call
+
+    def handle(request: _core.Request, response: _core.Response) -> object:
+        call("pre_request", request)
+        return handler(request, response)
+
+    return handle
+
+
+def with_post_request(access_log: AccessLog | None, hooks: Hooks) -> AccessLog | None:
+    """The native server's after-response callback: ``access_log``, then ``hooks``'
+    post_request(request, status, seconds) when the file defines it (a raising hook is
+    logged)."""
+    if hooks.get("post_request") is None:
+        return access_log
+    call = hooks.call
+
+    def after_response(
+        request: _core.Request,
+        status: int,
+        sent: int,
+        seconds: float,
+        response: _core.Response,
+    ) -> None:
+        if access_log is not None:
+            access_log(request, status, sent, seconds, response)
+        call("post_request", request, status, seconds)
+
+    return after_response
+
+
 def serve_one_process(
     handler: Handler,
     config: ServerConfig,
@@ -131,14 +181,16 @@ def serve_one_process(
     access_log: AccessLog | None = None,
     stopping: Callable[[], None] | None = None,
     listening: Callable[[str], None] | None = None,
+    hooks: Hooks = NO_HOOKS,
 ) -> bool:
     """Serves ``handler`` in this process until SIGINT/SIGTERM and the drain finish (see
     serve_listeners, which gets the other callbacks), on the inherited sockets ``config.fds``
     (left listening for whoever passed them) or on a socket bound to ``config``'s address
     (closed at the end; a UNIX socket file it made is removed). ``listening(urls)`` is called
     with the addresses once the sockets are open. SIGHUP/SIGTTIN/SIGTTOU/SIGUSR1/SIGUSR2 as
-    README's table says (single_process_signals). OSError (bind, backend) and
-    InheritedSocketError propagate. True when a second SIGINT stopped it at once."""
+    README's table says (single_process_signals). ``hooks``: the config file's (serve_listeners
+    runs the worker's and the request hooks). OSError (bind, backend) and InheritedSocketError
+    propagate. True when a second SIGINT stopped it at once."""
     inherited = bool(config.fds)
     listeners: list[socket.socket] = []
     socket_inode = None
@@ -163,6 +215,7 @@ def serve_one_process(
                 access_log=access_log,
                 owns_listeners=not inherited,
                 stopping=stopping,
+                hooks=hooks,
             )
     finally:
         for listener in listeners:

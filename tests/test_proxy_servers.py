@@ -7,6 +7,10 @@ machine without them fails here rather than passing without the checks.
 The client connects to the proxy from 127.0.0.2 (all of 127.0.0.0/8 is loopback), so that the
 proxy's own address (127.0.0.1) is trusted and the client's is not: a spoofed X-Forwarded-For from
 the client must not be believed, and the address the proxy saw must.
+
+nginx's upstream keep-alive is counted from the server's side (its connections_accepted counter on
+--metrics-port), and HAProxy's configuration carries a load through a rolling reload (SIGHUP) of a
+supervised server without a failed request.
 """
 
 from __future__ import annotations

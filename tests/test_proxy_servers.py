@@ -365,6 +365,37 @@ def test_haproxy_loses_no_request_during_a_rolling_reload(tmp_path: Path) -> Non
         assert load.failures == [], load.failures[:10]
 
 
+def wait_for_log(log: Path, text: str, count: int, timeout: float = 60.0) -> None:
+    """Waits until ``text`` occurs ``count`` times in the file ``log`` (a proxy's output)."""
+    deadline = time.monotonic() + timeout
+    while log.read_text(errors="replace").count(text) < count:
+        assert time.monotonic() < deadline, f"{text!r} not {count} times in {log.read_text()}"
+        time.sleep(0.05)
+
+
+def test_haproxy_own_reloads_lose_no_request(tmp_path: Path) -> None:
+    """HAProxy in master-worker mode (as Debian's unit runs it) reloaded three times (SIGUSR2)
+    under load: with the file's idle-close-on-response no request fails."""
+    listen = free_port()
+    log = tmp_path / "haproxy.log"
+    with Supervised("apps.proxied:app", "--workers", "2", "--port", "0",
+                    "--proxy-protocol") as server:  # fmt: skip
+        configuration = tmp_path / "haproxy.cfg"
+        configuration.write_text(render("haproxy.cfg", LISTEN_PORT=listen, APP_PORT=server.port()))
+        command = [HAPROXY, "-W", "-db", "-f", str(configuration)]
+        with foreground(command, listen, log) as haproxy, Load(listen) as load:
+            load.wait_for(200)
+            for reload in range(1, 4):
+                # The master takes SIGUSR2 once it has logged its (re)load done.
+                wait_for_log(log, "Loading success.", reload)
+                haproxy.send_signal(signal.SIGUSR2)
+                wait_for_log(log, "Loading success.", reload + 1)
+                load.wait_for(load.succeeded + 500)
+            wait_for_log(log, "Former worker", 3)  # every old HAProxy worker finished
+        print(f"haproxy's own reloads: {load.succeeded} answered, {len(load.failures)} failed")
+        assert load.failures == [], load.failures[:10]
+
+
 def test_the_deployment_page_shows_the_tested_configurations() -> None:
     """docs/deployment.md shows every configuration file the tests start, as it is."""
     page = (REPO_ROOT / "docs" / "deployment.md").read_text()

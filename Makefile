@@ -10,7 +10,7 @@ NATIVE_SOURCES := $(shell find src -name '*.cpp' -o -name '*.hpp') CMakeLists.tx
 PYTHON_MODULES := $(shell find theframework -name '*.py')
 PYTEST_ARGS ?=
 
-.PHONY: all build run test cpp-test pytest test-pythons asan lint format fuzz bench clean
+.PHONY: all build run test cpp-test pytest test-pythons wheel test-wheel asan lint format fuzz bench clean
 
 all: build
 
@@ -43,6 +43,17 @@ pytest: build
 test-pythons: $(VENV)/.deps
 	scripts/test_all_pythons.sh -q
 
+# Release wheels for every CPython >= 3.10 on the machine, repaired by auditwheel into
+# manylinux_*_x86_64 wheels in dist/ (scripts/build_wheels.sh prints each one's `auditwheel show`),
+# and the source distribution beside them.
+wheel: $(VENV)/.deps
+	scripts/build_wheels.sh --sdist dist
+
+# The running interpreter's wheel installed where nothing can be compiled and serving hello world,
+# and the source build's messages for what a machine lacks (both are part of `make pytest` too).
+test-wheel: $(VENV)/.deps
+	$(PY) -m pytest -p no:cacheprovider tests/test_wheel.py tests/test_source_build.py $(PYTEST_ARGS)
+
 # The pytest suite against a build of the extension with AddressSanitizer and UBSan. Python itself
 # is not instrumented, so libasan is preloaded; leak detection is off (CPython keeps objects alive
 # at exit by design).
@@ -74,18 +85,21 @@ format: $(VENV)/.deps
 	$(VENV)/bin/ruff check --fix theframework tests examples bench
 	clang-format -i $$(find src tests/cpp fuzz -name '*.cpp' -o -name '*.hpp')
 
-# libFuzzer over the HTTP parser, then over the PROXY protocol and forwarding-header parsers.
-# FUZZ_SECONDS bounds each run (CI runs a short one).
+# libFuzzer over the HTTP parser, the PROXY protocol and forwarding-header parsers and the WebSocket
+# framing, FUZZ_SECONDS each (CI runs a short one). Each target has its seed corpus in fuzz/ and its
+# working corpus in build/fuzz/.
 FUZZ_SECONDS ?= 60
 fuzz: $(VENV)/.deps
 	CXX=clang++ $(CMAKE) -S . -B build/fuzz -G Ninja -DCMAKE_MAKE_PROGRAM=$(CURDIR)/$(VENV)/bin/ninja \
 	  -DTHEFRAMEWORK_FUZZ=ON -DTHEFRAMEWORK_PYTHON=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	$(CMAKE) --build build/fuzz
-	mkdir -p build/fuzz/corpus build/fuzz/corpus_proxy
+	mkdir -p build/fuzz/corpus build/fuzz/corpus_proxy build/fuzz/corpus_websocket
 	build/fuzz/http_parser_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	  build/fuzz/corpus fuzz/corpus
 	build/fuzz/proxy_protocol_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=1024 \
 	  build/fuzz/corpus_proxy fuzz/corpus_proxy
+	build/fuzz/websocket_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
+	  build/fuzz/corpus_websocket fuzz/corpus_websocket
 
 # The benchmark harness (bench/README.md): peers in bench/.venv-peers, results in bench/results/.
 BENCH_ARGS ?=

@@ -30,7 +30,7 @@ fi
 if [ ! -e "$STAMP" ]; then
   [ -x "$PEERS/bin/python" ] || "$PYTHON" -m venv "$PEERS"
   "$PEERS/bin/python" -m pip install -q --upgrade pip
-  "$PEERS/bin/python" -m pip install -q granian gunicorn gevent 'uvicorn' httptools matplotlib flask
+  "$PEERS/bin/python" -m pip install -q granian gunicorn gevent 'uvicorn' httptools websockets matplotlib flask
   for optional in bjoern fastwsgi; do
     if "$PEERS/bin/python" -m pip install -q "$optional" >"$PEERS/$optional-build.log" 2>&1 \
       && "$PEERS/bin/python" -c "import $optional" 2>>"$PEERS/$optional-build.log"; then

@@ -8,8 +8,8 @@ set -euo pipefail
 python="${1:-python3}"
 venv="${2:-.venv}"
 
-apt_packages=(liburing-dev libgtest-dev clang clang-format libclang-rt-14-dev redis-server wrk haproxy
-  nginx libnginx-mod-stream postgresql)
+apt_packages=(liburing-dev zlib1g-dev libgtest-dev clang clang-format libclang-rt-14-dev redis-server wrk haproxy
+  nginx libnginx-mod-stream postgresql systemd)
 missing=()
 for package in "${apt_packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
@@ -28,4 +28,4 @@ if [[ ! -x "$venv/bin/python" ]]; then
   "$python" -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q "scikit-build-core>=0.10" "greenlet>=3.0" cmake ninja
+"$venv/bin/python" -m pip install -q "scikit-build-core>=0.11" "greenlet>=3.0" cmake ninja

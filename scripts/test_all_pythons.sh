@@ -1,28 +1,23 @@
 #!/usr/bin/env bash
 # Runs the pre-fork supervisor tests on every CPython >= 3.10 found on this machine:
 #   scripts/test_all_pythons.sh [PYTEST_ARGS...]
-# Interpreters: ~/.pyenv/versions/3.1[0-9]* and /usr/bin/python3.1[0-9] (the first one found for
-# each X.Y). Each gets its own virtual environment .venv-pyX.Y, set up like the Makefile's .venv
-# (scripts/bootstrap.sh, then an editable install with the test extras; the native build goes to
-# build/{wheel_tag}, one directory per version). Exit status: 0 when every version passed, else 1
-# (the versions that failed are listed at the end).
+# Interpreters: those scripts/pythons.sh finds. Each gets its own virtual environment .venv-pyX.Y,
+# set up like the Makefile's .venv (scripts/bootstrap.sh, then an editable install with the test
+# extras; the native build goes to build/{wheel_tag}, one directory per version). Exit status: 0
+# when every version passed, else 1 (the versions that failed are listed at the end).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 declare -A chosen=()
 versions=()
-for candidate in "$HOME"/.pyenv/versions/3.1[0-9]*/bin/python3 /usr/bin/python3.1[0-9]; do
-  [[ -x "$candidate" ]] || continue
-  version=$("$candidate" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) || continue
-  [[ -n "${chosen[$version]:-}" ]] && continue
-  chosen[$version]="$candidate"
+while read -r version python; do
+  chosen[$version]="$python"
   versions+=("$version")
-done
+done < <(scripts/pythons.sh)
 if ((${#versions[@]} == 0)); then
   echo "test_all_pythons: no CPython >= 3.10 found" >&2
   exit 1
 fi
-mapfile -t versions < <(printf '%s\n' "${versions[@]}" | sort -V)
 
 tests=(tests/test_prefork_*.py)
 failed=()

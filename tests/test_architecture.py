@@ -134,6 +134,7 @@ def test_every_option_reaches_its_field_from_the_command_line_and_the_environmen
         "reload_dirs": ("src", ("src",)),
         "reload_includes": ("*.html", ("*.html",)),
         "reload_excludes": ("build", ("build",)),
+        "ws_compression": ("none", "none"),
     }
     if entry.name in samples:
         text, value = samples[entry.name]

@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# The one place the version is written: the build reads it from here (pyproject.toml,
+# [tool.scikit-build.metadata.version]); `theframework --version` prints it.
 __version__ = "0.1.0"
 
 # Public name -> the module that defines it.
@@ -27,6 +29,8 @@ _EXPORTS = {
     "Request": "theframework._core",
     "Response": "theframework._core",
     "ServerConfig": "theframework.config",
+    "WebSocket": "theframework._core",
+    "WebSocketClosed": "theframework.errors",
     "offload": "theframework.runtime.offload",
     "serve": "theframework.main",
     "serve_wsgi": "theframework.main",
@@ -44,6 +48,8 @@ __all__ = [
     "Response",
     "ServerConfig",
     "SupervisorError",
+    "WebSocket",
+    "WebSocketClosed",
     "__version__",
     "offload",
     "serve",
@@ -51,11 +57,11 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from ._core import Hub, Request, Response
+    from ._core import Hub, Request, Response, WebSocket
     from .app import Framework
     from .config import ProcessConfig, ServerConfig
     from .datastructures import Headers, QueryParams
-    from .errors import HTTPError
+    from .errors import HTTPError, WebSocketClosed
     from .main import serve, serve_wsgi
     from .process.supervisor import SupervisorError
     from .runtime.offload import offload

@@ -190,6 +190,13 @@ class Request:
         """Streaming read: at most ``size`` bytes of the body (all when -1); b"" at its end."""
     def json(self) -> Any:
         """The body parsed as JSON; invalid JSON raises HTTPError(400)."""
+    def websocket(self, subprotocols: Sequence[str] | None = None) -> WebSocket:
+        """Accepts the WebSocket upgrade (RFC 6455) and sends 101 Switching Protocols. The
+        subprotocol is the first one the client offers that ``subprotocols`` holds (None when
+        none matches). An invalid handshake raises HTTPError 400 (or 426 with
+        Sec-WebSocket-Version: 13 for an unsupported version) and the connection closes after
+        that answer. The response object is not used afterwards; when the handler returns, a
+        WebSocket still open is closed with 1000 (1011 if the handler raised)."""
     def _wsgi_environ(self, base: dict[str, Any], /) -> dict[str, Any]:
         """A copy of ``base`` with this request's CGI variables (REQUEST_METHOD, PATH_INFO with
         base["SCRIPT_NAME"] stripped, QUERY_STRING, SERVER_PROTOCOL, CONTENT_TYPE/LENGTH,
@@ -229,6 +236,47 @@ class Response:
     def reset(self) -> None:
         """Clears status, headers and buffered body (before the headers are sent)."""
 
+class WebSocket:
+    """A server-side WebSocket (from Request.websocket()). Its methods block the calling
+    greenlet only; any greenlet may send while another receives (one receiver at a time).
+    Iterating yields messages until the WebSocket closes (then close_code says why)."""
+
+    @property
+    def subprotocol(self) -> str | None: ...
+    @property
+    def closed(self) -> bool:
+        """True once the close handshake started (either side) or the connection ended."""
+    @property
+    def close_code(self) -> int | None:
+        """The close code once closing (see theframework.WebSocketClosed), None while open."""
+    @property
+    def close_reason(self) -> str: ...
+    def receive(self, timeout: float | None = None) -> str | bytes:
+        """The next message: str for text, bytes for binary. Answers pings, sends keep-alive
+        pings after ws_ping_interval of silence (closing with 1011 when one is not answered
+        within ws_ping_timeout). Raises WebSocketClosed once closed (the peer's close is
+        answered first; a protocol error closes with 1002, invalid UTF-8 with 1007, a message
+        over ws_max_message_size with 1009), TimeoutError after ``timeout`` seconds (the
+        WebSocket stays open), RuntimeError when another greenlet is receiving."""
+    def send(self, message: str | bytes | bytearray | memoryview, /) -> None:
+        """Sends a text (str) or binary (bytes-like) message; WebSocketClosed once closing."""
+    def send_many(self, messages: Iterable[str | bytes | bytearray | memoryview], /) -> None:
+        """Sends several messages with one write."""
+    def _send_frame(self, frame: bytes, /) -> None:
+        """Sends a frame made by encode_frame() (Group broadcasts)."""
+    def ping(self, payload: bytes = b"", /) -> None:
+        """Sends a ping (payload at most 125 bytes); the pong is consumed by receive()."""
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Sends a close frame (code 1000-1003, 1007-1014 or 3000-4999, reason at most 123
+        bytes of UTF-8; ValueError otherwise) and waits, at most ws_ping_timeout, for the
+        peer's close, unless another greenlet is receiving (it then reads it). Idempotent."""
+    def __iter__(self) -> WebSocket: ...
+    def __next__(self) -> str | bytes: ...
+
+def encode_frame(message: str | bytes | bytearray | memoryview, /) -> bytes:
+    """One unfragmented, unmasked server frame for ``message`` (text for str, binary for
+    bytes-like): framed once, sent to many WebSockets with WebSocket._send_frame()."""
+
 class HttpServer:
     """Serves HTTP/1.1 on already-listening sockets inside the running hub."""
 
@@ -251,6 +299,9 @@ class HttpServer:
         forwarded_allow_ips: str = "127.0.0.1,::1",
         proxy_headers: bool = True,
         proxy_protocol: bool = False,
+        ws_max_message_size: int = 1048576,
+        ws_ping_interval: float = 20.0,
+        ws_ping_timeout: float = 20.0,
     ) -> None:
         """``access_log(request, status, bytes_sent, seconds, response)`` is called after each
         handled request (not for protocol errors answered by the server itself); None costs
@@ -260,7 +311,8 @@ class HttpServer:
         connection starts with a PROXY v1/v2 header (closed when missing, malformed or from an
         untrusted peer).
         ``rebalance_every``: every Nth response closes its keep-alive connection, so clients
-        spread again over SO_REUSEPORT workers (0: never)."""
+        spread again over SO_REUSEPORT workers (0: never). ``ws_*``: WebSocket limits and keep-alive
+        (see WebSocket.receive; ws_max_message_size 0: no limit, ws_ping_interval 0: no pings)."""
     def serve(self) -> None:
         """Runs in a hub greenlet: accepts and serves until shutdown(), then returns once every
         connection is closed."""
@@ -276,7 +328,8 @@ class HttpServer:
         """Counters since start: connections_accepted, accept_pauses (max_connections reached),
         connections_active, requests, requests_in_flight, responses ({"1xx".."5xx": n}),
         bytes_in, bytes_out, duration_buckets ([(upper bound s, cumulative count)], last +Inf),
-        duration_sum (seconds)."""
+        duration_sum (seconds), websockets ({"open": n, "messages_in": n, "messages_out": n,
+        "closes": {close code: n}}; 1006 counts sessions that ended without a close frame)."""
     @property
     def connections(self) -> int: ...
     @property

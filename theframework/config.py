@@ -460,6 +460,16 @@ OPTIONS: tuple[Option, ...] = (
     _secs("write_timeout", "server", 30.0, "how long a write may wait for the client", "engine"),
     _int("max_connections", "server", 1024, "open connections per process; beyond it the "
          "process stops accepting and the kernel backlog holds newcomers", "engine", minimum=1),
+    _int("ws_max_message_size", "server", 1048576, "largest WebSocket message received; a "
+         "larger one closes the WebSocket with 1009 (0: no limit)", "engine", minimum=0,
+         metavar="BYTES"),
+    _secs("ws_ping_interval", "server", 20.0, "silence on a WebSocket after which a waiting "
+          "receive() sends a keep-alive ping (0: no pings)", "engine", allow_zero=True),
+    _secs("ws_ping_timeout", "server", 20.0, "time a WebSocket ping (or our close frame) waits "
+          "for its answer; a client that does not answer is closed with 1011", "engine"),
+    _enum("ws_compression", "server", "deflate", ("deflate", "none"), "WebSocket "
+          "permessage-deflate: accept the client's offer (windows of at most 4 KiB, see "
+          "docs/websocket.md) or never compress", "engine", expected="deflate or none"),
     _secs("graceful_timeout", "server", 30.0, "time in-flight requests get to finish at shutdown",
           "server", allow_zero=True),
     _enum("log_level", "server", "info", LOG_LEVELS, "logging level", "server",
@@ -603,6 +613,10 @@ class ServerConfig:
     keepalive_timeout: float = _default("keepalive_timeout")
     write_timeout: float = _default("write_timeout")
     max_connections: int = _default("max_connections")
+    ws_max_message_size: int = _default("ws_max_message_size")
+    ws_ping_interval: float = _default("ws_ping_interval")
+    ws_ping_timeout: float = _default("ws_ping_timeout")
+    ws_compression: str = _default("ws_compression")
     graceful_timeout: float = _default("graceful_timeout")
     log_level: str = _default("log_level")
     interface: str = _default("interface")

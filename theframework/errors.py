@@ -1,11 +1,11 @@
-"""Exceptions that handlers raise to answer with an HTTP error."""
+"""Exceptions that handlers raise to answer with an HTTP error, and the end of a WebSocket."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from http import HTTPStatus
 
-__all__ = ["HTTPError"]
+__all__ = ["HTTPError", "WebSocketClosed"]
 
 
 def _reason_phrase(status: int) -> str:
@@ -46,3 +46,24 @@ class HTTPError(Exception):
 
     def __repr__(self) -> str:
         return f"HTTPError({self.status!r}, {self.message!r}, {self.headers!r})"
+
+
+class WebSocketClosed(Exception):
+    """Raised by a WebSocket's ``receive()``/``send()`` once the connection is closed.
+
+    ``code`` is the close code: the peer's (1000 normal, 1001 going away, ...), 1005 when its close
+    frame carried none, 1006 when the connection ended without a close frame, or the code this
+    server closed with after a protocol error (1002), invalid UTF-8 (1007), a message over the
+    limit (1009) or a keep-alive ping left unanswered (1011). ``reason`` is the close reason text.
+    """
+
+    code: int
+    reason: str
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        self.code = code
+        self.reason = reason
+        super().__init__(code, reason)
+
+    def __str__(self) -> str:
+        return f"WebSocket closed ({self.code}{': ' + self.reason if self.reason else ''})"

@@ -72,6 +72,7 @@ int init_configuration(PyObject* module) {
       import_attribute(configuration.json_loads, "json", "loads") &&
       import_attribute(configuration.json_dumps, "json", "dumps") &&
       import_attribute(configuration.http_error, "theframework.errors", "HTTPError") &&
+      import_attribute(configuration.websocket_closed, "theframework.errors", "WebSocketClosed") &&
       import_attribute(configuration.headers_factory, "theframework.datastructures", "Headers") &&
       import_attribute(configuration.query_factory, "theframework.datastructures", "QueryParams");
   if (!imported) return -1;

@@ -12,15 +12,16 @@
 namespace tf::py {
 
 struct Configuration {
-  PyRef error_handler;    // callable(exception) for errors escaping a greenlet; null: log them
-  PyRef http_error;       // theframework.errors.HTTPError
-  PyRef headers_factory;  // callable(list[tuple[str, str]]) -> Headers
-  PyRef query_factory;    // callable(str) -> QueryParams
-  PyRef json_loads;       // json.loads
-  PyRef json_dumps;       // json.dumps
-  PyRef logger;           // logging.getLogger("theframework.error"): handler and greenlet errors
-  PyRef proxy_logger;     // logging.getLogger("theframework.proxy"): refused PROXY headers,
-                          // ignored forwarding headers (debug)
+  PyRef error_handler;     // callable(exception) for errors escaping a greenlet; null: log them
+  PyRef http_error;        // theframework.errors.HTTPError
+  PyRef websocket_closed;  // theframework.errors.WebSocketClosed
+  PyRef headers_factory;   // callable(list[tuple[str, str]]) -> Headers
+  PyRef query_factory;     // callable(str) -> QueryParams
+  PyRef json_loads;        // json.loads
+  PyRef json_dumps;        // json.dumps
+  PyRef logger;            // logging.getLogger("theframework.error"): handler and greenlet errors
+  PyRef proxy_logger;      // logging.getLogger("theframework.proxy"): refused PROXY headers,
+                           // ignored forwarding headers (debug)
 };
 
 // Defaults at import, then _core._configure; read by the hub and the HTTP server.

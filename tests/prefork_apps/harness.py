@@ -30,7 +30,8 @@ TESTS_DIRECTORY = Path(__file__).resolve().parent.parent
 
 
 class ServerProcess:
-    """One server (supervisor and its workers)."""
+    """One server (supervisor and its workers). ``program`` replaces ``python -m theframework``
+    (e.g. an installed ``theframework`` script) and ``cwd`` the tests directory."""
 
     def __init__(
         self,
@@ -40,6 +41,8 @@ class ServerProcess:
         command_prefix: Sequence[str] = (),
         preexec_fn: Callable[[], Any] | None = None,
         pass_fds: Sequence[int] = (),
+        program: Sequence[str] = (sys.executable, "-m", "theframework"),
+        cwd: Path = TESTS_DIRECTORY,
     ) -> None:
         env = {
             name: value for name, value in os.environ.items() if not name.startswith("THEFRAMEWORK")
@@ -47,13 +50,13 @@ class ServerProcess:
         env["PYTHONWARNINGS"] = "error::DeprecationWarning"
         env["PYTHONUNBUFFERED"] = "1"
         env.update(environment or {})
-        command = [*command_prefix, sys.executable, "-m", "theframework", app, *arguments]
+        command = [*command_prefix, *program, app, *arguments]
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self._finished = False
         self.process = subprocess.Popen(
             command,
-            cwd=TESTS_DIRECTORY,
+            cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

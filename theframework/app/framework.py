@@ -24,12 +24,14 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from .._core import Request, Response
+from .._core import Request, Response, WebSocket
 from ..errors import HTTPError
 
-__all__ = ["Framework", "Handler", "Hook", "Middleware", "Next"]
+__all__ = ["Framework", "Handler", "Hook", "Middleware", "Next", "WebSocketHandler"]
 
 Handler = Callable[[Request, Response], object]
+# A WebSocket route's handler: called with the accepted WebSocket and its request.
+WebSocketHandler = Callable[[WebSocket, Request], object]
 Next = Callable[[], None]
 Middleware = Callable[[Request, Response, Next], object]
 Hook = Callable[[], object]
@@ -187,6 +189,24 @@ class Framework:
 
     def get(self, pattern: str) -> Callable[[_HandlerT], _HandlerT]:
         return self.route(pattern, ("GET",))
+
+    def websocket(
+        self, pattern: str, subprotocols: Iterable[str] | None = None
+    ) -> Callable[[WebSocketHandler], WebSocketHandler]:
+        """Decorator: a GET route at ``pattern`` that accepts the WebSocket upgrade
+        (``request.websocket(subprotocols)``: HTTPError 400/426 for a bad handshake) and calls
+        ``handler(websocket, request)``. Middleware runs before the upgrade. Returns the handler
+        unchanged."""
+        offered = None if subprotocols is None else list(subprotocols)
+
+        def register(handler: WebSocketHandler) -> WebSocketHandler:
+            def upgrade(request: Request, response: Response) -> None:
+                handler(request.websocket(subprotocols=offered), request)
+
+            self.add_route(pattern, upgrade, ("GET",))
+            return handler
+
+        return register
 
     def post(self, pattern: str) -> Callable[[_HandlerT], _HandlerT]:
         return self.route(pattern, ("POST",))

@@ -36,6 +36,9 @@ class Totals:
     responses: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_STATUS_CLASSES, 0))
     buckets: dict[float, int] = field(default_factory=dict)
     duration_sum: float = 0.0
+    # WebSocket messages by direction ("in", "out") and closes by close code (as text).
+    websocket_messages: dict[str, int] = field(default_factory=lambda: {"in": 0, "out": 0})
+    websocket_closes: dict[str, int] = field(default_factory=dict)
 
     def add(self, stats: dict[str, Any]) -> None:
         """Adds one ``HttpServer.stats()`` snapshot."""
@@ -47,11 +50,18 @@ class Totals:
             key = float(bound)
             self.buckets[key] = self.buckets.get(key, 0) + count
         self.duration_sum += stats.get("duration_sum", 0.0)
+        websockets = stats.get("websockets", {})
+        self.websocket_messages["in"] += websockets.get("messages_in", 0)
+        self.websocket_messages["out"] += websockets.get("messages_out", 0)
+        for code, count in websockets.get("closes", {}).items():
+            self.websocket_closes[str(code)] = self.websocket_closes.get(str(code), 0) + count
 
     def merged(self, snapshots: Iterable[dict[str, Any]]) -> Totals:
         """A copy of these totals plus ``snapshots``."""
         result = Totals(dict(self.counters), dict(self.responses), dict(self.buckets))
         result.duration_sum = self.duration_sum
+        result.websocket_messages = dict(self.websocket_messages)
+        result.websocket_closes = dict(self.websocket_closes)
         for snapshot in snapshots:
             result.add(snapshot)
         return result
@@ -161,6 +171,7 @@ class Metrics:
         lines.append(f"theframework_received_bytes_total {_number(totals.counters['bytes_in'])}")
         family("theframework_sent_bytes_total", "counter", "Bytes written to clients.")
         lines.append(f"theframework_sent_bytes_total {_number(totals.counters['bytes_out'])}")
+        _render_websockets(lines, family, per_worker, totals, self.live)
         family("theframework_worker_spawns_total", "counter", "Workers started, by reason.")
         for reason, spawned in sorted(self.spawns.items()):
             lines.append(f'theframework_worker_spawns_total{{reason="{reason}"}} {spawned}')
@@ -185,6 +196,35 @@ class Metrics:
             {pid: live.rss_bytes for pid, live in self.live.items()},
         )
         return "\n".join(lines) + "\n"
+
+
+def _render_websockets(
+    lines: list[str],
+    family: Callable[[str, str, str], None],
+    per_worker: Callable[[str, dict[int, float]], None],
+    totals: Totals,
+    live: dict[int, _Live],
+) -> None:
+    """The WebSocket families: sessions open per worker, messages by direction, closes by code."""
+    family("theframework_websockets_open", "gauge", "Open WebSocket sessions.")
+    per_worker(
+        "theframework_websockets_open",
+        {pid: worker.stats.get("websockets", {}).get("open", 0) for pid, worker in live.items()},
+    )
+    family(
+        "theframework_websocket_messages_total",
+        "counter",
+        "WebSocket messages received (in) and sent (out).",
+    )
+    for direction, messages in totals.websocket_messages.items():
+        lines.append(f'theframework_websocket_messages_total{{direction="{direction}"}} {messages}')
+    family(
+        "theframework_websocket_closes_total",
+        "counter",
+        "WebSocket sessions ended, by close code (1006: no close frame).",
+    )
+    for code, closes in sorted(totals.websocket_closes.items()):
+        lines.append(f'theframework_websocket_closes_total{{code="{code}"}} {closes}')
 
 
 def _number(value: float) -> str:

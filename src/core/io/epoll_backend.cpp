@@ -10,6 +10,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -624,14 +625,17 @@ class EpollBackend final : public Backend {
   }
 
   // epoll_wait with nanosecond timeouts where the kernel has epoll_pwait2. Returns the number of
-  // events in events_, or -1 when a signal interrupted the wait.
+  // events in events_, or -1 when a signal interrupted the wait. epoll_pwait2 is called as a
+  // system call rather than through glibc's wrapper (glibc 2.35), so that the module loads with
+  // glibc 2.34 (the wheels' manylinux_2_34 tag); without a signal mask its last argument, the mask
+  // size, is not read.
   int wait_for_events(int64_t timeout_ns) {
     int count;
     if (timeout_ns > 0 && has_epoll_pwait2_) {
       timespec timeout{static_cast<time_t>(timeout_ns / 1'000'000'000),
                        static_cast<long>(timeout_ns % 1'000'000'000)};
-      count = ::epoll_pwait2(epoll_fd_.get(), events_.data(), static_cast<int>(events_.size()),
-                             &timeout, nullptr);
+      count = static_cast<int>(::syscall(SYS_epoll_pwait2, epoll_fd_.get(), events_.data(),
+                                         static_cast<int>(events_.size()), &timeout, nullptr, 0));
       if (count < 0 && errno == ENOSYS) {
         has_epoll_pwait2_ = false;
         return wait_for_events(timeout_ns);

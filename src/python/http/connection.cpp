@@ -391,9 +391,9 @@ bool Connection::create_request_objects(PyObject** request, PyObject** response,
   return true;
 }
 
-int Connection::wait_for_input() {
+int Connection::wait_input(double timeout) {
   if (peer_closed_) {
-    PyErr_SetString(PyExc_ConnectionResetError, "the client closed the connection mid-body");
+    PyErr_SetString(PyExc_ConnectionResetError, "the client closed the connection");
     return -1;
   }
   if (phase_ == Phase::closed) {
@@ -405,9 +405,26 @@ int Connection::wait_for_input() {
   reader_token_ = hub.prepare_event();
   uint64_t token = reader_token_;
   retain();
-  int result = hub.wait_event(token, server_.options().body_timeout);
+  int result = hub.wait_event(token, timeout);
   if (reader_token_ == token) reader_token_ = 0;
   release();
+  return result < 0 ? -1 : 0;
+}
+
+void Connection::resume_receive() {
+  if (phase_ == Phase::handling && receive_token_ == 0 && buffered().size() < kInputHighWater &&
+      !peer_closed_) {
+    arm_receive();
+  }
+}
+
+void Connection::upgrade(const ws::DeflateParameters* deflate) {
+  websocket_ = std::make_unique<WebSocketSession>(*this, server_.options().websocket, deflate);
+  server_.websocket_opened();
+}
+
+int Connection::wait_for_input() {
+  int result = wait_input(server_.options().body_timeout);
   if (result < 0 && PyErr_ExceptionMatches(PyExc_TimeoutError)) {
     PyErr_Clear();
     make_http_error(408, "the request body was not received in time");
@@ -470,10 +487,7 @@ int Connection::read_body(Py_ssize_t size, std::string& out) {
       return -1;
     }
   }
-  if (phase_ == Phase::handling && receive_token_ == 0 && buffered().size() < kInputHighWater &&
-      !peer_closed_) {
-    arm_receive();
-  }
+  resume_receive();
   return 0;
 }
 
@@ -553,6 +567,16 @@ bool Connection::finish_request(bool response_complete, PyObject** next_request,
   server_.request_finished();
   wake_reader(0);
   if (phase_ == Phase::closed) return false;
+  if (websocket_) {
+    // After a WebSocket session: half-close and read until the client's end (or the linger
+    // timeout), so that it reads our close frame before the socket goes.
+    if (peer_closed_) {
+      close_now();
+    } else {
+      begin_linger();
+    }
+    return false;
+  }
   // Unread body that is already buffered is skipped; a body still on the wire closes.
   if (!body_done_ && head_.framing == http::BodyFraming::content_length &&
       buffered().size() >= body_remaining_) {
@@ -653,6 +677,10 @@ void Connection::begin_linger() {
 
 void Connection::begin_drain() noexcept {
   draining_ = true;
+  if (websocket_) {
+    websocket_->going_away();
+    wake_reader(0);
+  }
 }
 
 void Connection::close_if_idle() noexcept {

@@ -16,6 +16,7 @@
 
 #include "core/http/forwarded.hpp"
 #include "core/http/http_parser.hpp"
+#include "python/http/websocket.hpp"
 #include "python/hub.hpp"
 
 namespace tf::py {
@@ -76,7 +77,8 @@ class Connection final : public CompletionHandler {
   // --- Shutdown ------------------------------------------------------------------------------
   // Cancels what is pending, closes the socket and leaves the server's registry (idempotent).
   void close_now() noexcept;
-  // The server drains: the next response says Connection: close and the connection ends after it.
+  // The server drains or retires: the next response says Connection: close and the connection
+  // ends after it; a WebSocket session is closed with 1001 (going away).
   void begin_drain() noexcept;
   // Closes the connection if it waits for a request and none has arrived (drain grace over).
   void close_if_idle() noexcept;
@@ -95,6 +97,27 @@ class Connection final : public CompletionHandler {
   uint64_t response_bytes() const noexcept { return response_bytes_; }
   // The request sent Expect: 100-continue and the interim response is not sent yet.
   bool expect_continue_pending = false;
+
+  // --- WebSocket (websocket.cpp) -----------------------------------------------------------------
+  // The request was upgraded: the connection now carries a WebSocket session until it closes
+  // (`deflate`: the negotiated permessage-deflate parameters, or null).
+  void upgrade(const ws::DeflateParameters* deflate);
+  // The session, or null when the connection was not upgraded.
+  WebSocketSession* websocket() noexcept { return websocket_.get(); }
+  // Unread input.
+  std::string_view buffered() const noexcept {
+    return std::string_view(input_).substr(input_start_);
+  }
+  // Drops `count` bytes of buffered input.
+  void consume(size_t count) noexcept;
+  // Re-arms a receive that backpressure paused, once the buffered input is small again.
+  void resume_receive();
+  // The client's end of the stream was read (or the connection failed or closed).
+  bool input_ended() const noexcept { return peer_closed_ || phase_ == Phase::closed; }
+  bool open() const noexcept { return phase_ != Phase::closed; }
+  // Waits for more input (green): 0, or -1 with TimeoutError after `timeout` seconds (< 0: none),
+  // ConnectionResetError when the client left, or the exception thrown into the greenlet.
+  int wait_input(double timeout);
 
  private:
   ~Connection();
@@ -118,10 +141,6 @@ class Connection final : public CompletionHandler {
   void send_error(int status, const char* reason);
   void begin_linger();
   void wake_reader(int result) noexcept;
-  std::string_view buffered() const noexcept {
-    return std::string_view(input_).substr(input_start_);
-  }
-  void consume(size_t count) noexcept;
   int wait_for_input();
 
   HttpServer& server_;
@@ -154,6 +173,7 @@ class Connection final : public CompletionHandler {
   std::string error_output_;
   iovec error_iov_{};
   msghdr error_message_{};
+  std::unique_ptr<WebSocketSession> websocket_;
 };
 
 }  // namespace tf::py

@@ -280,7 +280,24 @@ PyGetSetDef request_getset[] = {
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
+// Request.websocket(subprotocols=None): accepts the WebSocket upgrade (websocket.cpp).
+PyObject* request_websocket(PyObject* self, PyObject* args, PyObject* kwargs) {
+  static const char* keywords[] = {"subprotocols", nullptr};
+  PyObject* subprotocols = Py_None;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O", const_cast<char**>(keywords),
+                                   &subprotocols)) {
+    return nullptr;
+  }
+  auto* request = reinterpret_cast<RequestObject*>(self);
+  Connection* connection = attached_connection(request->connection);
+  if (connection == nullptr) return nullptr;
+  if (Hub::for_blocking_call() == nullptr) return nullptr;
+  return websocket_accept(connection, request->head_bytes, subprotocols);
+}
+
 PyMethodDef request_methods[] = {
+    {"websocket", TF_METHOD_CAST(request_websocket), METH_VARARGS | METH_KEYWORDS,
+     "Accepts the WebSocket upgrade and returns the WebSocket (HTTPError 400/426 if invalid)."},
     {"read", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&request_read)),
      METH_FASTCALL, "Reads at most size body bytes (all when -1)."},
     {"json", request_json, METH_NOARGS, "The body parsed as JSON (HTTPError 400 if invalid)."},

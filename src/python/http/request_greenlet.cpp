@@ -29,9 +29,12 @@ bool answer_handler_error(RequestObject* request, ResponseObject* response) {
   PyObject* http_error = configuration.http_error.get();
   const bool is_http_error =
       http_error != nullptr && value != nullptr && PyObject_IsInstance(value, http_error) == 1;
+  PyObject* websocket_closed = configuration.websocket_closed.get();
   const bool client_gone =
-      value != nullptr && (PyErr_GivenExceptionMatches(type, PyExc_ConnectionError) ||
-                           PyErr_GivenExceptionMatches(type, PyExc_BrokenPipeError));
+      value != nullptr &&
+      (PyErr_GivenExceptionMatches(type, PyExc_ConnectionError) ||
+       PyErr_GivenExceptionMatches(type, PyExc_BrokenPipeError) ||
+       (websocket_closed != nullptr && PyErr_GivenExceptionMatches(type, websocket_closed)));
   if (!is_http_error && !client_gone && value != nullptr) {
     PyRef method(request_get_method(reinterpret_cast<PyObject*>(request), nullptr));
     PyRef target(latin1(request->head.target));
@@ -44,6 +47,7 @@ bool answer_handler_error(RequestObject* request, ResponseObject* response) {
   }
   PyErr_Clear();
   if (client_gone || response->connection == nullptr) return false;
+  if (response->connection->websocket() != nullptr) return false;  // no HTTP answer any more
   if (response->headers_sent) return false;
   response->status = 500;
   response->headers.clear();
@@ -139,16 +143,26 @@ PyObject* run_request(PyObject*, PyObject* args) {
     PyObject* result =
         PyObject_CallFunctionObjArgs(handler, request_ref.get(), response_ref.get(), nullptr);
     bool complete = true;
+    bool killed = false;
     if (result == nullptr) {
       if (PyErr_ExceptionMatches(greenlet::api.exit_type)) {
         // Killed (hub stopping or drain deadline): no response, close.
         PyErr_Clear();
         complete = false;
+        killed = true;
       } else {
         complete = answer_handler_error(request, response);
       }
     } else {
       Py_DECREF(result);
+    }
+    if (WebSocketSession* websocket = connection->websocket()) {
+      // An upgraded request: no HTTP response; a session still open is closed (1000, or 1011
+      // after an exception), unless the greenlet was killed.
+      response->status = 101;
+      response->finished = true;
+      if (!killed) websocket->finish(result == nullptr);
+      complete = true;
     }
     if (complete) complete = finish_response(response);
     const double seconds = (core::monotonic_ns() - connection->request_started_ns()) / 1e9;

@@ -388,6 +388,9 @@ PyMethodDef response_methods[] = {
 Connection* attached_connection(Connection* connection) {
   if (connection == nullptr) {
     PyErr_SetString(PyExc_RuntimeError, "the request is over: its connection is gone");
+  } else if (connection->websocket() != nullptr) {
+    PyErr_SetString(PyExc_RuntimeError, "the request was upgraded to a WebSocket");
+    return nullptr;
   }
   return connection;
 }

@@ -253,6 +253,10 @@ void HttpServer::retire() {
   retiring_ = true;
   pause_accept();
   accept_queued();
+  // WebSockets never end by themselves between requests: they are asked to go away (1001).
+  for (Connection* connection : connections_) {
+    if (connection->websocket() != nullptr) connection->begin_drain();
+  }
   check_drained();
 }
 

@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <iterator>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -34,6 +35,7 @@
 #include "core/http/http_response.hpp"
 #include "core/io/timer_heap.hpp"
 #include "python/http/connection.hpp"
+#include "python/http/websocket.hpp"
 #include "python/hub.hpp"
 #include "python/pyref.hpp"
 
@@ -52,6 +54,7 @@ struct HttpOptions {
   http::TrustedNetworks forwarded_allow;
   bool proxy_headers = true;    // read the forwarding headers of trusted peers
   bool proxy_protocol = false;  // every connection starts with a PROXY v1/v2 header
+  WebSocketOptions websocket;
 };
 
 // The CLOCK_MONOTONIC time (ns) `seconds` from now: a deadline for Hub::add_handler_timer.
@@ -73,6 +76,10 @@ struct HttpStats {
   uint64_t bytes_out = 0;
   uint64_t duration_buckets[kBuckets] = {};  // non-cumulative counts
   double duration_sum = 0;
+  uint64_t websockets_open = 0;  // sessions upgraded and not yet closed
+  uint64_t websocket_messages_in = 0;
+  uint64_t websocket_messages_out = 0;
+  std::map<uint16_t, uint64_t> websocket_closes;  // by close code (1006: no close frame)
   // Counts one response (status) that took `seconds` (< 0: not a timed handler response).
   void record_response(int status, double seconds) noexcept;
 };
@@ -129,6 +136,12 @@ class HttpServer {
     ++stats_.requests;
   }
   void request_finished() noexcept;
+  // A WebSocket session opened, or ended with `code`.
+  void websocket_opened() noexcept { ++stats_.websockets_open; }
+  void websocket_closed(uint16_t code) noexcept {
+    if (stats_.websockets_open > 0) --stats_.websockets_open;
+    ++stats_.websocket_closes[code];
+  }
   // The counters, updated as requests are served.
   HttpStats& stats() noexcept { return stats_; }
   // Whether responses must close their connection (shutting down or retiring).

@@ -23,23 +23,13 @@ struct HttpServerObject {
 };
 
 PyObject* http_server_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
-  static const char* keywords[] = {"handler",
-                                   "listen_fds",
-                                   "max_header_size",
-                                   "max_headers",
-                                   "max_request_line",
-                                   "max_body_size",
-                                   "header_timeout",
-                                   "body_timeout",
-                                   "keepalive_timeout",
-                                   "write_timeout",
-                                   "max_connections",
-                                   "access_log",
-                                   "rebalance_every",
-                                   "forwarded_allow_ips",
-                                   "proxy_headers",
-                                   "proxy_protocol",
-                                   nullptr};
+  static const char* keywords[] = {"handler",         "listen_fds",          "max_header_size",
+                                   "max_headers",     "max_request_line",    "max_body_size",
+                                   "header_timeout",  "body_timeout",        "keepalive_timeout",
+                                   "write_timeout",   "max_connections",     "access_log",
+                                   "rebalance_every", "forwarded_allow_ips", "proxy_headers",
+                                   "proxy_protocol",  "ws_max_message_size", "ws_ping_interval",
+                                   "ws_ping_timeout", "ws_compression",      nullptr};
   PyObject* handler = nullptr;
   PyObject* fds_object = nullptr;
   HttpOptions options;
@@ -50,12 +40,25 @@ PyObject* http_server_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) 
   unsigned long long rebalance_every = 0;
   PyObject* forwarded_allow_ips = nullptr;
   int proxy_headers = 1, proxy_protocol = 0;
+  const char* compression = "deflate";
   if (!PyArg_ParseTupleAndKeywords(
-          args, kwargs, "OO|$nnnKddddnOKOpp", const_cast<char**>(keywords), &handler, &fds_object,
-          &max_header_size, &max_headers, &max_request_line, &max_body_size,
+          args, kwargs, "OO|$nnnKddddnOKOppKdds", const_cast<char**>(keywords), &handler,
+          &fds_object, &max_header_size, &max_headers, &max_request_line, &max_body_size,
           &options.header_timeout, &options.body_timeout, &options.keepalive_timeout,
           &options.write_timeout, &max_connections, &access_log, &rebalance_every,
-          &forwarded_allow_ips, &proxy_headers, &proxy_protocol)) {
+          &forwarded_allow_ips, &proxy_headers, &proxy_protocol,
+          &options.websocket.max_message_size, &options.websocket.ping_interval,
+          &options.websocket.ping_timeout, &compression)) {
+    return nullptr;
+  }
+  const std::string_view compression_name(compression);
+  if (compression_name != "deflate" && compression_name != "none") {
+    PyErr_SetString(PyExc_ValueError, "ws_compression must be 'deflate' or 'none'");
+    return nullptr;
+  }
+  options.websocket.compression = compression_name == "deflate";
+  if (options.websocket.ping_interval < 0 || options.websocket.ping_timeout < 0) {
+    PyErr_SetString(PyExc_ValueError, "ws_ping_interval and ws_ping_timeout must be >= 0");
     return nullptr;
   }
   std::string_view allow_list = "127.0.0.1,::1";
@@ -166,13 +169,24 @@ PyObject* http_server_stats(PyObject* self, PyObject*) {
     PyRef pair(Py_BuildValue("(dK)", bound, cumulative));
     if (!pair || PyList_Append(buckets.get(), pair.get()) < 0) return nullptr;
   }
-  return Py_BuildValue("{sKsKsnsKsnsOsKsKsOsd}", "connections_accepted", stats.connections_accepted,
-                       "accept_pauses", stats.accept_pauses, "connections_active",
-                       static_cast<Py_ssize_t>(server->connection_count()), "requests",
-                       stats.requests, "requests_in_flight",
-                       static_cast<Py_ssize_t>(server->requests_in_flight()), "responses",
-                       responses.get(), "bytes_in", stats.bytes_in, "bytes_out", stats.bytes_out,
-                       "duration_buckets", buckets.get(), "duration_sum", stats.duration_sum);
+  PyRef closes(PyDict_New());
+  if (!closes) return nullptr;
+  for (const auto& [code, count] : stats.websocket_closes) {
+    PyRef key(PyLong_FromLong(code));
+    PyRef value(PyLong_FromUnsignedLongLong(count));
+    if (!key || !value || PyDict_SetItem(closes.get(), key.get(), value.get()) < 0) return nullptr;
+  }
+  PyRef websockets(Py_BuildValue("{sKsKsKsO}", "open", stats.websockets_open, "messages_in",
+                                 stats.websocket_messages_in, "messages_out",
+                                 stats.websocket_messages_out, "closes", closes.get()));
+  if (!websockets) return nullptr;
+  return Py_BuildValue(
+      "{sKsKsnsKsnsOsKsKsOsdsO}", "connections_accepted", stats.connections_accepted,
+      "accept_pauses", stats.accept_pauses, "connections_active",
+      static_cast<Py_ssize_t>(server->connection_count()), "requests", stats.requests,
+      "requests_in_flight", static_cast<Py_ssize_t>(server->requests_in_flight()), "responses",
+      responses.get(), "bytes_in", stats.bytes_in, "bytes_out", stats.bytes_out, "duration_buckets",
+      buckets.get(), "duration_sum", stats.duration_sum, "websockets", websockets.get());
 }
 
 PyObject* http_server_retire(PyObject* self, PyObject*) {
@@ -207,7 +221,10 @@ PyGetSetDef http_server_getset[] = {
 }  // namespace
 
 int init_http(PyObject* module) {
-  if (init_request_type(module) < 0 || init_response_type(module) < 0) return -1;
+  if (init_request_type(module) < 0 || init_response_type(module) < 0 ||
+      init_websocket_type(module) < 0) {
+    return -1;
+  }
   HttpServerType.tp_name = "theframework._core.HttpServer";
   HttpServerType.tp_basicsize = sizeof(HttpServerObject);
   HttpServerType.tp_flags = Py_TPFLAGS_DEFAULT;

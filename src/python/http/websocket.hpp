@@ -1,0 +1,133 @@
+// The server side of a WebSocket connection (RFC 6455) over a Connection whose request upgraded:
+// the session state a Connection owns once upgraded, and the theframework._core.WebSocket type.
+//
+// The handler's greenlet keeps running for the whole session (a WebSocket is a long request):
+//  - receive() reads frames from the connection's input and, when it is empty, waits on the same
+//    hub event as a body read (no busy loop, no thread). Keep-alive pings are sent, and their
+//    pongs awaited, while a greenlet waits in receive().
+//  - Sends go out with the connection's green send; a send lock keeps frames from different
+//    greenlets whole (any greenlet may send while another receives).
+//  - The close handshake: a close frame received is answered (same code) and ends the session;
+//    close() sends one and waits (bounded) for the answer unless another greenlet is receiving.
+//    Protocol errors close with their code (1002, 1007, 1009). When the handler returns, a session
+//    still open is closed with 1000 (1011 if the handler raised), and the connection half-closes
+//    and lingers so the client reads the close frame before the socket goes.
+#pragma once
+
+#include <Python.h>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/websocket/deflate.hpp"
+#include "core/websocket/frame.hpp"
+
+namespace tf::py {
+
+class Connection;
+
+// WebSocket settings of a server (HttpServer(...) keyword arguments ws_*).
+struct WebSocketOptions {
+  uint64_t max_message_size = 1 << 20;  // a larger message closes with 1009 (0: no limit)
+  double ping_interval = 20.0;          // seconds of silence before a ping (0: no pings)
+  double ping_timeout = 20.0;           // seconds a ping (or our close) waits for its answer
+  bool compression = true;              // accept permessage-deflate offers
+};
+
+// The state of one upgraded connection; owned by its Connection.
+class WebSocketSession {
+ public:
+  // `deflate`: the negotiated permessage-deflate parameters, or null without compression.
+  WebSocketSession(Connection& connection, const WebSocketOptions& options,
+                   const ws::DeflateParameters* deflate);
+
+  // receive(timeout): the next message (str or bytes; new reference), or null with an exception:
+  // WebSocketClosed once closed, TimeoutError after `timeout` seconds (< 0: none) with the
+  // session still open, or what was thrown into the greenlet.
+  PyObject* receive(double timeout);
+  // Sends one message as a single frame (text for str, binary for bytes-like). 0 or -1.
+  int send(PyObject* message);
+  // Sends every message of the iterable in one write. 0 or -1.
+  int send_many(PyObject* messages);
+  // Sends a control frame (ping, pong or close) with `payload` (<= 125 bytes). 0 or -1.
+  int send_control(ws::Opcode opcode, std::string_view payload);
+  // Sends an already framed message (Group broadcasts: framed once, the same bytes object to
+  // every member). 0 or -1.
+  int send_frame(PyObject* frame);
+  // Starts (or finishes) the close handshake with `code` and `reason`; waits for the peer's
+  // answer (at most close_timeout()) unless another greenlet is receiving. 0 or -1.
+  int close(uint16_t code, std::string_view reason);
+  // The server drains: the greenlet waiting in receive() (now or next) sends close 1001 and
+  // waits, at most close_timeout(), for the peer's close; receive() then raises WebSocketClosed.
+  void going_away() noexcept { going_away_ = true; }
+  // The handler returned (`failed`: by an exception): a session still open is closed with 1000
+  // or 1011. Never raises.
+  void finish(bool failed) noexcept;
+
+  // Whether the close handshake started (our close frame sent) or the session ended.
+  bool closed() const noexcept { return closed_ || close_sent_; }
+  uint16_t close_code() const noexcept { return close_code_; }
+  const std::string& close_reason() const noexcept { return close_reason_; }
+
+ private:
+  // Sends `views` under the send lock (released in every case). `is_close`: our close frame,
+  // the last frame we may send. 0 or -1 (after a failed write the session is closed).
+  int send_views(std::vector<Py_buffer>& views, bool is_close);
+  int send_frame_bytes(PyObject* frame, bool is_close);
+  // Appends the frame views of one message (compressed when negotiated and worth it). 0 or -1.
+  int append_message(std::vector<Py_buffer>& views, PyObject* message);
+  int append_compressed(std::vector<Py_buffer>& views, ws::Opcode opcode, std::string_view payload);
+  int acquire_send_lock();
+  void release_send_lock() noexcept;
+  // Sends our close frame unless one was sent. 0 or -1.
+  int send_close(uint16_t code, std::string_view reason);
+  // Waits for input until `deadline_ns` (< 0: none), sending keep-alive pings when due. 0 (look
+  // again), 1 (the peer left a ping unanswered) or -1 with an exception (TimeoutError at the
+  // deadline).
+  int wait_input(int64_t deadline_ns);
+  // Reads until a message (returned; dropped when `discard_messages`) or the end of the session
+  // (WebSocketClosed), answering pings and closes on the way.
+  PyObject* next_event(int64_t deadline_ns, bool discard_messages);
+  // Marks the session closed with `code` (unless a code is known) and raises WebSocketClosed.
+  PyObject* closed_error(uint16_t code, std::string_view reason);
+  PyObject* raise_closed();
+  double close_timeout() const noexcept;
+  // The received message as str/bytes, decompressed and checked when it was compressed; null
+  // with WebSocketClosed (1007, 1009) after closing.
+  PyObject* message_object(bool text);
+
+  Connection& connection_;
+  WebSocketOptions options_;
+  ws::MessageReader reader_;
+  std::unique_ptr<ws::DeflateSession> deflate_;
+  std::string inflated_;      // a decompressed message, released once converted
+  int64_t last_activity_ns_;  // when bytes last arrived (keep-alive pings follow silence)
+  bool receiving_ = false;
+  bool sending_ = false;
+  std::deque<uint64_t> send_waiters_;  // events of greenlets waiting for the send lock
+  bool close_sent_ = false;
+  bool closed_ = false;  // the close handshake finished, or the connection is gone
+  bool awaiting_pong_ = false;
+  bool going_away_ = false;
+  int64_t pong_deadline_ns_ = 0;
+  uint16_t close_code_ = 0;
+  std::string close_reason_;
+};
+
+// Accepts the upgrade of the request being handled on `connection`: validates the handshake
+// (HTTPError 400/426 otherwise, and the connection closes after that answer), picks the first
+// subprotocol the client offers that `subprotocols` (a sequence of str, or None) holds, accepts a
+// permessage-deflate offer when the server allows compression, sends the 101 response and returns a
+// new WebSocket object (new reference) or null with an exception. `head_bytes` is the request's
+// head.
+PyObject* websocket_accept(Connection* connection, std::string_view head_bytes,
+                           PyObject* subprotocols);
+
+// Registers the WebSocket type on the module. 0 or -1.
+int init_websocket_type(PyObject* module);
+
+}  // namespace tf::py

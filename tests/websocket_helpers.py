@@ -1,0 +1,121 @@
+"""A raw WebSocket client for the tests that must send what no library sends (unmasked frames,
+oversized control frames, invalid UTF-8) and read the server's frames byte for byte."""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import struct
+
+from prefork_apps.harness import ServerProcess
+
+
+def serve(*arguments: str) -> tuple[ServerProcess, int]:
+    """Starts the WebSocket test app in one process on a free port: (server, port)."""
+    server = ServerProcess("websocket_apps.echo:app", "--port", "0", *arguments)
+    try:
+        port = int(server.wait_for_line(r"listening on http://127\.0\.0\.1:(\d+)").group(1))
+    except BaseException:
+        server.close()
+        raise
+    return server, port
+
+
+def handshake_request(path: str, **headers: str) -> bytes:
+    fields = {
+        "Host": "test",
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+        "Sec-WebSocket-Version": "13",
+    }
+    for name, value in headers.items():
+        fields[name.replace("_", "-")] = value
+    lines = "".join(f"{name}: {value}\r\n" for name, value in fields.items() if value)
+    return f"GET {path} HTTP/1.1\r\n{lines}\r\n".encode("latin-1")
+
+
+def read_until_eof(connection: socket.socket) -> bytes:
+    data = b""
+    while chunk := connection.recv(65536):
+        data += chunk
+    return data
+
+
+def frame(first_byte: int, payload: bytes, *, masked: bool = True) -> bytes:
+    """One client frame; ``first_byte`` carries FIN, RSV and the opcode."""
+    length = len(payload)
+    mask_bit = 0x80 if masked else 0
+    if length < 126:
+        header = struct.pack("!BB", first_byte, mask_bit | length)
+    elif length < 65536:
+        header = struct.pack("!BBH", first_byte, mask_bit | 126, length)
+    else:
+        header = struct.pack("!BBQ", first_byte, mask_bit | 127, length)
+    if not masked:
+        return header + payload
+    key = os.urandom(4)
+    return header + key + bytes(byte ^ key[index % 4] for index, byte in enumerate(payload))
+
+
+class RawClient:
+    """One upgraded connection over a plain socket."""
+
+    def __init__(self, port: int, path: str = "/echo", **headers: str) -> None:
+        self.socket = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.socket.sendall(handshake_request(path, **headers))
+        self.buffer = b""
+        while b"\r\n\r\n" not in self.buffer:
+            chunk = self.socket.recv(65536)
+            assert chunk, "the server closed during the handshake"
+            self.buffer += chunk
+        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        self.head = head.decode("latin-1")
+
+    def send(self, data: bytes) -> None:
+        self.socket.sendall(data)
+
+    def _fill(self, size: int) -> None:
+        while len(self.buffer) < size:
+            chunk = self.socket.recv(65536)
+            if not chunk:
+                raise EOFError("the server closed the connection")
+            self.buffer += chunk
+
+    def read_frame(self) -> tuple[int, bytes]:
+        """(first byte, payload) of the next server frame (never masked)."""
+        self._fill(2)
+        first, second = self.buffer[0], self.buffer[1]
+        assert second & 0x80 == 0, "a server frame must not be masked"
+        length = second & 0x7F
+        offset = 2
+        if length == 126:
+            self._fill(4)
+            length = struct.unpack("!H", self.buffer[2:4])[0]
+            offset = 4
+        elif length == 127:
+            self._fill(10)
+            length = struct.unpack("!Q", self.buffer[2:10])[0]
+            offset = 10
+        self._fill(offset + length)
+        payload = self.buffer[offset : offset + length]
+        self.buffer = self.buffer[offset + length :]
+        return first, payload
+
+    def read_close(self) -> tuple[int, str]:
+        """Skips data frames up to the server's close frame: (code, reason)."""
+        while True:
+            first, payload = self.read_frame()
+            if first & 0x0F == 0x8:
+                if not payload:
+                    return 1005, ""
+                return struct.unpack("!H", payload[:2])[0], payload[2:].decode()
+
+    def at_eof(self) -> bool:
+        """Whether the server then ends the stream (reads to the end; data must be frames)."""
+        return self.socket.recv(65536) == b"" or read_until_eof(self.socket) == b""
+
+    def close(self) -> None:
+        self.socket.close()

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 from prefork_apps.harness import TESTS_DIRECTORY, ServerProcess, http_get
-from prometheus_client.parser import text_string_to_metric_families
+from prefork_apps.harness import metric_value as _value
+from prefork_apps.harness import scrape_metrics as _scrape
+from prefork_apps.harness import wait_for_metric as _wait_metric
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -29,36 +31,6 @@ APP = "ops_apps.ops_app:app"
 
 def _metrics_url(server: ServerProcess) -> str:
     return server.wait_for_line(r"metrics: (http://\S+)").group(1)
-
-
-def _scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        assert response.status == 200
-        text = response.read().decode()
-    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
-    return samples
-
-
-def _value(
-    samples: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str
-) -> float:
-    return sum(value for found, value in samples.get(name, []) if labels.items() <= found.items())
-
-
-def _wait_metric(
-    url: str, name: str, minimum: float, timeout: float = 15.0, **labels: str
-) -> dict[str, list[tuple[dict[str, str], float]]]:
-    """Scrapes until ``name`` reaches ``minimum`` (workers push their counters every second)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        samples = _scrape(url)
-        if _value(samples, name, **labels) >= minimum:
-            return samples
-        assert time.monotonic() < deadline, f"{name}{labels} stayed below {minimum}: {samples}"
-        time.sleep(0.2)
 
 
 def _wrk(port: int, seconds: int, path: str = "/") -> subprocess.Popen[str]:

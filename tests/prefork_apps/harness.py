@@ -24,9 +24,12 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 TESTS_DIRECTORY = Path(__file__).resolve().parent.parent
 
@@ -235,3 +238,36 @@ def unprivileged_prefix() -> list[str]:
     if probe.returncode == 0:
         return as_nobody
     return ["setpriv", "--bounding-set=-net_bind_service,-dac_override,-dac_read_search"]
+
+
+Samples = dict[str, list[tuple[dict[str, str], float]]]
+
+
+def scrape_metrics(url: str) -> Samples:
+    """One scrape of a supervisor's --metrics-port endpoint: sample name -> [(labels, value)]."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.status == 200
+        text = response.read().decode()
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
+    return samples
+
+
+def metric_value(samples: Samples, name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples whose labels include ``labels``."""
+    return sum(value for found, value in samples.get(name, []) if labels.items() <= found.items())
+
+
+def wait_for_metric(
+    url: str, name: str, minimum: float, timeout: float = 15.0, **labels: str
+) -> Samples:
+    """Scrapes until ``name`` reaches ``minimum`` (workers push their counters every second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        samples = scrape_metrics(url)
+        if metric_value(samples, name, **labels) >= minimum:
+            return samples
+        assert time.monotonic() < deadline, f"{name}{labels} stayed below {minimum}: {samples}"
+        time.sleep(0.2)

@@ -16,12 +16,6 @@ namespace {
 
 constexpr std::array<uint8_t, 12> kMappedPrefix = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
-std::string_view trim(std::string_view text) noexcept {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-  return text;
-}
-
 bool all_digits(std::string_view text) noexcept {
   return !text.empty() &&
          std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
@@ -38,7 +32,7 @@ int parse_port(std::string_view text) noexcept {
 // The right-most comma-separated item of `value` (a header's value), trimmed.
 std::string_view last_item(std::string_view value) noexcept {
   size_t comma = value.rfind(',');
-  return trim(comma == std::string_view::npos ? value : value.substr(comma + 1));
+  return trim_ows(comma == std::string_view::npos ? value : value.substr(comma + 1));
 }
 
 // Whether the header name `name` equals `lower` (lower-case letters and '-') ignoring case. Only
@@ -267,7 +261,7 @@ void resolve_x_forwarded(std::span<const Header> headers, const Found& found,
     while (true) {
       const size_t comma = rest.rfind(',');
       const std::string_view item =
-          trim(comma == std::string_view::npos ? rest : rest.substr(comma + 1));
+          trim_ows(comma == std::string_view::npos ? rest : rest.substr(comma + 1));
       const bool leftmost = comma == std::string_view::npos && line == found.first_for;
       ForwardedNode node = parse_forwarded_node(item);
       if (node.kind == ForwardedNode::Kind::malformed) {
@@ -343,7 +337,7 @@ std::optional<TrustedNetworks> TrustedNetworks::parse(std::string_view list, std
   TrustedNetworks networks;
   while (!list.empty()) {
     size_t comma = list.find(',');
-    std::string_view entry = trim(list.substr(0, comma));
+    std::string_view entry = trim_ows(list.substr(0, comma));
     list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
     if (entry.empty()) continue;
     if (entry == "*") {

@@ -344,6 +344,12 @@ void DateCache::format(time_t seconds) noexcept {
   std::memcpy(text + 25, " GMT", 4);
 }
 
+std::string_view trim_ows(std::string_view text) noexcept {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+  return text;
+}
+
 bool iequals(std::string_view a, std::string_view b) noexcept {
   if (a.size() != b.size()) return false;
   for (size_t index = 0; index < a.size(); ++index) {

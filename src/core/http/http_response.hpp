@@ -81,4 +81,7 @@ class DateCache {
 // Case-insensitive ASCII comparison (for header names); bytes >= 0x80 compare exactly.
 bool iequals(std::string_view a, std::string_view b) noexcept;
 
+// The text without leading and trailing optional whitespace (spaces and tabs, RFC 9110 OWS).
+std::string_view trim_ows(std::string_view text) noexcept;
+
 }  // namespace tf::http

@@ -5,27 +5,11 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/http/http_response.hpp"
+
 namespace tf::ws {
 
 namespace {
-
-char lower(char c) noexcept {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool equals_ignoring_case(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
-
-std::string_view trim(std::string_view text) noexcept {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-  return text;
-}
 
 // A window-bits value: 8..15, digits only (a quoted value is allowed by RFC 7692 §7.1.2).
 int parse_bits(std::string_view value) noexcept {
@@ -46,7 +30,8 @@ int parse_bits(std::string_view value) noexcept {
 bool accept_offer(std::string_view offer, const DeflatePolicy& policy, DeflateParameters& out,
                   std::string& response) {
   size_t semicolon = offer.find(';');
-  if (!equals_ignoring_case(trim(offer.substr(0, semicolon)), "permessage-deflate")) return false;
+  if (!http::iequals(http::trim_ows(offer.substr(0, semicolon)), "permessage-deflate"))
+    return false;
   bool seen_server_nct = false, seen_client_nct = false, seen_server_bits = false,
        seen_client_bits = false;
   int server_bits = 15;
@@ -54,24 +39,25 @@ bool accept_offer(std::string_view offer, const DeflatePolicy& policy, DeflatePa
   while (semicolon != std::string_view::npos) {
     offer.remove_prefix(semicolon + 1);
     semicolon = offer.find(';');
-    std::string_view parameter = trim(offer.substr(0, semicolon));
+    std::string_view parameter = http::trim_ows(offer.substr(0, semicolon));
     size_t equals = parameter.find('=');
-    std::string_view name = trim(parameter.substr(0, equals));
-    std::string_view value =
-        equals == std::string_view::npos ? std::string_view() : trim(parameter.substr(equals + 1));
+    std::string_view name = http::trim_ows(parameter.substr(0, equals));
+    std::string_view value = equals == std::string_view::npos
+                                 ? std::string_view()
+                                 : http::trim_ows(parameter.substr(equals + 1));
     const bool has_value = equals != std::string_view::npos;
-    if (equals_ignoring_case(name, "server_no_context_takeover")) {
+    if (http::iequals(name, "server_no_context_takeover")) {
       if (seen_server_nct || has_value) return false;
       seen_server_nct = true;
-    } else if (equals_ignoring_case(name, "client_no_context_takeover")) {
+    } else if (http::iequals(name, "client_no_context_takeover")) {
       if (seen_client_nct || has_value) return false;
       seen_client_nct = true;
-    } else if (equals_ignoring_case(name, "server_max_window_bits")) {
+    } else if (http::iequals(name, "server_max_window_bits")) {
       if (seen_server_bits || !has_value) return false;
       seen_server_bits = true;
       server_bits = parse_bits(value);
       if (server_bits < 0) return false;
-    } else if (equals_ignoring_case(name, "client_max_window_bits")) {
+    } else if (http::iequals(name, "client_max_window_bits")) {
       if (seen_client_bits) return false;
       seen_client_bits = true;
       client_bits = has_value ? parse_bits(value) : 15;
@@ -107,7 +93,7 @@ constexpr unsigned char kTail[4] = {0x00, 0x00, 0xFF, 0xFF};
 bool negotiate_deflate(std::span<const http::Header> headers, const DeflatePolicy& policy,
                        DeflateParameters& out, std::string& response) {
   for (const http::Header& header : headers) {
-    if (!equals_ignoring_case(header.name, "sec-websocket-extensions")) continue;
+    if (!http::iequals(header.name, "sec-websocket-extensions")) continue;
     std::string_view list = header.value;
     while (!list.empty()) {
       // Offers are separated by commas (parameter values never contain one).

@@ -1,6 +1,7 @@
 // The WebSocket opening handshake (see handshake.hpp).
 #include "core/websocket/handshake.hpp"
 
+#include "core/http/http_response.hpp"
 #include "core/websocket/sha1.hpp"
 
 namespace tf::ws {
@@ -9,31 +10,13 @@ namespace {
 
 constexpr std::string_view kGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-char lower(char c) noexcept {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool equals_ignoring_case(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
-
-std::string_view trim(std::string_view text) noexcept {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-  return text;
-}
-
 // Calls visit(item) for each trimmed, non-empty item of a comma-separated list; stops early when
 // visit returns true. Returns whether it did.
 template <typename Visit>
 bool for_each_item(std::string_view list, Visit&& visit) {
   while (!list.empty()) {
     size_t comma = list.find(',');
-    std::string_view item = trim(list.substr(0, comma));
+    std::string_view item = http::trim_ows(list.substr(0, comma));
     if (!item.empty() && visit(item)) return true;
     if (comma == std::string_view::npos) break;
     list.remove_prefix(comma + 1);
@@ -44,8 +27,7 @@ bool for_each_item(std::string_view list, Visit&& visit) {
 }  // namespace
 
 bool has_token(std::string_view list, std::string_view token) noexcept {
-  return for_each_item(list,
-                       [&](std::string_view item) { return equals_ignoring_case(item, token); });
+  return for_each_item(list, [&](std::string_view item) { return http::iequals(item, token); });
 }
 
 HandshakeResult validate_upgrade(const http::RequestHead& head,
@@ -56,14 +38,14 @@ HandshakeResult validate_upgrade(const http::RequestHead& head,
   int keys = 0;
   std::string_view key;
   for (const http::Header& header : headers) {
-    if (equals_ignoring_case(header.name, "upgrade")) {
+    if (http::iequals(header.name, "upgrade")) {
       upgrade = upgrade || has_token(header.value, "websocket");
-    } else if (equals_ignoring_case(header.name, "connection")) {
+    } else if (http::iequals(header.name, "connection")) {
       connection_upgrade = connection_upgrade || has_token(header.value, "upgrade");
-    } else if (equals_ignoring_case(header.name, "sec-websocket-key")) {
+    } else if (http::iequals(header.name, "sec-websocket-key")) {
       ++keys;
       key = header.value;
-    } else if (equals_ignoring_case(header.name, "sec-websocket-version")) {
+    } else if (http::iequals(header.name, "sec-websocket-version")) {
       version_13 = (version_seen ? version_13 : true) && header.value == "13";
       version_seen = true;
     }
@@ -94,7 +76,7 @@ std::string_view select_subprotocol(std::span<const http::Header> headers,
                                     std::span<const std::string_view> supported) {
   std::string_view chosen;
   for (const http::Header& header : headers) {
-    if (!equals_ignoring_case(header.name, "sec-websocket-protocol")) continue;
+    if (!http::iequals(header.name, "sec-websocket-protocol")) continue;
     bool found = for_each_item(header.value, [&](std::string_view item) {
       for (std::string_view candidate : supported) {
         if (candidate == item) {

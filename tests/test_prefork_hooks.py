@@ -150,6 +150,7 @@ def test_a_raising_start_hook_stops_the_start_with_exit_3(
         "prefork_apps.pid_app:app",
         "--workers", "2", "--port", "0", "--start-method", start_method, "--config", RECORDING,
         environment={"HOOKS_RECORD": str(record), "HOOKS_RAISE": hook},
+        expected_tracebacks=(f"RuntimeError: {hook} failed on purpose",),
     ) as server:  # fmt: skip
         assert server.wait() == 3
     output = server.output
@@ -170,6 +171,7 @@ def test_a_raising_start_hook_stops_a_single_process_with_exit_3(tmp_path: Path,
     with ServerProcess(
         "prefork_apps.pid_app:app", "--port", "0", "--config", RECORDING,
         environment={"HOOKS_RECORD": str(record), "HOOKS_RAISE": hook},
+        expected_tracebacks=(f"RuntimeError: {hook} failed on purpose",),
     ) as server:  # fmt: skip
         assert server.wait() == 3
     assert f"theframework: error: the {hook} hook raised RuntimeError" in server.output
@@ -183,6 +185,7 @@ def test_other_raising_hooks_are_logged_and_serving_goes_on(tmp_path: Path) -> N
     with ServerProcess(
         "prefork_apps.pid_app:app", "--workers", "2", "--port", "0", "--config", RECORDING,
         environment={"HOOKS_RECORD": str(record), "HOOKS_RAISE": ",".join(raising)},
+        expected_tracebacks=tuple(f"RuntimeError: {hook} failed on purpose" for hook in raising),
     ) as server:  # fmt: skip
         port = server.port()
         for _ in range(2):

@@ -123,7 +123,8 @@ mount_into /etc/ssl/certs --bind -o ro /etc/ssl/certs
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 
 # Inside the root: no apt (its packages came with debootstrap); pip reaches the same index as
-# this machine's (its proxy variables are passed on).
+# this machine's (its proxy variables are passed on). The PostgreSQL tests of the monkey suite are
+# left out: the root has no PostgreSQL server yet (they run on the host's Pythons).
 passed=()
 for name in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY PIP_INDEX_URL; do
   [[ -n "${!name:-}" ]] && passed+=("$name=${!name}")
@@ -133,4 +134,5 @@ chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/us
   TEST_ALL_PYTHONS_SUITES="prefork http monkey" \
   PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
   PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT=180 "${passed[@]}" \
-  /bin/bash -c 'cd /src && scripts/test_all_pythons.sh "$@"' test_all_pythons "$@"
+  /bin/bash -c 'cd /src && scripts/test_all_pythons.sh "$@"' test_all_pythons \
+  --ignore=tests/test_monkey_postgres.py "$@"

@@ -135,4 +135,4 @@ chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/us
   PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
   PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT=180 "${passed[@]}" \
   /bin/bash -c 'cd /src && scripts/test_all_pythons.sh "$@"' test_all_pythons \
-  --ignore=tests/test_monkey_postgres.py "$@"
+  --deselect=tests/test_monkey_postgres.py "$@"

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prefork_apps.harness import ServerProcess, http_get
+from prefork_apps.harness import ServerProcess, http_get, sanitizer_variables
 from test_systemd_notify import NotifySocket
 
 pytestmark = pytest.mark.timeout(120)
@@ -90,7 +90,7 @@ def test_systemd_unit_pair_as_systemd_runs_it(notify: NotifySocket) -> None:
     prefix = [
         "systemd-socket-activate", "-l", f"{host}:{port}",
         f"--fdname={sockets['FileDescriptorName']}",  # (Backlog=: not a flag of this tool)
-        *(argument for name in environment for argument in ("-E", name)),
+        *(argument for name in [*environment, *sanitizer_variables()] for argument in ("-E", name)),
     ]  # fmt: skip
     with ServerProcess(
         argv[3], *argv[4:], environment=environment, command_prefix=prefix

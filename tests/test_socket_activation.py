@@ -16,13 +16,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prefork_apps.harness import ServerProcess, http_exchange, http_get
+from prefork_apps.harness import ServerProcess, http_exchange, http_get, sanitizer_variables
 
 pytestmark = pytest.mark.timeout(180)
 
 APP = "prefork_apps.pid_app:app"
 # systemd-socket-activate passes its children only PATH, HOME, USER, TERM and what -E names.
-_PASSED = ("-E", "PYTHONUNBUFFERED", "-E", "PYTHONWARNINGS")
+_PASSED = tuple(
+    argument
+    for name in ("PYTHONUNBUFFERED", "PYTHONWARNINGS", *sanitizer_variables())
+    for argument in ("-E", name)
+)
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,16 @@ from prometheus_client.parser import text_string_to_metric_families
 TESTS_DIRECTORY = Path(__file__).resolve().parent.parent
 
 
+# Under `make asan` the instrumented module needs these in every server process, including one
+# started by a tool that passes on only the variables it is told to (systemd-socket-activate -E).
+SANITIZER_VARIABLES = ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS", "THEFRAMEWORK_SANITIZED")
+
+
+def sanitizer_variables() -> list[str]:
+    """The names of SANITIZER_VARIABLES set in this environment."""
+    return [name for name in SANITIZER_VARIABLES if name in os.environ]
+
+
 class ServerProcess:
     """One server (supervisor and its workers). ``program`` replaces ``python -m theframework``
     (e.g. an installed ``theframework`` script) and ``cwd`` the tests directory."""

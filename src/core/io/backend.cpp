@@ -55,4 +55,20 @@ const char* backend_name(BackendKind kind) noexcept {
   return "unknown";
 }
 
+timespec monotonic_deadline_after(int64_t timeout_ns) noexcept {
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  const int64_t total = now.tv_nsec + timeout_ns % 1'000'000'000;
+  now.tv_sec += static_cast<time_t>(timeout_ns / 1'000'000'000 + total / 1'000'000'000);
+  now.tv_nsec = static_cast<long>(total % 1'000'000'000);
+  return now;
+}
+
+int64_t nanoseconds_until(const timespec& deadline) noexcept {
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  return (static_cast<int64_t>(deadline.tv_sec) - now.tv_sec) * 1'000'000'000 +
+         (deadline.tv_nsec - now.tv_nsec);
+}
+
 }  // namespace tf::core

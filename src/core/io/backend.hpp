@@ -20,6 +20,7 @@
 
 #include <poll.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -123,5 +124,10 @@ std::unique_ptr<Backend> make_backend(const BackendOptions& options,
 bool parse_backend_choice(std::string_view text, BackendChoice& out) noexcept;
 
 const char* backend_name(BackendKind kind) noexcept;
+
+// CLOCK_MONOTONIC now plus timeout_ns, and the nanoseconds left until such a deadline (negative
+// once it has passed): a backend's wait() re-waits for what is left after EINTR with these.
+timespec monotonic_deadline_after(int64_t timeout_ns) noexcept;
+int64_t nanoseconds_until(const timespec& deadline) noexcept;
 
 }  // namespace tf::core

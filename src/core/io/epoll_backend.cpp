@@ -285,7 +285,7 @@ class EpollBackend final : public Backend {
   size_t wait(int64_t timeout_ns, std::vector<Completion>& out) override {
     bool woken = false;
     timespec deadline{};
-    if (timeout_ns > 0) deadline = deadline_after(timeout_ns);
+    if (timeout_ns > 0) deadline = monotonic_deadline_after(timeout_ns);
     for (;;) {
       const int count = wait_for_events(ready_.empty() ? timeout_ns : 0);
       const bool interrupted = count < 0;
@@ -653,22 +653,6 @@ class EpollBackend final : public Backend {
     if (count >= 0) return count;
     if (errno == EINTR) return -1;
     throw_error(errno, "epoll_wait failed");
-  }
-
-  static timespec deadline_after(int64_t timeout_ns) noexcept {
-    timespec now{};
-    ::clock_gettime(CLOCK_MONOTONIC, &now);
-    const int64_t total = now.tv_nsec + timeout_ns % 1'000'000'000;
-    now.tv_sec += static_cast<time_t>(timeout_ns / 1'000'000'000 + total / 1'000'000'000);
-    now.tv_nsec = static_cast<long>(total % 1'000'000'000);
-    return now;
-  }
-
-  static int64_t nanoseconds_until(const timespec& deadline) noexcept {
-    timespec now{};
-    ::clock_gettime(CLOCK_MONOTONIC, &now);
-    return (static_cast<int64_t>(deadline.tv_sec) - now.tv_sec) * 1'000'000'000 +
-           (deadline.tv_nsec - now.tv_nsec);
   }
 
   unsigned buffer_count_;

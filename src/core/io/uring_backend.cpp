@@ -171,7 +171,7 @@ class UringBackend final : public Backend {
     }
     if (woken_) timeout_ns = 0;  // a wake-up was reaped while flushing a full SQ
     timespec deadline{};
-    if (timeout_ns > 0) deadline = deadline_after(timeout_ns);
+    if (timeout_ns > 0) deadline = monotonic_deadline_after(timeout_ns);
     for (;;) {
       const int result = enter(timeout_ns);
       appended += reap(out);
@@ -312,22 +312,6 @@ class UringBackend final : public Backend {
     if (token != kWakeToken) return;  // cancellation results and liburing's own timeouts
     woken_ = true;
     if (result >= 0 || result == -EINTR || result == -ECANCELED) arm_wake_read();
-  }
-
-  static timespec deadline_after(int64_t timeout_ns) noexcept {
-    timespec now{};
-    ::clock_gettime(CLOCK_MONOTONIC, &now);
-    const int64_t total = now.tv_nsec + timeout_ns % 1'000'000'000;
-    now.tv_sec += static_cast<time_t>(timeout_ns / 1'000'000'000 + total / 1'000'000'000);
-    now.tv_nsec = static_cast<long>(total % 1'000'000'000);
-    return now;
-  }
-
-  static int64_t nanoseconds_until(const timespec& deadline) noexcept {
-    timespec now{};
-    ::clock_gettime(CLOCK_MONOTONIC, &now);
-    return (static_cast<int64_t>(deadline.tv_sec) - now.tv_sec) * 1'000'000'000 +
-           (deadline.tv_nsec - now.tv_nsec);
   }
 
   // Declaration order matters: the ring is destroyed first, before the memory it points into.

@@ -396,7 +396,7 @@ def table(runs: list[Run], skipped: dict[tuple[str, str], str], servers: list[st
 
 def details(runs: list[Run]) -> str:
     """One line per run: every count wrk reported."""
-    header = ["server", "event", "run", "events", "s", "answered", "connect", "read", "write"]
+    header = ["server", "event", "run", "events", "wrk s", "answered", "connect", "read", "write"]
     header += ["timeout", "non-2xx", "per 100k"]
     lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
     numbers: dict[tuple[str, str], int] = {}
@@ -413,8 +413,9 @@ def details(runs: list[Run]) -> str:
 
 
 def commit() -> str:
+    """The last commit that changed the server's code (theframework/, src/)."""
     described = subprocess.run(
-        ["git", "-C", str(ROOT), "log", "-1", "--format=%h"],
+        ["git", "-C", str(ROOT), "log", "-1", "--format=%h", "--", "theframework", "src"],
         capture_output=True,
         text=True,
         check=False,
@@ -439,7 +440,7 @@ def report(
             table(runs, skipped, servers),
             "",
             f"Measured with `.venv/bin/python {command}` on "
-            f"{datetime.date.today().isoformat()}, theframework at `{commit()}`; "
+            f"{datetime.date.today().isoformat()}, theframework's code at `{commit()}`; "
             f"{arguments.count} events per run, at least {arguments.interval:g} s apart, each "
             "waited for until complete; 1-minute load average "
             f"{min(loads):.1f}-{max(loads):.1f} (2 CPUs).",

@@ -495,7 +495,12 @@ def main() -> int:
                 continue
             for number in range(1, arguments.runs + 1):
                 log = log_dir / f"zero-loss-{name}-{event}-{number}.log"
-                run = one_run(contender, event, arguments.count, arguments.interval, log)
+                try:
+                    run = one_run(contender, event, arguments.count, arguments.interval, log)
+                except ServerFailed as failure:  # reported in the table; the other runs go on
+                    skipped[(name, event)] = f"run {number} failed: {failure}"
+                    print(f"{name} {event} run {number}: {failure}", flush=True)
+                    break
                 runs.append(run)
                 loads.append(os.getloadavg()[0])
                 counts = run.counts
@@ -525,7 +530,7 @@ def main() -> int:
     }
     arguments.output.with_suffix(".json").write_text(json.dumps(raw, indent=1))
     print(text)
-    return 0
+    return 1 if any(why.startswith("run ") for why in skipped.values()) else 0
 
 
 if __name__ == "__main__":

@@ -43,10 +43,24 @@ from pathlib import Path
 import run  # bench/run.py: the servers' command lines, the apps' folder, free_port
 
 CONTROLLED = {"theframework", "theframework-wsgi", "bjoern", "fastwsgi"}  # single-process servers
+CACHE_SIM = ["no"]  # --cache-sim: "yes" adds callgrind's cache simulation (misses per request)
 SYSCALLS = (
-    "sendmsg", "send", "sendto", "writev", "write", "recv", "recvmsg", "recvfrom", "read",
-    "io_uring_enter", "epoll_wait", "epoll_ctl", "accept4", "syscall", "clock_gettime",
-)  # fmt: skip
+    "sendmsg",
+    "send",
+    "sendto",
+    "writev",
+    "write",
+    "recv",
+    "recvmsg",
+    "recvfrom",
+    "read",
+    "io_uring_enter",
+    "epoll_wait",
+    "epoll_ctl",
+    "accept4",
+    "syscall",
+    "clock_gettime",
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,11 +75,14 @@ class Profile:
         self.self_cost: collections.Counter[tuple[str, str]] = collections.Counter()
         self.calls: collections.Counter[str] = collections.Counter()
         self.total = 0
+        # Every event's total (Ir; with --cache-sim also D1mr, D1mw, DLmr, DLmw, I1mr, ILmr).
+        self.events: collections.Counter[str] = collections.Counter()
 
     def read(self, path: Path) -> None:
         names: dict[str, dict[str, str]] = {"ob": {}, "fn": {}}
         current_object = current_function = ""
         after_call = False
+        events = ["Ir"]
         callee = ""
 
         def name_of(kind: str, text: str) -> str:
@@ -85,8 +102,13 @@ class Profile:
                     after_call = False  # the inclusive cost of the call: not self cost
                     continue
                 fields = line.split()
-                if len(fields) >= 2:
-                    self.self_cost[(current_object, current_function)] += int(fields[-1])
+                if len(fields) >= 2:  # a position, then the events in order (trailing 0s left out)
+                    self.self_cost[(current_object, current_function)] += int(fields[1])
+                    for event, value in zip(events, fields[1:], strict=False):
+                        self.events[event] += int(value)
+                continue
+            if line.startswith("events:"):
+                events = line.split()[1:]
                 continue
             key, _, value = line.partition("=")
             if key == "ob":
@@ -140,15 +162,19 @@ def group_of(object_path: str, function: str) -> str:
 @contextlib.contextmanager
 def under_callgrind(command: list[str], output: Path) -> Iterator[subprocess.Popen[bytes]]:
     valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
-    valgrind += [f"--callgrind-out-file={output}"]
+    valgrind += [f"--callgrind-out-file={output}", f"--cache-sim={CACHE_SIM[0]}"]
     environment = {k: v for k, v in os.environ.items() if not k.startswith("THEFRAMEWORK_")}
     environment.update(PYTHONPATH=str(run.APPS), PYTHONUNBUFFERED="1")
     log = output.with_suffix(".log").open("wb")
     process = subprocess.Popen(
-        ["taskset", "-c", str(run.SERVER_CPU), *valgrind, *command], cwd=run.APPS,
-        env=environment, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        ["taskset", "-c", str(run.SERVER_CPU), *valgrind, *command],
+        cwd=run.APPS,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
-    )  # fmt: skip
+    )
     try:
         yield process
     finally:
@@ -221,8 +247,9 @@ def send_requests(port: int, path: str, count: int, connections: int) -> None:
 
 
 def callgrind_control(pid: int, *options: str) -> None:
-    subprocess.run(["callgrind_control", *options, str(pid)], check=True, capture_output=True,
-                   timeout=300)  # fmt: skip
+    subprocess.run(
+        ["callgrind_control", *options, str(pid)], check=True, capture_output=True, timeout=300
+    )
 
 
 def profile_server(name: str, arguments: argparse.Namespace, directory: Path) -> dict[str, object]:
@@ -274,13 +301,25 @@ for _ in range(int(sys.argv[1])):
 
 def profile_flask_alone(arguments: argparse.Namespace, directory: Path) -> dict[str, object]:
     environ = {
-        "REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": arguments.path,
-        "QUERY_STRING": "", "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "8000", "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "40000",
-        "HTTP_HOST": "127.0.0.1:8000", "HTTP_USER_AGENT": "wsgi_profile", "HTTP_ACCEPT": "*/*",
-        "wsgi.version": (1, 0), "wsgi.url_scheme": "http", "wsgi.multithread": False,
-        "wsgi.multiprocess": False, "wsgi.run_once": False, "wsgi.input_terminated": True,
-    }  # fmt: skip
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": arguments.path,
+        "QUERY_STRING": "",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "REMOTE_ADDR": "127.0.0.1",
+        "REMOTE_PORT": "40000",
+        "HTTP_HOST": "127.0.0.1:8000",
+        "HTTP_USER_AGENT": "wsgi_profile",
+        "HTTP_ACCEPT": "*/*",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        "wsgi.input_terminated": True,
+    }
     script = directory / "flask_alone.py"
     script.write_text(FLASK_ALONE.format(environ=environ))
     profiles = []
@@ -288,11 +327,23 @@ def profile_flask_alone(arguments: argparse.Namespace, directory: Path) -> dict[
     for count in counts:
         output = directory / f"flask-alone-{count}.out"
         subprocess.run(
-            ["taskset", "-c", str(run.SERVER_CPU), "valgrind", "--tool=callgrind",
-             f"--callgrind-out-file={output}", str(run.OURS_PYTHON), str(script), str(count)],
-            cwd=run.APPS, env={**os.environ, "PYTHONPATH": str(run.APPS)}, check=True,
+            [
+                "taskset",
+                "-c",
+                str(run.SERVER_CPU),
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={output}",
+                f"--cache-sim={CACHE_SIM[0]}",
+                str(run.OURS_PYTHON),
+                str(script),
+                str(count),
+            ],
+            cwd=run.APPS,
+            env={**os.environ, "PYTHONPATH": str(run.APPS)},
+            check=True,
             capture_output=True,
-        )  # fmt: skip
+        )
         profile = Profile()
         profile.read(output)
         profiles.append(profile)
@@ -302,6 +353,8 @@ def profile_flask_alone(arguments: argparse.Namespace, directory: Path) -> dict[
     difference.calls = profiles[1].calls.copy()
     difference.calls.subtract(profiles[0].calls)
     difference.total = profiles[1].total - profiles[0].total
+    difference.events = profiles[1].events.copy()
+    difference.events.subtract(profiles[0].events)
     return {"requests": difference, "idle": Profile(), "count": counts[1] - counts[0]}
 
 
@@ -326,9 +379,11 @@ def report(results: dict[str, dict[str, object]], arguments: argparse.Namespace)
             syscall: (busy.calls[syscall] - idle.calls[syscall]) / count for syscall in SYSCALLS
         }
     names = list(results)
-    print(f"`{arguments.path}`, {arguments.requests} keep-alive requests over "
-          f"{arguments.connections} connection(s) after {arguments.warmup} warm-up requests; "
-          "instructions per request (callgrind Ir), the server's idle baseline subtracted.")  # fmt: skip
+    print(
+        f"`{arguments.path}`, {arguments.requests} keep-alive requests over "
+        f"{arguments.connections} connection(s) after {arguments.warmup} warm-up requests; "
+        "instructions per request (callgrind Ir), the server's idle baseline subtracted."
+    )
     print()
     print("| group | " + " | ".join(names) + " |")
     print("|---" * (len(names) + 1) + "|")
@@ -345,6 +400,23 @@ def report(results: dict[str, dict[str, object]], arguments: argparse.Namespace)
         print(f"| {group} | " + " | ".join(cells) + " |")
     totals = [sum(per_request[name].values()) for name in names]
     print("| **total** | " + " | ".join(f"**{total:,.0f}**" for total in totals) + " |")
+    if CACHE_SIM[0] == "yes":
+        print()
+        print(
+            "Simulated cache misses per request (callgrind --cache-sim=yes: L1 32 KiB, "
+            "last level as this machine's; instruction (I) and data reads/writes (Dr/Dw)):"
+        )
+        print()
+        print("| event | " + " | ".join(names) + " |")
+        print("|---" * (len(names) + 1) + "|")
+        for event in ("I1mr", "D1mr", "D1mw", "ILmr", "DLmr", "DLmw"):
+            values = []
+            for name in names:
+                busy, idle = results[name]["requests"], results[name]["idle"]
+                assert isinstance(busy, Profile) and isinstance(idle, Profile)
+                count = int(results[name].get("count", arguments.requests))  # type: ignore[call-overload]
+                values.append((busy.events[event] - idle.events[event]) / count)
+            print(f"| {event} | " + " | ".join(f"{value:,.0f}" for value in values) + " |")
     print()
     print("Calls per request of libc's syscall wrappers (kernel work is not counted above):")
     print()
@@ -373,7 +445,9 @@ def main() -> int:
     parser.add_argument("--servers", default="theframework-wsgi,bjoern,flask-alone")
     parser.add_argument("--top", type=int, default=25, help="functions listed per server")
     parser.add_argument("--keep", metavar="DIR", help="keep the callgrind files in DIR")
+    parser.add_argument("--cache-sim", action="store_true", help="simulate the caches too")
     arguments = parser.parse_args()
+    CACHE_SIM[0] = "yes" if arguments.cache_sim else "no"
     names = [name for name in arguments.servers.split(",") if name]
     for name in names:
         if name not in CONTROLLED and name != "flask-alone":

@@ -5,8 +5,11 @@ closed with its code, none disturbing a connection open beside it) and handshake
 from __future__ import annotations
 
 import contextlib
+import select
 import signal
 import socket
+import struct
+import time
 import zlib
 from collections.abc import Iterator
 
@@ -355,3 +358,143 @@ def test_websocket_route_decorator(port: int) -> None:
     status, headers, _ = http_get(port, "/route/ada")
     assert status == 400
     assert headers["connection"] == "close"
+
+
+@pytest.mark.parametrize(
+    ("path", "origin", "admitted"),
+    [
+        ("/origin/listed", "https://app.example", True),
+        ("/origin/listed", "HTTPS://APP.EXAMPLE", True),  # scheme and host: case-insensitive
+        ("/origin/listed", "http://localhost:8080", True),
+        ("/origin/listed", None, True),  # not a browser page: browsers always send Origin
+        ("/origin/listed", "https://evil.example", False),
+        ("/origin/listed", "http://localhost:8081", False),
+        ("/origin/callable", "https://chat.example.org", True),
+        ("/origin/callable", "https://example.org.evil.com", False),
+        ("/origin/callable", None, False),  # the callable is asked with None
+    ],
+)
+def test_origin_check_refuses_with_403_before_the_upgrade(
+    port: int, path: str, origin: str | None, admitted: bool
+) -> None:
+    headers = {} if origin is None else {"Origin": origin}
+    connection = socket.create_connection(("127.0.0.1", port), timeout=30)
+    with connection:
+        connection.sendall(handshake_request(path, **headers))
+        answer = read_until_eof(connection) if not admitted else connection.recv(65536)
+    if admitted:
+        assert answer.startswith(b"HTTP/1.1 101 "), answer
+        with connect(f"ws://127.0.0.1:{port}{path}", origin=origin) as ws:  # type: ignore[arg-type]
+            assert str(ws.recv()).startswith("admitted")
+    else:
+        # Refused before the upgrade: a 403 answer, then the connection ends.
+        assert answer.startswith(b"HTTP/1.1 403 "), answer
+        assert b"Upgrade: websocket" not in answer
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            connect(f"ws://127.0.0.1:{port}{path}", origin=origin)  # type: ignore[arg-type]
+        assert refused.value.response.status_code == 403
+
+
+def _masked_binary(payload: bytes) -> bytes:
+    """A client binary frame with a zero mask key (valid, and the payload stays as it is)."""
+    return struct.pack("!BBH", 0x82, 0x80 | 126, len(payload)) + b"\0\0\0\0" + payload
+
+
+def test_full_message_queue_stops_reading_and_loses_nothing(backend: str) -> None:
+    count, size = (
+        4096,
+        16384,
+    )  # 64 MiB (16-bit frame lengths): more than the kernel's buffers can hold (tcp_rmem max)
+    process, port = serve("--ws-max-queue", "4", "--backend", backend)
+    with process:
+        client = RawClient(port, "/hold")
+        try:
+            client.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+            client.send(frame(0x81, str(count).encode()))
+            assert client.read_frame() == (0x81, b"holding")
+            frames = [_masked_binary(struct.pack("!I", i) + bytes(size - 4)) for i in range(count)]
+            data = memoryview(b"".join(frames))
+            # The handler takes nothing: once the queue is full the server stops reading, the
+            # kernel's buffers fill, and the socket stays unwritable.
+            client.socket.setblocking(False)
+            sent = 0
+            while sent < len(data):
+                try:
+                    sent += client.socket.send(data[sent : sent + 65536])
+                except BlockingIOError:
+                    _, writable, _ = select.select([], [client.socket], [], 2.0)
+                    if not writable:
+                        break
+            assert sent < len(data), "the server read everything: no backpressure"
+            client.socket.setblocking(True)
+            assert http_get(port, "/release")[0] == 200
+            client.socket.sendall(data[sent:])
+            assert client.read_frame() == (0x81, f"received {count} in order".encode())
+        finally:
+            client.close()
+
+
+def test_sigterm_sends_1001_after_the_grace_and_cuts_a_silent_client_at_the_bound(
+    backend: str,
+) -> None:
+    process, port = serve("--graceful-timeout", "2", "--backend", backend)
+    with process:
+        silent = RawClient(port)  # reads our close but never answers it
+        try:
+            with connect(f"ws://127.0.0.1:{port}/echo") as answering:
+                for client_send, client_receive in (
+                    (answering.send, answering.recv),
+                    (lambda text: silent.send(frame(0x81, text.encode())), silent.read_frame),
+                ):
+                    client_send("up")
+                    assert client_receive() in ("up", (0x81, b"up"))
+                started = time.monotonic()
+                process.send_signal(signal.SIGTERM)
+                assert silent.read_close() == (1001, "server shutting down")
+                assert time.monotonic() - started >= 0.18  # the drain's first phase: 0.2 s
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    answering.recv()
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+            # The silent client is cut at --graceful-timeout (not at --ws-ping-timeout, 20 s).
+            assert silent.at_eof()
+            assert 1.8 <= time.monotonic() - started < 10
+        finally:
+            silent.close()
+        assert process.wait(10) == 0
+        process.wait_for_line(
+            r"stopped serving .*; 2 WebSockets, 2 open at the drain and sent close 1001; "
+            r"closes by code \{1001: 2\}"
+        )
+
+
+def test_reload_sends_websockets_away_with_1001_and_serves_new_ones() -> None:
+    # A long keep-alive timeout: the retiring worker's fallback shutdown() (keep-alive timeout
+    # + 1 s later) must not be what sends the 1001.
+    with ServerProcess(
+        "websocket_apps.echo:app", "--workers", "2", "--port", "0", "--graceful-timeout", "60",
+        "--keepalive-timeout", "60",
+    ) as process:  # fmt: skip
+        port = process.port()
+        with contextlib.ExitStack() as stack:
+            clients = [
+                stack.enter_context(connect(f"ws://127.0.0.1:{port}/echo")) for _ in range(4)
+            ]
+            for ws in clients:
+                ws.send("before")
+                assert ws.recv() == "before"
+            mark = len(process.lines)
+            process.send_signal(signal.SIGHUP)
+            for ws in clients:
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    ws.recv(timeout=40)
+                assert closed.value.rcvd is not None
+                assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+                    1001,
+                    "server shutting down",
+                )
+        process.wait_for_line(r"reload complete", start=mark)
+        with connect(f"ws://127.0.0.1:{port}/echo") as ws:
+            ws.send("after")
+            assert ws.recv() == "after"
+        # Each replaced worker's last line counts the WebSockets it sent away.
+        process.wait_for_line(r"stopped serving .* WebSockets, \d+ open at the drain", start=mark)

@@ -468,6 +468,9 @@ OPTIONS: tuple[Option, ...] = (
     _int("ws_max_message_size", "server", 1048576, "largest WebSocket message received; a "
          "larger one closes the WebSocket with 1009 (0: no limit)", "engine", minimum=0,
          metavar="BYTES"),
+    _int("ws_max_queue", "server", 32, "WebSocket messages received but not yet taken by "
+         "receive(); when that many wait, the server stops reading the socket (backpressure)",
+         "engine", minimum=1, metavar="MESSAGES"),
     _secs("ws_ping_interval", "server", 20.0, "silence on a WebSocket after which a waiting "
           "receive() sends a keep-alive ping (0: no pings)", "engine", allow_zero=True),
     _secs("ws_ping_timeout", "server", 20.0, "time a WebSocket ping (or our close frame) waits "
@@ -625,6 +628,7 @@ class ServerConfig:
     write_timeout: float = _default("write_timeout")
     max_connections: int = _default("max_connections")
     ws_max_message_size: int = _default("ws_max_message_size")
+    ws_max_queue: int = _default("ws_max_queue")
     ws_ping_interval: float = _default("ws_ping_interval")
     ws_ping_timeout: float = _default("ws_ping_timeout")
     ws_compression: str = _default("ws_compression")

@@ -164,6 +164,10 @@ class MessageReader {
   bool compressed() const noexcept { return compressed_; }
   // Turns on RSV1 (negotiated permessage-deflate).
   void allow_compression(bool allow) noexcept { rules_.allow_rsv1 = allow; }
+  // The number of data messages (at most `limit`) whose last frame is wholly in `input`, the
+  // bytes that follow what feed() consumed: the messages waiting to be read. Reads frame headers
+  // only and changes nothing; stops at an incomplete or invalid frame (feed() reports the error).
+  size_t count_complete_messages(std::string_view input, size_t limit) const noexcept;
 
  private:
   ReadEvent fail(uint16_t code, const char* reason, size_t consumed) noexcept;

@@ -29,7 +29,8 @@ PyObject* http_server_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) 
                                    "write_timeout",   "max_connections",     "access_log",
                                    "rebalance_every", "forwarded_allow_ips", "proxy_headers",
                                    "proxy_protocol",  "ws_max_message_size", "ws_ping_interval",
-                                   "ws_ping_timeout", "ws_compression",      nullptr};
+                                   "ws_ping_timeout", "ws_compression",      "ws_max_queue",
+                                   nullptr};
   PyObject* handler = nullptr;
   PyObject* fds_object = nullptr;
   HttpOptions options;
@@ -42,13 +43,13 @@ PyObject* http_server_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) 
   int proxy_headers = 1, proxy_protocol = 0;
   const char* compression = "deflate";
   if (!PyArg_ParseTupleAndKeywords(
-          args, kwargs, "OO|$nnnKddddnOKOppKdds", const_cast<char**>(keywords), &handler,
+          args, kwargs, "OO|$nnnKddddnOKOppKddsI", const_cast<char**>(keywords), &handler,
           &fds_object, &max_header_size, &max_headers, &max_request_line, &max_body_size,
           &options.header_timeout, &options.body_timeout, &options.keepalive_timeout,
           &options.write_timeout, &max_connections, &access_log, &rebalance_every,
           &forwarded_allow_ips, &proxy_headers, &proxy_protocol,
           &options.websocket.max_message_size, &options.websocket.ping_interval,
-          &options.websocket.ping_timeout, &compression)) {
+          &options.websocket.ping_timeout, &compression, &options.websocket.max_queue)) {
     return nullptr;
   }
   const std::string_view compression_name(compression);
@@ -57,6 +58,10 @@ PyObject* http_server_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) 
     return nullptr;
   }
   options.websocket.compression = compression_name == "deflate";
+  if (options.websocket.max_queue == 0) {
+    PyErr_SetString(PyExc_ValueError, "ws_max_queue must be >= 1");
+    return nullptr;
+  }
   if (options.websocket.ping_interval < 0 || options.websocket.ping_timeout < 0) {
     PyErr_SetString(PyExc_ValueError, "ws_ping_interval and ws_ping_timeout must be >= 0");
     return nullptr;
@@ -176,7 +181,9 @@ PyObject* http_server_stats(PyObject* self, PyObject*) {
     PyRef value(PyLong_FromUnsignedLongLong(count));
     if (!key || !value || PyDict_SetItem(closes.get(), key.get(), value.get()) < 0) return nullptr;
   }
-  PyRef websockets(Py_BuildValue("{sKsKsKsO}", "open", stats.websockets_open, "messages_in",
+  PyRef websockets(Py_BuildValue("{sKsKsKsKsKsO}", "open", stats.websockets_open, "accepted",
+                                 stats.websockets_accepted, "going_away",
+                                 stats.websockets_going_away, "messages_in",
                                  stats.websocket_messages_in, "messages_out",
                                  stats.websocket_messages_out, "closes", closes.get()));
   if (!websockets) return nullptr;

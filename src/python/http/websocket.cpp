@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <new>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "core/http/http_response.hpp"
 #include "core/websocket/handshake.hpp"
 #include "python/configuration.hpp"
 #include "python/http/objects.hpp"
@@ -125,7 +127,7 @@ int WebSocketSession::acquire_send_lock() {
       } else if (!sending_ && !send_waiters_.empty()) {
         // We were handed the lock but leave: hand it on.
         uint64_t next = send_waiters_.front();
-        send_waiters_.pop_front();
+        send_waiters_.erase(send_waiters_.begin());
         hub.complete_event(next, 0);
       }
       return -1;
@@ -139,7 +141,7 @@ void WebSocketSession::release_send_lock() noexcept {
   sending_ = false;
   if (send_waiters_.empty()) return;
   uint64_t next = send_waiters_.front();
-  send_waiters_.pop_front();
+  send_waiters_.erase(send_waiters_.begin());
   connection_.server().hub().complete_event(next, 0);
 }
 
@@ -632,10 +634,54 @@ PyMethodDef module_functions[] = {
     {nullptr, nullptr, 0, nullptr},
 };
 
+// Whether the request may open a WebSocket by its Origin header (the first one; absent: None):
+// `origins` None lets everyone in; a sequence of str admits an Origin equal to one of them
+// (ASCII case-insensitive) and a request without Origin (not a browser page: browsers always send
+// it); a callable is called with the Origin (str or None) and admits on a true result. 1 admitted,
+// 0 refused, -1 with an exception (a bad `origins` or the callable raised).
+int origin_allowed(std::span<const http::Header> headers, PyObject* origins) {
+  if (origins == nullptr || origins == Py_None) return 1;
+  const http::Header* origin = nullptr;
+  for (const http::Header& header : headers) {
+    if (http::iequals(header.name, "origin")) {
+      origin = &header;
+      break;
+    }
+  }
+  if (PyCallable_Check(origins)) {
+    PyRef value(origin == nullptr ? Py_NewRef(Py_None)
+                                  : PyUnicode_DecodeLatin1(
+                                        origin->value.data(),
+                                        static_cast<Py_ssize_t>(origin->value.size()), nullptr));
+    if (!value) return -1;
+    PyRef verdict(PyObject_CallOneArg(origins, value.get()));
+    if (!verdict) return -1;
+    return PyObject_IsTrue(verdict.get());
+  }
+  if (PyUnicode_Check(origins)) {
+    PyErr_SetString(PyExc_TypeError, "origins must be a sequence of str or a callable, not a str");
+    return -1;
+  }
+  PyRef sequence(PySequence_Fast(origins, "origins must be a sequence of str or a callable"));
+  if (!sequence) return -1;
+  if (origin == nullptr) return 1;
+  for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(sequence.get()); ++i) {
+    PyObject* item = PySequence_Fast_GET_ITEM(sequence.get(), i);
+    Py_ssize_t size = 0;
+    const char* text = PyUnicode_Check(item) ? PyUnicode_AsUTF8AndSize(item, &size) : nullptr;
+    if (text == nullptr) {
+      if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "origins must be str");
+      return -1;
+    }
+    if (http::iequals(origin->value, std::string_view(text, static_cast<size_t>(size)))) return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 PyObject* websocket_accept(Connection* connection, std::string_view head_bytes,
-                           PyObject* subprotocols) {
+                           PyObject* subprotocols, PyObject* origins) {
   if (connection->websocket() != nullptr) {
     PyErr_SetString(PyExc_RuntimeError, "this request was already upgraded to a WebSocket");
     return nullptr;
@@ -662,6 +708,12 @@ PyObject* websocket_accept(Connection* connection, std::string_view head_bytes,
   if (result.http_status != 0) {
     connection->mark_close();
     raise_http_error(result.http_status, result.reason, result.http_status == 426);
+    return nullptr;
+  }
+  const int admitted = origin_allowed(headers, origins);
+  if (admitted <= 0) {
+    connection->mark_close();
+    if (admitted == 0) raise_http_error(403, "this Origin may not open a WebSocket", false);
     return nullptr;
   }
   std::vector<std::string_view> supported;

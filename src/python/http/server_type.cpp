@@ -96,6 +96,19 @@ PyObject* http_server_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) 
     PyErr_SetString(PyExc_TypeError, "handler must be callable");
     return nullptr;
   }
+  // An object with a Python __call__ (a Framework) is called through its bound method: calling
+  // the instance would go through type slots, C frames that stay under every waiting handler
+  // (an idle WebSocket keeps a copy of them).
+  PyRef bound_call;
+  if (!PyFunction_Check(handler) && !PyMethod_Check(handler) && !PyCFunction_Check(handler) &&
+      !PyType_Check(handler)) {
+    bound_call = PyRef(PyObject_GetAttrString(handler, "__call__"));
+    if (bound_call && PyMethod_Check(bound_call.get())) {
+      handler = bound_call.get();
+    } else {
+      PyErr_Clear();
+    }
+  }
   if (max_header_size < 64 || max_headers < 1 || max_headers > 255 || max_request_line < 16 ||
       max_connections < 1) {
     PyErr_SetString(PyExc_ValueError,

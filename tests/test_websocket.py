@@ -349,6 +349,41 @@ def test_compression_can_be_turned_off() -> None:
         assert ws.recv() == "x" * 1000
 
 
+def test_compression_without_context_takeover_is_asked_of_both_sides() -> None:
+    process, port = serve("--ws-compression", "deflate-no-context")
+    with process:
+        # websockets offers context takeover; the server answers that neither side keeps it.
+        with connect(f"ws://127.0.0.1:{port}/echo") as ws:
+            (extension,) = ws.protocol.extensions
+            assert extension.local_no_context_takeover  # type: ignore[attr-defined]
+            assert extension.remote_no_context_takeover  # type: ignore[attr-defined]
+            text = "compressible text " * 2000
+            for _ in range(3):
+                ws.send(text)
+                assert ws.recv() == text
+        # On the wire: the answer names both parameters, and each message is compressed alone
+        # (the same message twice compresses to the same bytes: no window carried over).
+        client = RawClient(port, "/echo", Sec_WebSocket_Extensions="permessage-deflate")
+        try:
+            assert "server_no_context_takeover" in client.head
+            assert "client_no_context_takeover" in client.head
+            compressor = zlib.compressobj(wbits=-15)
+            message = b"the same words again and again " * 20
+            payload = compressor.compress(message) + compressor.flush(zlib.Z_SYNC_FLUSH)
+            answers = []
+            for _ in range(2):
+                client.send(frame(0xC1, payload[:-4]))
+                first, answer = client.read_frame()
+                assert first == 0xC1  # compressed text
+                answers.append(answer)
+                compressor = zlib.compressobj(wbits=-15)  # no context takeover: a fresh one
+                payload = compressor.compress(message) + compressor.flush(zlib.Z_SYNC_FLUSH)
+            assert answers[0] == answers[1]
+            assert zlib.decompressobj(wbits=-15).decompress(answers[1] + b"\0\0\xff\xff") == message
+        finally:
+            client.close()
+
+
 def test_websocket_route_decorator(port: int) -> None:
     with connect(f"ws://127.0.0.1:{port}/route/ada", subprotocols=["v1"]) as ws:  # type: ignore[list-item]
         assert ws.recv() == "hello ada over v1"

@@ -475,9 +475,11 @@ OPTIONS: tuple[Option, ...] = (
           "receive() sends a keep-alive ping (0: no pings)", "engine", allow_zero=True),
     _secs("ws_ping_timeout", "server", 20.0, "time a WebSocket ping (or our close frame) waits "
           "for its answer; a client that does not answer is closed with 1011", "engine"),
-    _enum("ws_compression", "server", "deflate", ("deflate", "none"), "WebSocket "
-          "permessage-deflate: accept the client's offer (windows of at most 4 KiB, see "
-          "docs/websocket.md) or never compress", "engine", expected="deflate or none"),
+    _enum("ws_compression", "server", "deflate", ("deflate", "deflate-no-context", "none"),
+          "WebSocket permessage-deflate: accept the client's offer (windows of at most 4 KiB, "
+          "see docs/websocket.md), accept it without context takeover either way (no zlib state "
+          "kept between messages: ~1 KiB per idle WebSocket instead of ~50 KiB) or never "
+          "compress", "engine", expected="deflate, deflate-no-context or none"),
     _secs("graceful_timeout", "server", 30.0, "time in-flight requests get to finish at shutdown",
           "server", allow_zero=True),
     _enum("log_level", "server", "info", LOG_LEVELS, "logging level", "server",

@@ -53,11 +53,14 @@ PyObject* http_server_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) 
     return nullptr;
   }
   const std::string_view compression_name(compression);
-  if (compression_name != "deflate" && compression_name != "none") {
-    PyErr_SetString(PyExc_ValueError, "ws_compression must be 'deflate' or 'none'");
+  if (compression_name != "deflate" && compression_name != "deflate-no-context" &&
+      compression_name != "none") {
+    PyErr_SetString(PyExc_ValueError,
+                    "ws_compression must be 'deflate', 'deflate-no-context' or 'none'");
     return nullptr;
   }
-  options.websocket.compression = compression_name == "deflate";
+  options.websocket.compression = compression_name != "none";
+  options.websocket.compression_no_context = compression_name == "deflate-no-context";
   if (options.websocket.max_queue == 0) {
     PyErr_SetString(PyExc_ValueError, "ws_max_queue must be >= 1");
     return nullptr;

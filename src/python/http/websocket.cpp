@@ -739,8 +739,11 @@ PyObject* websocket_accept(Connection* connection, std::string_view head_bytes,
   const std::string_view chosen = ws::select_subprotocol(headers, supported);
   ws::DeflateParameters deflate;
   std::string extension;
-  const bool compress = connection->server().options().websocket.compression &&
-                        ws::negotiate_deflate(headers, ws::DeflatePolicy{}, deflate, extension);
+  const WebSocketOptions& options = connection->server().options().websocket;
+  ws::DeflatePolicy policy;
+  policy.no_context_takeover = options.compression_no_context;
+  const bool compress =
+      options.compression && ws::negotiate_deflate(headers, policy, deflate, extension);
   std::string answer =
       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
       "Sec-WebSocket-Accept: ";

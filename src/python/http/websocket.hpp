@@ -35,6 +35,7 @@ struct WebSocketOptions {
   double ping_interval = 20.0;          // seconds of silence before a ping (0: no pings)
   double ping_timeout = 20.0;           // seconds a ping (or our close) waits for its answer
   bool compression = true;              // accept permessage-deflate offers
+  bool compression_no_context = false;  // ... and ask for no context takeover either way
   // Complete messages buffered but not yet taken by receive() at which the connection stops
   // reading the socket (backpressure), until receive() takes some.
   unsigned int max_queue = 32;

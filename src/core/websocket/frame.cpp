@@ -209,8 +209,7 @@ ReadEvent MessageReader::fail(uint16_t code, const char* reason, size_t consumed
   return {ReadKind::error, consumed, code, reason};
 }
 
-size_t MessageReader::count_complete_messages(std::string_view input,
-                                              size_t limit) const noexcept {
+size_t MessageReader::count_complete_messages(std::string_view input, size_t limit) const noexcept {
   size_t count = 0;
   size_t position = 0;
   if (error_code_ != 0) return 0;

@@ -128,9 +128,8 @@ namespace {
 
 // access_log(request, status, bytes_sent, seconds, response); its errors are dropped. Not inlined:
 // run_request's frame stays small (see there).
-[[gnu::noinline]] void call_access_log(PyObject* access_log, PyObject* request,
-                                       PyObject* response, int status, uint64_t bytes,
-                                       double seconds) {
+[[gnu::noinline]] void call_access_log(PyObject* access_log, PyObject* request, PyObject* response,
+                                       int status, uint64_t bytes, double seconds) {
   PyRef logged(PyObject_CallFunction(access_log, "OiKdO", request, status,
                                      static_cast<unsigned long long>(bytes), seconds, response));
   if (!logged) PyErr_Clear();

@@ -248,8 +248,8 @@ void HttpServer::shutdown(double graceful_timeout) {
   if (websockets_going_away_) {
     end_idle_grace();  // retire() already ended its grace: idle connections close now
   } else if (!connections_.empty()) {
-    const double grace = graceful_timeout >= 0 ? std::min(graceful_timeout, kIdleGraceSeconds)
-                                               : kIdleGraceSeconds;
+    const double grace =
+        graceful_timeout >= 0 ? std::min(graceful_timeout, kIdleGraceSeconds) : kIdleGraceSeconds;
     if (idle_grace_token_ != 0) hub_->cancel_handler_timer(idle_grace_token_);
     idle_grace_token_ = hub_->add_handler_timer(deadline_in(grace), idle_grace_timer_.get());
   }

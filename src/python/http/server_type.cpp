@@ -23,13 +23,27 @@ struct HttpServerObject {
 };
 
 PyObject* http_server_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
-  static const char* keywords[] = {"handler",         "listen_fds",          "max_header_size",
-                                   "max_headers",     "max_request_line",    "max_body_size",
-                                   "header_timeout",  "body_timeout",        "keepalive_timeout",
-                                   "write_timeout",   "max_connections",     "access_log",
-                                   "rebalance_every", "forwarded_allow_ips", "proxy_headers",
-                                   "proxy_protocol",  "ws_max_message_size", "ws_ping_interval",
-                                   "ws_ping_timeout", "ws_compression",      "ws_max_queue",
+  static const char* keywords[] = {"handler",
+                                   "listen_fds",
+                                   "max_header_size",
+                                   "max_headers",
+                                   "max_request_line",
+                                   "max_body_size",
+                                   "header_timeout",
+                                   "body_timeout",
+                                   "keepalive_timeout",
+                                   "write_timeout",
+                                   "max_connections",
+                                   "access_log",
+                                   "rebalance_every",
+                                   "forwarded_allow_ips",
+                                   "proxy_headers",
+                                   "proxy_protocol",
+                                   "ws_max_message_size",
+                                   "ws_ping_interval",
+                                   "ws_ping_timeout",
+                                   "ws_compression",
+                                   "ws_max_queue",
                                    nullptr};
   PyObject* handler = nullptr;
   PyObject* fds_object = nullptr;
@@ -197,11 +211,10 @@ PyObject* http_server_stats(PyObject* self, PyObject*) {
     PyRef value(PyLong_FromUnsignedLongLong(count));
     if (!key || !value || PyDict_SetItem(closes.get(), key.get(), value.get()) < 0) return nullptr;
   }
-  PyRef websockets(Py_BuildValue("{sKsKsKsKsKsO}", "open", stats.websockets_open, "accepted",
-                                 stats.websockets_accepted, "going_away",
-                                 stats.websockets_going_away, "messages_in",
-                                 stats.websocket_messages_in, "messages_out",
-                                 stats.websocket_messages_out, "closes", closes.get()));
+  PyRef websockets(Py_BuildValue(
+      "{sKsKsKsKsKsO}", "open", stats.websockets_open, "accepted", stats.websockets_accepted,
+      "going_away", stats.websockets_going_away, "messages_in", stats.websocket_messages_in,
+      "messages_out", stats.websocket_messages_out, "closes", closes.get()));
   if (!websockets) return nullptr;
   return Py_BuildValue(
       "{sKsKsKsnsKsnsOsKsKsOsdsO}", "connections_accepted", stats.connections_accepted,

@@ -507,9 +507,10 @@ def test_reload_sends_websockets_away_with_1001_and_serves_new_ones() -> None:
     # + 1 s later) must not be what sends the 1001.
     with ServerProcess(
         "websocket_apps.echo:app", "--workers", "2", "--port", "0", "--graceful-timeout", "60",
-        "--keepalive-timeout", "60",
+        "--keepalive-timeout", "60", "--metrics-port", "0",
     ) as process:  # fmt: skip
         port = process.port()
+        url = _metrics_url(process)
         with contextlib.ExitStack() as stack:
             clients = [
                 stack.enter_context(connect(f"ws://127.0.0.1:{port}/echo")) for _ in range(4)
@@ -531,5 +532,9 @@ def test_reload_sends_websockets_away_with_1001_and_serves_new_ones() -> None:
         with connect(f"ws://127.0.0.1:{port}/echo") as ws:
             ws.send("after")
             assert ws.recv() == "after"
-        # Each replaced worker's last line counts the WebSockets it sent away.
+        # Each replaced worker's last line counts the WebSockets it sent away, and so do the
+        # supervisor's metrics (from the retired workers' last counters).
         process.wait_for_line(r"stopped serving .* WebSockets, \d+ open at the drain", start=mark)
+        samples = _wait_metric(url, "theframework_websockets_going_away_total", 4)
+        assert _value(samples, "theframework_websocket_closes_total", code="1001") == 4
+        assert _value(samples, "theframework_websockets_open") == 0

@@ -209,13 +209,15 @@ ReadEvent MessageReader::fail(uint16_t code, const char* reason, size_t consumed
   return {ReadKind::error, consumed, code, reason};
 }
 
-size_t MessageReader::count_complete_messages(std::string_view input, size_t limit) const noexcept {
-  size_t count = 0;
-  size_t position = 0;
-  if (error_code_ != 0) return 0;
-  if (in_frame_) {
+void MessageReader::scan_complete_messages(std::string_view input, size_t limit,
+                                           QueueScan& scan) const noexcept {
+  if (error_code_ != 0) return;
+  size_t count = scan.messages;
+  size_t position = scan.position;
+  if (position > input.size()) count = position = 0;  // not the input scanned before: restart
+  if (position == 0 && in_frame_) {
     // The rest of the frame feed() is in the middle of.
-    if (input.size() < frame_remaining_) return 0;
+    if (input.size() < frame_remaining_) return;
     position = static_cast<size_t>(frame_remaining_);
     if (frame_.fin) ++count;
   }
@@ -228,7 +230,8 @@ size_t MessageReader::count_complete_messages(std::string_view input, size_t lim
     position += frame_size;
     if (header.fin && !is_control(header.opcode)) ++count;
   }
-  return count;
+  scan.position = position;
+  scan.messages = count;
 }
 
 ReadEvent MessageReader::feed(std::string_view input) {

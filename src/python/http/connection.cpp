@@ -418,7 +418,7 @@ int Connection::wait_input(double timeout) {
   return result < 0 ? -1 : 0;
 }
 
-bool Connection::input_full() const noexcept {
+bool Connection::input_full() noexcept {
   if (phase_ != Phase::handling) return false;
   const std::string_view data = buffered();
   return data.size() >= kInputHighWater || (websocket_ && websocket_->queue_full(data));

@@ -121,7 +121,7 @@ class Connection final : public CompletionHandler {
   void resume_receive();
   // Backpressure: while a handler runs, whether the unread input is large enough (or, for a
   // WebSocket, holds --ws-max-queue complete messages) that the socket is not read further.
-  bool input_full() const noexcept;
+  bool input_full() noexcept;
   // The client's end of the stream was read (or the connection failed or closed).
   bool input_ended() const noexcept { return peer_closed_ || phase_ == Phase::closed; }
   bool open() const noexcept { return phase_ != Phase::closed; }

@@ -318,6 +318,7 @@ PyObject* WebSocketSession::next_event(int64_t deadline_ns, bool discard_message
     }
     ws::ReadEvent event = reader_.feed(connection_.buffered());
     if (event.consumed > 0) {
+      queue_scan_ = {};
       connection_.consume(event.consumed);
       last_activity_ns_ = core::monotonic_ns();
       connection_.resume_receive();

@@ -73,8 +73,11 @@ class WebSocketSession {
 
   // Whether `unread` (the connection's buffered input) holds max_queue complete messages that
   // receive() has not taken: the connection then stops reading (backpressure).
-  bool queue_full(std::string_view unread) const noexcept {
-    return reader_.count_complete_messages(unread, options_.max_queue) >= options_.max_queue;
+  // Resumes the scan where the last call stopped (it restarts after each consume), so a flood
+  // of small frames costs each byte one look, not one per receive completion.
+  bool queue_full(std::string_view unread) noexcept {
+    reader_.scan_complete_messages(unread, options_.max_queue, queue_scan_);
+    return queue_scan_.messages >= options_.max_queue;
   }
   // Whether the close handshake started (our close frame sent) or the session ended.
   bool closed() const noexcept { return closed_ || close_sent_; }
@@ -111,6 +114,7 @@ class WebSocketSession {
   Connection& connection_;
   WebSocketOptions options_;
   ws::MessageReader reader_;
+  ws::MessageReader::QueueScan queue_scan_;  // complete messages buffered (see queue_full)
   std::unique_ptr<ws::DeflateSession> deflate_;
   std::string inflated_;      // a decompressed message, released once converted
   int64_t last_activity_ns_;  // when bytes last arrived (keep-alive pings follow silence)

@@ -434,5 +434,20 @@ TEST(MessageReader, CountsCompleteMessagesWaiting) {
   EXPECT_EQ(reader.count_complete_messages(rest.substr(0, 2), 10), 0u);
 }
 
+TEST(MessageReader, MessageScanResumesOverMoreInput) {
+  const MessageReader reader(0);
+  std::string stream;
+  for (int i = 0; i < 50; ++i) stream += client_frame(0x89, "") + client_frame(0x81, "m");
+  for (size_t step : {1u, 3u, 8u, 64u}) {
+    MessageReader::QueueScan scan;
+    for (size_t end = 0; end <= stream.size(); end += step) {
+      reader.scan_complete_messages(std::string_view(stream).substr(0, end), 1000, scan);
+      EXPECT_EQ(scan.messages, reader.count_complete_messages(stream.substr(0, end), 1000));
+    }
+    reader.scan_complete_messages(stream, 1000, scan);
+    EXPECT_EQ(scan.messages, 50u) << step;
+  }
+}
+
 }  // namespace
 }  // namespace tf::ws

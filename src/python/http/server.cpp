@@ -267,11 +267,11 @@ void HttpServer::adopt_connection(int fd, size_t listener) {
   connection->start();
 }
 
-void HttpServer::retire() {
+void HttpServer::retire(bool take_queued) {
   if (retiring_ || draining_) return;
   retiring_ = true;
   pause_accept();
-  accept_queued();
+  if (take_queued) accept_queued();
   // WebSockets never end by themselves between requests: they are asked to go away (1001).
   for (Connection* connection : connections_) {
     if (connection->websocket() != nullptr) connection->begin_drain();

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
-from prefork_apps.harness import ServerProcess, wait_for_metric
+from prefork_apps.harness import ServerProcess, http_get, wait_for_metric
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -311,5 +311,30 @@ def test_kill_9_fails_at_most_the_connections_the_worker_had_accepted() -> None:
         )
         assert report.failures <= accepted, (accepted, queued, report.text)
         assert report.requests >= 1000, report.text
+        server.send_signal(signal.SIGTERM)
+        assert server.wait() == 0
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn", "forkserver"])
+def test_each_start_method_hands_the_slots_socket_to_successors(start_method: str) -> None:
+    with ServerProcess(
+        APP, "--workers", "2", "--port", "0", "--start-method", start_method
+    ) as server:
+        port = server.port()
+        sockets = _held_listeners(server.pid, port)
+        assert len(sockets) == 2
+        _assert_workers_use_the_supervisors_sockets(server, sockets)
+        server.send_signal(signal.SIGHUP)
+        server.wait_for_line(r"reload complete: 2 workers")
+        _assert_workers_use_the_supervisors_sockets(server, sockets)
+        server.send_signal(signal.SIGTTIN)
+        server.wait_for_line(r"worker 3 ready")
+        grown = _held_listeners(server.pid, port)
+        assert len(grown) == 3 and sockets < grown
+        _assert_workers_use_the_supervisors_sockets(server, grown)
+        server.send_signal(signal.SIGTTOU)
+        server.wait_for_line(r"worker 3 \(pid \d+\) retired")
+        _assert_workers_use_the_supervisors_sockets(server, sockets)
+        assert http_get(port)[0] == 200
         server.send_signal(signal.SIGTERM)
         assert server.wait() == 0

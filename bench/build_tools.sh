@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Builds the benchmark's C++ tools into build/bench (a private CMake build with
+# THEFRAMEWORK_BENCH=ON: no Python, no tests): the pure C++ responder, the fixed-rate load
+# generator and the WebSocket client. bench/setup.sh runs it; the WebSocket scripts run it when
+# build/bench/ws_client is missing. Idempotent.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+CMAKE="$(command -v cmake || echo "$ROOT/.venv/bin/cmake")"
+"$CMAKE" -S "$ROOT" -B "$ROOT/build/bench" -DTHEFRAMEWORK_BENCH=ON -DTHEFRAMEWORK_PYTHON=OFF \
+  -DCMAKE_BUILD_TYPE=Release >/dev/null
+"$CMAKE" --build "$ROOT/build/bench" --target cpp_responder rate_client ws_client -j2 >/dev/null

@@ -36,7 +36,8 @@ _OURS = (
     "--ws-ping-interval 0 --graceful-timeout 2"
 )
 
-# One worker each; no pings (idle connections must stay idle); no access log. Compression is
+# One worker each; no pings (idle connections must stay idle; uvicorn's 0 would mean "ping
+# continuously", so its interval is a day); no access log. Compression is
 # off unless the row says so (the clients never offer it outside the deflate variants).
 SERVERS: dict[str, Server] = {
     "theframework": Server(
@@ -55,7 +56,7 @@ SERVERS: dict[str, Server] = {
         "uvicorn",
         "uvicorn --ws websockets, ASGI",
         f"{PEERS / 'uvicorn'} --host {{host}} --port {{port}} --ws websockets "
-        "--ws-per-message-deflate false --ws-ping-interval 0 --log-level warning "
+        "--ws-per-message-deflate false --ws-ping-interval 86400 --log-level warning "
         "--no-access-log --backlog 4096 --timeout-graceful-shutdown 2 ws_asgi_app:app",
         module="uvicorn",
     ),

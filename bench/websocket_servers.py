@@ -5,6 +5,7 @@ pinned, measured (process-tree CPU and RSS) and stopped by run.py's ``ServerProc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -86,25 +87,28 @@ def select(names: str, allowed: Sequence[str]) -> list[Server]:
     return chosen
 
 
-def prepare(file_limit: int) -> None:
+def prepare(file_limit: int) -> int:
     """Keeps this process (and the clients it starts) off the server's CPU and raises the open
-    file limit (inherited by the servers) to ``file_limit`` at least (root may raise the hard
-    limit too)."""
+    file limit (inherited by the servers) towards ``file_limit``: the hard limit too where that
+    is allowed (root with CAP_SYS_RESOURCE). Returns the soft limit now in force."""
     if len(os.sched_getaffinity(0)) > 1:
         os.sched_setaffinity(0, {CLIENT_CPU})
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard < file_limit and os.geteuid() == 0:
-        hard = file_limit
+    if hard != resource.RLIM_INFINITY and hard < file_limit:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (file_limit, file_limit))
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = file_limit if hard == resource.RLIM_INFINITY else min(file_limit, hard)
     if soft != resource.RLIM_INFINITY and soft < wanted:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
     LOGS.mkdir(parents=True, exist_ok=True)
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def client_binary() -> Path:
     """build/bench/ws_client, built first when missing (bench/build_tools.sh)."""
     if not CLIENT.exists():
-        subprocess.run([str(BENCH / "build_tools.sh")], check=True, cwd=ROOT)
+        subprocess.run([str(BENCH / "build_tools.sh"), "ws_client"], check=True, cwd=ROOT)
     return CLIENT
 
 

@@ -9,7 +9,8 @@
 //    The server sends one message on each connection once it has joined the group; the client
 //    waits for it before the first broadcast.
 // Frames from the server are parsed by their length fields only; a close frame, a connection
-// that ends, or a silence longer than --timeout seconds is an error (exit code 1).
+// that ends, a silence longer than --timeout seconds, or no message completed after the warm-up
+// is an error (exit code 1).
 // Only messages completed after --warmup seconds are counted in the rates.
 //
 // Usage: ws_client --port N [--host 127.0.0.1] [--path /echo] [--mode echo|broadcast]
@@ -150,6 +151,10 @@ class Client {
         std::fprintf(stderr, "ws_client: no message for %.0f s\n", options_.timeout);
         return false;
       }
+    }
+    if (messages_ == 0) {
+      std::fprintf(stderr, "ws_client: no message completed after the warm-up\n");
+      return false;
     }
     report(static_cast<double>(now_ns() - measure_from_) / 1e9);
     return true;

@@ -20,7 +20,7 @@ CAP_SYS_RESOURCE); when it stays below the count asked for, the largest count th
 measured and the table says so.
 
     .venv/bin/python bench/websocket_idle.py [--connections 100000]
-        [--rows theframework,theframework-deflate,uvicorn,granian]
+        [--rows theframework,theframework-deflate,theframework-deflate-nct,uvicorn,granian]
         [--output bench/results/websocket_idle.md]
 
 Prints a Markdown table.
@@ -174,7 +174,10 @@ def measure(row: str, connections: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--connections", type=int, default=100_000)
-    parser.add_argument("--rows", default="theframework,theframework-deflate,uvicorn,granian")
+    parser.add_argument(
+        "--rows",
+        default="theframework,theframework-deflate,theframework-deflate-nct,uvicorn,granian",
+    )
     parser.add_argument("--output", type=Path, help="also write the Markdown table here")
     arguments = parser.parse_args()
     rows = arguments.rows.split(",")

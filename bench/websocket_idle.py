@@ -7,7 +7,9 @@ Rows (``--rows``): ``theframework`` (``--ws-compression none``, no extension off
 ``theframework-deflate`` (permessage-deflate negotiated and one compressed message echoed on
 each connection, so both zlib streams exist: context takeover, the server's 4 KiB windows),
 ``theframework-deflate-nct`` (the same with client_no_context_takeover and
-server_no_context_takeover, so no zlib state survives a message), ``uvicorn`` (its
+server_no_context_takeover, so no zlib state survives a message),
+``theframework-deflate-no-context`` (the client's offer of ``theframework-deflate`` answered by
+``--ws-compression deflate-no-context``: no context takeover either way), ``uvicorn`` (its
 ``websockets`` implementation) and ``granian`` (ASGI interface), both without compression,
 serving apps/ws_asgi_app.py's echo from bench/.venv-peers (bench/setup.sh). One worker each.
 
@@ -51,6 +53,10 @@ ROWS = {
         "theframework-deflate",
         "permessage-deflate; client_max_window_bits; client_no_context_takeover; "
         "server_no_context_takeover",
+    ),
+    "theframework-deflate-no-context": (
+        "theframework-deflate-no-context",
+        "permessage-deflate; client_max_window_bits",
     ),
     "uvicorn": ("uvicorn", ""),
     "granian": ("granian", ""),

@@ -53,6 +53,12 @@ SERVERS: dict[str, Server] = {
         f"{_OURS} --ws-compression deflate",
         needs=(OURS_PYTHON,),
     ),
+    "theframework-deflate-no-context": Server(
+        "theframework-deflate-no-context",
+        "theframework, Framework API, --ws-compression deflate-no-context",
+        f"{_OURS} --ws-compression deflate-no-context",
+        needs=(OURS_PYTHON,),
+    ),
     "uvicorn": Server(
         "uvicorn",
         "uvicorn --ws websockets, ASGI",

@@ -22,7 +22,8 @@ CAP_SYS_RESOURCE); when it stays below the count asked for, the largest count th
 measured and the table says so.
 
     .venv/bin/python bench/websocket_idle.py [--connections 100000]
-        [--rows theframework,theframework-deflate,theframework-deflate-nct,uvicorn,granian]
+        [--rows theframework,theframework-deflate,theframework-deflate-nct,
+                theframework-deflate-no-context,uvicorn,granian]
         [--output bench/results/websocket_idle.md]
 
 Prints a Markdown table.
@@ -182,7 +183,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=100_000)
     parser.add_argument(
         "--rows",
-        default="theframework,theframework-deflate,theframework-deflate-nct,uvicorn,granian",
+        default="theframework,theframework-deflate,theframework-deflate-nct,"
+        "theframework-deflate-no-context,uvicorn,granian",
     )
     parser.add_argument("--output", type=Path, help="also write the Markdown table here")
     arguments = parser.parse_args()

@@ -6,7 +6,8 @@
 #    and the apps they serve (Flask for scenario 9, Django for scenario 10, Falcon).
 #    Kept apart from .venv so that their dependencies never leak into the project's environment.
 #    bjoern and fastwsgi are optional: when one fails to build here it is skipped (run.py notes it).
-#  - build/bench: the C++ tools (pure C++ responder on our core, fixed-rate load generator).
+#  - build/bench: the C++ tools (pure C++ responder on our core, fixed-rate load generator,
+#    WebSocket echo/broadcast client).
 # Usage: bench/setup.sh [PYTHON]   (PYTHON defaults to python3)
 set -euo pipefail
 
@@ -45,9 +46,5 @@ if [ ! -e "$STAMP" ]; then
   touch "$STAMP"
 fi
 
-# C++ tools: a private CMake build with THEFRAMEWORK_BENCH=ON (no Python, no tests).
-CMAKE="$(command -v cmake || echo "$ROOT/.venv/bin/cmake")"
-"$CMAKE" -S "$ROOT" -B "$ROOT/build/bench" -DTHEFRAMEWORK_BENCH=ON -DTHEFRAMEWORK_PYTHON=OFF \
-  -DCMAKE_BUILD_TYPE=Release >/dev/null
-"$CMAKE" --build "$ROOT/build/bench" --target cpp_responder rate_client -j2 >/dev/null
+"$ROOT/bench/build_tools.sh"
 echo "setup: done (peers in $PEERS, C++ tools in $ROOT/build/bench)"

@@ -103,11 +103,14 @@ fuzz: $(VENV)/.deps
 	build/fuzz/websocket_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
 	  build/fuzz/corpus_websocket fuzz/corpus_websocket
 
-# The benchmark harness (bench/README.md): peers in bench/.venv-peers, results in bench/results/.
+# The benchmark harness (bench/README.md): peers in bench/.venv-peers, results in bench/results/;
+# then the database benchmark (TechEmpower's tests on a PostgreSQL of its own, database.md).
 BENCH_ARGS ?=
+DATABASE_BENCH_ARGS ?=
 bench: build
 	bench/setup.sh $(PYTHON)
 	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) bench/database.py $(DATABASE_BENCH_ARGS)
 
 clean:
 	rm -rf build $(VENV) $(ASAN_VENV) .venv-py3.*

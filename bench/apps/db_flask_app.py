@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import db_common
 import psycopg_pool
-from flask import Flask, Response, jsonify, render_template_string, request
+from flask import Flask, Response, jsonify, request
 
 app = Flask(__name__)
 pool = psycopg_pool.ConnectionPool(
@@ -18,7 +18,9 @@ pool = psycopg_pool.ConnectionPool(
     open=False,
 )
 
-FORTUNES_TEMPLATE = (
+# Compiled once, as render_template() would from a templates folder (render_template_string
+# compiles on every call). Autoescaped: Flask turns autoescaping on for its templates.
+FORTUNES_TEMPLATE = app.jinja_env.from_string(
     "<!DOCTYPE html><html><head><title>Fortunes</title></head><body><table>"
     "<tr><th>id</th><th>message</th></tr>"
     "{% for id, message in fortunes %}<tr><td>{{ id }}</td><td>{{ message }}</td></tr>{% endfor %}"
@@ -59,7 +61,7 @@ def queries() -> Response:
 def fortunes() -> str:
     with _connection().connection() as connection:
         rows = connection.execute(db_common.SELECT_FORTUNES).fetchall()
-    return render_template_string(FORTUNES_TEMPLATE, fortunes=db_common.sorted_fortunes(rows))
+    return FORTUNES_TEMPLATE.render(fortunes=db_common.sorted_fortunes(rows))
 
 
 @app.get("/updates")

@@ -29,8 +29,10 @@ FORTUNES_TEMPLATE = app.jinja_env.from_string(
 
 
 def _connection() -> psycopg_pool.ConnectionPool:
+    """The pool, opened on the worker's first request (a pool's threads do not survive a
+    fork); without waiting: requests wait for their connection cooperatively meanwhile."""
     if pool.closed:
-        pool.open(wait=True)
+        pool.open(wait=False)
     return pool
 
 

@@ -9,7 +9,6 @@ import psycopg_pool
 from theframework import Framework, Request, Response
 
 app = Framework()
-# Opened in the worker on first use (a pool's threads and connections do not survive a fork).
 pool = psycopg_pool.ConnectionPool(
     db_common.DATABASE_URL,
     min_size=db_common.POOL_SIZE,
@@ -19,10 +18,11 @@ pool = psycopg_pool.ConnectionPool(
 )
 
 
-def _connection() -> psycopg_pool.ConnectionPool:
-    if pool.closed:
-        pool.open(wait=True)
-    return pool
+@app.on_startup
+def open_pool() -> None:
+    """In the worker, before it reports ready (a pool's threads do not survive a fork);
+    open(wait=True) waits on the pool's threads, which startup hooks may do (docs/monkey.md)."""
+    pool.open(wait=True)
 
 
 @app.get("/plaintext")
@@ -33,7 +33,7 @@ def plaintext(request: Request, response: Response) -> None:
 
 @app.get("/db")
 def single_query(request: Request, response: Response) -> None:
-    with _connection().connection() as connection:
+    with pool.connection() as connection:
         row = connection.execute(db_common.SELECT_WORLD, (db_common.random_id(),)).fetchone()
     response.json(db_common.world(row))
 
@@ -41,7 +41,7 @@ def single_query(request: Request, response: Response) -> None:
 @app.get("/queries")
 def queries(request: Request, response: Response) -> None:
     count = db_common.query_count(request.query_string)
-    with _connection().connection() as connection, connection.cursor() as cursor:
+    with pool.connection() as connection, connection.cursor() as cursor:
         worlds = []
         for _ in range(count):
             cursor.execute(db_common.SELECT_WORLD, (db_common.random_id(),))
@@ -51,7 +51,7 @@ def queries(request: Request, response: Response) -> None:
 
 @app.get("/fortunes")
 def fortunes(request: Request, response: Response) -> None:
-    with _connection().connection() as connection:
+    with pool.connection() as connection:
         rows = connection.execute(db_common.SELECT_FORTUNES).fetchall()
     response.set_header("Content-Type", "text/html; charset=utf-8")
     response.write(db_common.fortunes_html(db_common.sorted_fortunes(rows)))
@@ -60,7 +60,7 @@ def fortunes(request: Request, response: Response) -> None:
 @app.get("/updates")
 def updates(request: Request, response: Response) -> None:
     count = db_common.query_count(request.query_string)
-    with _connection().connection() as connection, connection.cursor() as cursor:
+    with pool.connection() as connection, connection.cursor() as cursor:
         worlds = []
         for _ in range(count):
             cursor.execute(db_common.SELECT_WORLD, (db_common.random_id(),))

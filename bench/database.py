@@ -499,7 +499,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "bench/database.py " + " ".join(sys.argv[1:] if argv is None else argv)
     postgres = None if args.dsn else PostgresServer()
     try:
-        url = create_database(args.dsn or postgres.dsn)  # type: ignore[union-attr]
+        url = create_database(args.dsn if postgres is None else postgres.dsn)
         os.environ["DATABASE_URL"] = url  # read by the apps (db_common.DATABASE_URL)
         run.log(f"PostgreSQL: {url}, {db_common.ROWS} World rows, {len(FORTUNES)} fortunes")
         with tempfile.TemporaryDirectory(prefix="tf-bench-db-") as temporary:

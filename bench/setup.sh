@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Prepares everything `bench/run.py` needs; idempotent, safe to run again.
-#  - Debian: wrk (load generator), libev-dev (to build bjoern), taskset (util-linux), postgresql
-#    (the database benchmark, bench/database.py, starts its own cluster from these binaries).
-#  - bench/.venv-peers: the servers we compare against, from PyPI, plus matplotlib for the chart,
-#    and the database drivers of the peers in bench/database.py (asyncpg; psycopg2-binary with
-#    psycogreen for gunicorn + gevent). Ours uses psycopg 3 from the project's .venv (test extra).
+#  - Debian: wrk (load generator), libev-dev (to build bjoern), taskset (util-linux), valgrind
+#    (callgrind: bench/wsgi_profile.py's instruction counts), postgresql (the database benchmark,
+#    bench/database.py, starts its own cluster from these binaries).
+#  - bench/.venv-peers: the servers we compare against, from PyPI, plus matplotlib for the chart
+#    and the apps they serve (Flask for scenario 9, Django for scenario 10, Falcon), and the
+#    database drivers of the peers in bench/database.py (asyncpg; psycopg2-binary with psycogreen
+#    for gunicorn + gevent). Ours uses psycopg 3 from the project's .venv (test/bench extras).
 #    Kept apart from .venv so that their dependencies never leak into the project's environment.
 #    bjoern and fastwsgi are optional: when one fails to build here it is skipped (run.py notes it).
 #  - build/bench: the C++ tools (pure C++ responder on our core, fixed-rate load generator).
@@ -14,11 +16,12 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PYTHON="${1:-python3}"
 PEERS="$ROOT/bench/.venv-peers"
-STAMP="$PEERS/.installed-v2"
+STAMP="$PEERS/.installed-v3"
 
 need_apt=()
 command -v wrk >/dev/null || need_apt+=(wrk)
 command -v taskset >/dev/null || need_apt+=(util-linux)
+command -v valgrind >/dev/null || need_apt+=(valgrind)
 [ -e /usr/include/ev.h ] || need_apt+=(libev-dev)
 [ -e /usr/include/liburing.h ] || need_apt+=(liburing-dev)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
@@ -34,7 +37,7 @@ fi
 if [ ! -e "$STAMP" ]; then
   [ -x "$PEERS/bin/python" ] || "$PYTHON" -m venv "$PEERS"
   "$PEERS/bin/python" -m pip install -q --upgrade pip
-  "$PEERS/bin/python" -m pip install -q granian gunicorn gevent 'uvicorn' httptools websockets matplotlib flask
+  "$PEERS/bin/python" -m pip install -q granian gunicorn gevent 'uvicorn' httptools websockets matplotlib flask django falcon
   for optional in bjoern fastwsgi; do
     if "$PEERS/bin/python" -m pip install -q "$optional" >"$PEERS/$optional-build.log" 2>&1 \
       && "$PEERS/bin/python" -c "import $optional" 2>>"$PEERS/$optional-build.log"; then

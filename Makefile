@@ -104,14 +104,19 @@ fuzz: $(VENV)/.deps
 	  build/fuzz/corpus_websocket fuzz/corpus_websocket
 
 # The benchmark harness (bench/README.md): peers in bench/.venv-peers, results in bench/results/;
-# then the WebSocket benchmarks (echo, broadcast, idle memory; bench/results/websocket_*.md).
+# then the WebSocket benchmarks (echo, broadcast, idle memory; bench/results/websocket_*.md),
+# the database benchmark (TechEmpower's tests on a PostgreSQL of its own, database.md) and
+# failed connections while workers are replaced (zero_loss.md).
 BENCH_ARGS ?=
+DATABASE_BENCH_ARGS ?=
 bench: build
 	bench/setup.sh $(PYTHON)
 	$(PY) bench/run.py $(BENCH_ARGS)
 	$(PY) bench/websocket_echo.py --output bench/results/websocket_echo.md
 	$(PY) bench/websocket_broadcast.py --output bench/results/websocket_broadcast.md
 	$(PY) bench/websocket_idle.py --output bench/results/websocket_idle.md
+	$(PY) bench/database.py $(DATABASE_BENCH_ARGS)
+	$(PY) bench/zero_loss.py --output bench/results/zero_loss.md
 
 clean:
 	rm -rf build $(VENV) $(ASAN_VENV) .venv-py3.*

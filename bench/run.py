@@ -357,6 +357,7 @@ class LoadResult:
     server_cpu: float = 0.0  # CPU seconds the server's processes used per second measured
     wall_seconds: float = 0.0  # how long wrk says it ran (longer than asked: wrk was starved)
     asked_seconds: float = 0.0
+    p99_ms: float = 0.0  # wrk's 99th percentile latency (closed loop: see rate_client for open)
     detail: str = ""
 
 
@@ -378,6 +379,7 @@ def run_wrk(port: int, scenario: Scenario, seconds: float, script_dir: Path) -> 
         f"-d{max(1, round(seconds))}s",
         "--timeout",
         "4s",
+        "--latency",
     ]
     if not scenario.keep_alive:
         command += ["-H", "Connection: close"]
@@ -404,6 +406,11 @@ def run_wrk(port: int, scenario: Scenario, seconds: float, script_dir: Path) -> 
     match = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if match:
         result.non_2xx = int(match.group(1))
+    match = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+    if match:
+        result.p99_ms = (
+            float(match.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)]
+        )
     return result
 
 

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Prepares everything `bench/run.py` needs; idempotent, safe to run again.
 #  - Debian: wrk (load generator), libev-dev (to build bjoern), taskset (util-linux), valgrind
-#    (callgrind: bench/wsgi_profile.py's instruction counts).
+#    (callgrind: bench/wsgi_profile.py's instruction counts), postgresql (the database benchmark,
+#    bench/database.py, starts its own cluster from these binaries).
 #  - bench/.venv-peers: the servers we compare against, from PyPI, plus matplotlib for the chart
-#    and the apps they serve (Flask for scenario 9, Django for scenario 10, Falcon).
+#    and the apps they serve (Flask for scenario 9, Django for scenario 10, Falcon), and the
+#    database drivers of the peers in bench/database.py (asyncpg; psycopg2-binary with psycogreen
+#    for gunicorn + gevent). Ours uses psycopg 3 from the project's .venv (test/bench extras).
 #    Kept apart from .venv so that their dependencies never leak into the project's environment.
 #    bjoern and fastwsgi are optional: when one fails to build here it is skipped (run.py notes it).
 #  - build/bench: the C++ tools (pure C++ responder on our core, fixed-rate load generator,
@@ -22,6 +25,7 @@ command -v taskset >/dev/null || need_apt+=(util-linux)
 command -v valgrind >/dev/null || need_apt+=(valgrind)
 [ -e /usr/include/ev.h ] || need_apt+=(libev-dev)
 [ -e /usr/include/liburing.h ] || need_apt+=(liburing-dev)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then
@@ -44,6 +48,11 @@ if [ ! -e "$STAMP" ]; then
     fi
   done
   touch "$STAMP"
+fi
+# The database benchmark's drivers (a stamp of their own, so that an existing venv gets them).
+if [ ! -e "$PEERS/.installed-database-v1" ]; then
+  "$PEERS/bin/python" -m pip install -q asyncpg psycopg2-binary psycogreen
+  touch "$PEERS/.installed-database-v1"
 fi
 
 "$ROOT/bench/build_tools.sh"

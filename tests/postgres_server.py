@@ -1,8 +1,8 @@
-"""A throwaway PostgreSQL server for the tests: Debian's ``postgresql`` binaries
-(/usr/lib/postgresql/*/bin, installed by scripts/bootstrap.sh), a cluster initialised in a
-temporary directory, listening on 127.0.0.1:<free port> and on a UNIX socket in that directory,
-with trust authentication, started and stopped with pg_ctl. Run as ``nobody`` when the tests run
-as root (postgres refuses root).
+"""A throwaway PostgreSQL server for the tests and bench/database.py: Debian's ``postgresql``
+binaries (/usr/lib/postgresql/*/bin, installed by scripts/bootstrap.sh and bench/setup.sh), a
+cluster initialised in a temporary directory, listening on 127.0.0.1:<free port> and on a UNIX
+socket in that directory, with trust authentication, started and stopped with pg_ctl. Run as
+``nobody`` when the caller runs as root (postgres refuses root).
 """
 
 from __future__ import annotations

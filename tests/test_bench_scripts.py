@@ -1,5 +1,6 @@
-"""The benchmark scripts keep working: each runs here in its quick mode against theframework
-only (real servers, real wrk), and its report is checked against what really happened."""
+"""The benchmark scripts in bench/ keep working: each runs here in its quick mode against our
+servers only (real servers, real wrk, a real PostgreSQL), and its report is checked against what
+really happened, so that they cannot rot between benchmark runs. Speed is never asserted here."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from postgres_server import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,3 +66,48 @@ def test_zero_loss_quick_runs_each_event_and_counts_every_connection(tmp_path: P
         share = run["failed"] * 100_000 / run["connections"]
         assert f"**{share:.1f}** ({run['failed']:,} of {run['connections']:,}; 1 runs" in row
     assert "| server | reload | kill | scale-down |" in table
+
+
+DATABASE_TESTS = ("db", "queries", "fortunes", "updates")
+OURS = ("theframework", "theframework-flask")
+
+
+@pytest.mark.timeout(300)
+def test_database_benchmark_verifies_and_measures_ours(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """bench/database.py --quick on the session's PostgreSQL: both of our apps answer every
+    endpoint as TechEmpower's rules say (checked against the database: rows, clamping of
+    ``queries``, the escaped and sorted fortunes with the one added at request time, updates
+    written) and are measured with no errors."""
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "database.py"),
+            "--quick",
+            "--servers",
+            ",".join(OURS),
+            "--dsn",
+            postgres.dsn,
+            "--results",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert completed.returncode == 0, completed.stderr
+    for server in OURS:
+        assert f"round 1 {server:18} answers verified" in completed.stderr, completed.stderr
+    raw = json.loads((tmp_path / "database.json").read_text())
+    assert raw["failed"] == {} and raw["skipped"] == {}
+    for test in DATABASE_TESTS:
+        for server in OURS:
+            (result,) = raw["by_test"][test][server]
+            assert result["requests_per_second"] > 0, (test, server, result["detail"])
+            assert result["errors"] == 0 and result["non_2xx"] == 0, (test, server, result)
+            assert result["p99_ms"] > 0 and result["server_cpu"] > 0, (test, server, result)
+    report = (tmp_path / "database.md").read_text()
+    assert "| theframework-flask |" in report and "20 updates" in report

@@ -1,0 +1,71 @@
+"""The database benchmark on theframework's own API (bench/database.py): psycopg 3 through a
+psycopg_pool ConnectionPool, made cooperative by ``--patch-all`` (psycopg waits on the hub)."""
+
+from __future__ import annotations
+
+import db_common
+import psycopg_pool
+
+from theframework import Framework, Request, Response
+
+app = Framework()
+pool = psycopg_pool.ConnectionPool(
+    db_common.DATABASE_URL,
+    min_size=db_common.POOL_SIZE,
+    max_size=db_common.POOL_SIZE,
+    kwargs={"autocommit": True},
+    open=False,
+)
+
+
+@app.on_startup
+def open_pool() -> None:
+    """In the worker, before it reports ready (a pool's threads do not survive a fork);
+    open(wait=True) waits on the pool's threads, which startup hooks may do (docs/monkey.md)."""
+    pool.open(wait=True)
+
+
+@app.get("/plaintext")
+def plaintext(request: Request, response: Response) -> None:
+    response.set_header("Content-Type", "text/plain")
+    response.write(db_common.PLAINTEXT)
+
+
+@app.get("/db")
+def single_query(request: Request, response: Response) -> None:
+    with pool.connection() as connection:
+        row = connection.execute(db_common.SELECT_WORLD, (db_common.random_id(),)).fetchone()
+    response.json(db_common.world(row))
+
+
+@app.get("/queries")
+def queries(request: Request, response: Response) -> None:
+    count = db_common.query_count(request.query_string)
+    with pool.connection() as connection, connection.cursor() as cursor:
+        worlds = []
+        for _ in range(count):
+            cursor.execute(db_common.SELECT_WORLD, (db_common.random_id(),))
+            worlds.append(db_common.world(cursor.fetchone()))
+    response.json(worlds)
+
+
+@app.get("/fortunes")
+def fortunes(request: Request, response: Response) -> None:
+    with pool.connection() as connection:
+        rows = connection.execute(db_common.SELECT_FORTUNES).fetchall()
+    response.set_header("Content-Type", "text/html; charset=utf-8")
+    response.write(db_common.fortunes_html(db_common.sorted_fortunes(rows)))
+
+
+@app.get("/updates")
+def updates(request: Request, response: Response) -> None:
+    count = db_common.query_count(request.query_string)
+    with pool.connection() as connection, connection.cursor() as cursor:
+        worlds = []
+        for _ in range(count):
+            cursor.execute(db_common.SELECT_WORLD, (db_common.random_id(),))
+            row = db_common.world(cursor.fetchone())
+            row["randomNumber"] = db_common.random_id()
+            worlds.append(row)
+        cursor.execute(db_common.update_sql(count), db_common.flat_pairs(worlds))
+    response.json(worlds)

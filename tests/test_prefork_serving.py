@@ -18,24 +18,12 @@ import time
 from pathlib import Path
 
 import pytest
-from prefork_apps.harness import ServerProcess, http_exchange, http_get
+from prefork_apps.harness import ServerProcess, http_exchange, http_get, pids_answering
 
 from theframework import serve
 from theframework.process.supervisor import SupervisorError
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _pids_until(port: int, wanted: set[int], attempts: int = 400) -> set[int]:
-    """Worker pids answering new connections, until all of ``wanted`` were seen."""
-    seen: set[int] = set()
-    for _ in range(attempts):
-        status, _, body = http_get(port)
-        assert status == 200
-        seen.add(int(body))
-        if wanted <= seen:
-            break
-    return seen
 
 
 @pytest.mark.parametrize("start_method", ["fork", "spawn", "forkserver"])
@@ -48,7 +36,7 @@ def test_start_methods_serve_with_two_workers(start_method: str) -> None:
         assert f"start method {start_method}: requested" in server.output
         workers = server.worker_pids()
         assert sorted(workers) == [1, 2]
-        assert _pids_until(port, set(workers.values())) == set(workers.values())
+        assert pids_answering(port, set(workers.values())) == set(workers.values())
         server.send_signal(signal.SIGTERM)
         assert server.wait() == 0
         assert "stopped (exit code 0)" in server.output
@@ -193,7 +181,7 @@ def test_killed_worker_is_respawned_in_its_slot() -> None:
         new_pid = int(match.group(1))
         assert new_pid != old_pid
         assert "worker 1: killed by SIGKILL; restarting it in 0.1 s" in server.output
-        assert new_pid in _pids_until(port, {new_pid})
+        assert new_pid in pids_answering(port, {new_pid})
         server.send_signal(signal.SIGTERM)
         assert server.wait() == 0
 

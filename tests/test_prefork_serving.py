@@ -114,13 +114,42 @@ def test_graceful_timeout_cuts_a_longer_request_and_still_exits_0(tmp_path: Path
             while not marker.exists():  # the handler creates it, then sleeps 2 s
                 assert time.monotonic() < deadline, server.output
                 time.sleep(0.01)
+            signalled = time.monotonic()
             server.send_signal(signal.SIGTERM)
             data = b""
             with contextlib.suppress(ConnectionResetError):
                 while chunk := connection.recv(65536):
                     data += chunk
+            cut = time.monotonic() - signalled
         assert data == b"", data
+        # At the timeout: not at once, and not by the supervisor's SIGKILL (graceful + 5 s).
+        assert 0.8 <= cut <= 4.0, cut
         assert server.wait() == 0
+
+
+def test_supervisor_kills_a_worker_that_outlives_its_drain_at_graceful_plus_5_s() -> None:
+    # A handler blocks the worker's hub for an hour (a plain time.sleep): the worker takes the
+    # SIGTERM but never gets to end its drain; the supervisor kills it at graceful (1 s) + 5 s
+    # (README's signal table; SHUTDOWN_HOOKS_GRACE), not before, and exits.
+    with ServerProcess(
+        "apps.bound:app", "--workers", "2", "--port", "0", "--graceful-timeout", "1"
+    ) as server:
+        port = server.port()
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+            connection.sendall(b"GET /block?seconds=3600 HTTP/1.1\r\nHost: t\r\n\r\n")
+            server.wait_for_line("hub blocked")
+            signalled = time.monotonic()
+            server.send_signal(signal.SIGTERM)
+            killed = server.wait_for_line(
+                r"worker (\d) did not stop within the graceful timeout: killing it", timeout=30
+            )
+            waited = time.monotonic() - signalled
+            assert server.wait(timeout=15) == 0
+        assert 5.5 <= waited <= 15.0, waited
+        worker = killed.group(1)
+        assert re.search(
+            rf"worker {worker} ended during shutdown: killed by SIGKILL", server.output
+        )
 
 
 def test_shutdown_of_four_idle_workers_completes() -> None:

@@ -199,3 +199,29 @@ def test_single_process_second_sigint_exits_130(tmp_path: Path) -> None:
             server.send_signal(signal.SIGINT)
             assert server.wait(timeout=10) == ExitCode.INTERRUPTED == 130
     assert re.search(r"second SIGINT: stopped at once", server.output)
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        ("MemoryError", ExitCode.HUB_MEMORY_ERROR),
+        ("OSError", ExitCode.HUB_OS_ERROR),
+        ("RuntimeError", ExitCode.HUB_EXCEPTION),
+    ],
+)
+def test_single_process_exception_escaping_the_hub_exits_with_its_code(
+    error: str, code: ExitCode
+) -> None:
+    # The same codes as a supervised worker (test_prefork_failures), not a generic 1.
+    with ServerProcess(
+        "prefork_apps.hub_fails:app", "--workers", "1", "--port", "0",
+        expected_tracebacks=(f"{error}: raised in the hub of",),
+        stopped_exit_codes=(int(code),),
+    ) as server:  # fmt: skip
+        port = _single_process_port(server)
+        status, _, body = http_get(port, f"/fail?with={error}")
+        assert status == 200
+        assert server.wait(timeout=30) == code
+        output = server.output
+    assert "the hub failed while serving" in output
+    assert f"{error}: raised in the hub of {body}" in output

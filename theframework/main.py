@@ -45,7 +45,7 @@ from .server.boot import (
     hook_failed,
     set_up_logging,
 )
-from .server.exitcodes import ExitCode, exit_code_for_os_error
+from .server.exitcodes import ExitCode, exit_code_for_hub_failure, exit_code_for_os_error
 from .server.logs import configure_logging
 from .server.serve import serve_one_process
 from .server.sockets import InheritedSocketError
@@ -373,16 +373,18 @@ def _serve_single_process(booted: Booted, server: ServerConfig, life: _SinglePro
         _serve_booted(booted, server, life)
     except InheritedSocketError as error:
         return _usage_error(f"cannot serve an inherited socket: {error}")
-    except OSError as error:
-        if life.startup_hooks_failed:
-            return _startup_hook_failed()
-        return _os_error(error)
     except KeyboardInterrupt:
         logger.warning("second SIGINT: stopped at once")
         return ExitCode.INTERRUPTED
-    except Exception:
+    except Exception as error:
         if life.startup_hooks_failed:
             return _startup_hook_failed()
+        if life.serving:
+            # As a supervised worker: 50 MemoryError, 51 OSError, 52 another exception.
+            logger.exception("the hub failed while serving")
+            return exit_code_for_hub_failure(error)
+        if isinstance(error, OSError):  # binding or creating the backend
+            return _os_error(error)
         logger.exception("server failed")
         return ExitCode.GENERIC
     return ExitCode.OK

@@ -35,7 +35,7 @@ from types import FrameType
 from .. import _core
 from ..configfile import NO_HOOKS, ConfigFileError, Hooks, hooks_for
 from ..server.boot import Booted, BootError, boot
-from ..server.exitcodes import ExitCode, exit_code_for_os_error
+from ..server.exitcodes import ExitCode, exit_code_for_hub_failure, exit_code_for_os_error
 from ..server.serve import serve_listeners
 from ..server.signals import format_greenlet_stacks
 from ..server.sockets import bind_socket, listener_url
@@ -213,12 +213,7 @@ def _serving_failed(spec: WorkerSpec, phase: str, error: Exception) -> int:
     if phase != "serve":
         return _report(spec, ExitCode.APP_FAILED, f"cannot {phase}: {error!r}", with_traceback=True)
     logger.exception("the hub failed while serving")
-    if isinstance(error, MemoryError):
-        code = ExitCode.HUB_MEMORY_ERROR
-    elif isinstance(error, OSError):
-        code = ExitCode.HUB_OS_ERROR
-    else:
-        code = ExitCode.HUB_EXCEPTION
+    code = exit_code_for_hub_failure(error)
     return _report(spec, code, f"the hub failed while serving: {error!r}")
 
 

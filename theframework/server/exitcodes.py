@@ -7,7 +7,7 @@ from __future__ import annotations
 import enum
 import errno
 
-__all__ = ["ExitCode", "exit_code_for_os_error"]
+__all__ = ["ExitCode", "exit_code_for_hub_failure", "exit_code_for_os_error"]
 
 
 class ExitCode(enum.IntEnum):
@@ -44,3 +44,13 @@ def exit_code_for_os_error(error: OSError) -> ExitCode:
     if error.errno in (errno.EMFILE, errno.ENFILE):
         return ExitCode.TOO_MANY_FILES
     return ExitCode.GENERIC
+
+
+def exit_code_for_hub_failure(error: BaseException) -> ExitCode:
+    """The exit code of a worker or single process whose hub failed with ``error`` while
+    serving: 50 MemoryError, 51 OSError, 52 any other exception."""
+    if isinstance(error, MemoryError):
+        return ExitCode.HUB_MEMORY_ERROR
+    if isinstance(error, OSError):
+        return ExitCode.HUB_OS_ERROR
+    return ExitCode.HUB_EXCEPTION

@@ -74,12 +74,14 @@ def test_write_timeout_drops_a_client_that_does_not_read(backend: str) -> None:
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
             sock.connect(server.address)
+            sock.settimeout(10)
             sent = time.monotonic()
             sock.sendall(f"GET /big?mib={size >> 20} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-            # The default (30 s) would keep waiting for this client to read.
+            # The response has begun (the connection is accepted and written to); from here on
+            # the client reads nothing, and the default (30 s) would keep waiting for it.
+            received = len(head := sock.recv(1 << 16))
+            assert head.startswith(b"HTTP/1.1 200 "), head
             gave_up = _closed_within(server, sent, 8.0)
-            sock.settimeout(10)
-            received = 0
             try:
                 while chunk := sock.recv(1 << 20):
                     received += len(chunk)

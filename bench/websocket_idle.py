@@ -9,7 +9,7 @@ server's 4 KiB windows), ``deflate-nct`` (the same with client_no_context_takeov
 server_no_context_takeover, so no zlib state survives a message).
 
     .venv/bin/python bench/websocket_idle.py [--connections 10000] [--variants plain,deflate]
-        [--server theframework|uvicorn]
+        [--server theframework|uvicorn] [--ws-compression deflate|deflate-no-context]
 
 ``--server uvicorn`` measures uvicorn with its ``websockets`` implementation (bench/.venv-peers,
 made by bench/setup.sh) serving the same echo (bench/apps/ws_asgi_app.py).
@@ -113,7 +113,7 @@ def open_websocket(port: int, offer: str) -> socket.socket:
     return sock
 
 
-def server_command(server: str, connections: int) -> tuple[list[str], str]:
+def server_command(server: str, connections: int, compression: str) -> tuple[list[str], str]:
     """The command line of ``server`` and the pattern of its "listening" line (port group)."""
     if server == "uvicorn":
         peers = Path(__file__).resolve().parent / ".venv-peers" / "bin" / "python"
@@ -125,16 +125,18 @@ def server_command(server: str, connections: int) -> tuple[list[str], str]:
     return (
         [sys.executable, "-m", "theframework", "websocket_idle:app", "--port", "0",
          "--max-connections", str(connections + 100), "--backlog", "4096",
-         "--ws-ping-interval", "0"],
+         "--ws-ping-interval", "0", "--ws-compression", compression],
         r"listening on http://127\.0\.0\.1:(\d+)",
     )  # fmt: skip
 
 
-def measure(connections: int, variant: str, server_name: str) -> tuple[int, int, float]:
+def measure(
+    connections: int, variant: str, server_name: str, compression: str
+) -> tuple[int, int, float]:
     bench = Path(__file__).resolve().parent
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     raise_file_limit(connections * 2 + 1024)
-    command, pattern = server_command(server_name, connections)
+    command, pattern = server_command(server_name, connections, compression)
     server = subprocess.Popen(
         command, cwd=bench, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -166,13 +168,18 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=10000)
     parser.add_argument("--variants", default="plain,deflate,deflate-nct")
     parser.add_argument("--server", choices=("theframework", "uvicorn"), default="theframework")
+    parser.add_argument(
+        "--ws-compression", choices=("deflate", "deflate-no-context"), default="deflate"
+    )
     arguments = parser.parse_args()
     print(
         "| server | variant | idle WebSockets | RSS before (KiB) | RSS after (KiB) | bytes each |"
     )
     print("|---|---|---|---|---|---|")
     for variant in arguments.variants.split(","):
-        before, after, each = measure(arguments.connections, variant, arguments.server)
+        before, after, each = measure(
+            arguments.connections, variant, arguments.server, arguments.ws_compression
+        )
         print(
             f"| {arguments.server} | {variant} | {arguments.connections:,} | {before:,} | "
             f"{after:,} | {each:,.0f} |"

@@ -62,6 +62,7 @@ def test_only_implemented_options_exist() -> None:
         "write_timeout",
         "max_connections",
         "ws_max_message_size",
+        "ws_max_queue",
         "ws_ping_interval",
         "ws_ping_timeout",
         "ws_compression",

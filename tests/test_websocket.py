@@ -5,8 +5,11 @@ closed with its code, none disturbing a connection open beside it) and handshake
 from __future__ import annotations
 
 import contextlib
+import select
 import signal
 import socket
+import struct
+import time
 import zlib
 from collections.abc import Iterator
 
@@ -346,6 +349,41 @@ def test_compression_can_be_turned_off() -> None:
         assert ws.recv() == "x" * 1000
 
 
+def test_compression_without_context_takeover_is_asked_of_both_sides() -> None:
+    process, port = serve("--ws-compression", "deflate-no-context")
+    with process:
+        # websockets offers context takeover; the server answers that neither side keeps it.
+        with connect(f"ws://127.0.0.1:{port}/echo") as ws:
+            (extension,) = ws.protocol.extensions
+            assert extension.local_no_context_takeover  # type: ignore[attr-defined]
+            assert extension.remote_no_context_takeover  # type: ignore[attr-defined]
+            text = "compressible text " * 2000
+            for _ in range(3):
+                ws.send(text)
+                assert ws.recv() == text
+        # On the wire: the answer names both parameters, and each message is compressed alone
+        # (the same message twice compresses to the same bytes: no window carried over).
+        client = RawClient(port, "/echo", Sec_WebSocket_Extensions="permessage-deflate")
+        try:
+            assert "server_no_context_takeover" in client.head
+            assert "client_no_context_takeover" in client.head
+            compressor = zlib.compressobj(wbits=-15)
+            message = b"the same words again and again " * 20
+            payload = compressor.compress(message) + compressor.flush(zlib.Z_SYNC_FLUSH)
+            answers = []
+            for _ in range(2):
+                client.send(frame(0xC1, payload[:-4]))
+                first, answer = client.read_frame()
+                assert first == 0xC1  # compressed text
+                answers.append(answer)
+                compressor = zlib.compressobj(wbits=-15)  # no context takeover: a fresh one
+                payload = compressor.compress(message) + compressor.flush(zlib.Z_SYNC_FLUSH)
+            assert answers[0] == answers[1]
+            assert zlib.decompressobj(wbits=-15).decompress(answers[1] + b"\0\0\xff\xff") == message
+        finally:
+            client.close()
+
+
 def test_websocket_route_decorator(port: int) -> None:
     with connect(f"ws://127.0.0.1:{port}/route/ada", subprotocols=["v1"]) as ws:  # type: ignore[list-item]
         assert ws.recv() == "hello ada over v1"
@@ -355,3 +393,148 @@ def test_websocket_route_decorator(port: int) -> None:
     status, headers, _ = http_get(port, "/route/ada")
     assert status == 400
     assert headers["connection"] == "close"
+
+
+@pytest.mark.parametrize(
+    ("path", "origin", "admitted"),
+    [
+        ("/origin/listed", "https://app.example", True),
+        ("/origin/listed", "HTTPS://APP.EXAMPLE", True),  # scheme and host: case-insensitive
+        ("/origin/listed", "http://localhost:8080", True),
+        ("/origin/listed", None, True),  # not a browser page: browsers always send Origin
+        ("/origin/listed", "https://evil.example", False),
+        ("/origin/listed", "http://localhost:8081", False),
+        ("/origin/callable", "https://chat.example.org", True),
+        ("/origin/callable", "https://example.org.evil.com", False),
+        ("/origin/callable", None, False),  # the callable is asked with None
+    ],
+)
+def test_origin_check_refuses_with_403_before_the_upgrade(
+    port: int, path: str, origin: str | None, admitted: bool
+) -> None:
+    headers = {} if origin is None else {"Origin": origin}
+    connection = socket.create_connection(("127.0.0.1", port), timeout=30)
+    with connection:
+        connection.sendall(handshake_request(path, **headers))
+        answer = read_until_eof(connection) if not admitted else connection.recv(65536)
+    if admitted:
+        assert answer.startswith(b"HTTP/1.1 101 "), answer
+        with connect(f"ws://127.0.0.1:{port}{path}", origin=origin) as ws:  # type: ignore[arg-type]
+            assert str(ws.recv()).startswith("admitted")
+    else:
+        # Refused before the upgrade: a 403 answer, then the connection ends.
+        assert answer.startswith(b"HTTP/1.1 403 "), answer
+        assert b"Upgrade: websocket" not in answer
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            connect(f"ws://127.0.0.1:{port}{path}", origin=origin)  # type: ignore[arg-type]
+        assert refused.value.response.status_code == 403
+
+
+def _masked_binary(payload: bytes) -> bytes:
+    """A client binary frame with a zero mask key (valid, and the payload stays as it is)."""
+    return struct.pack("!BBH", 0x82, 0x80 | 126, len(payload)) + b"\0\0\0\0" + payload
+
+
+def test_full_message_queue_stops_reading_and_loses_nothing(backend: str) -> None:
+    count, size = (
+        4096,
+        16384,
+    )  # 64 MiB (16-bit frame lengths): more than the kernel's buffers can hold (tcp_rmem max)
+    process, port = serve("--ws-max-queue", "4", "--backend", backend)
+    with process:
+        client = RawClient(port, "/hold")
+        try:
+            client.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+            client.send(frame(0x81, str(count).encode()))
+            assert client.read_frame() == (0x81, b"holding")
+            frames = [_masked_binary(struct.pack("!I", i) + bytes(size - 4)) for i in range(count)]
+            data = memoryview(b"".join(frames))
+            # The handler takes nothing: once the queue is full the server stops reading, the
+            # kernel's buffers fill, and the socket stays unwritable.
+            client.socket.setblocking(False)
+            sent = 0
+            while sent < len(data):
+                try:
+                    sent += client.socket.send(data[sent : sent + 65536])
+                except BlockingIOError:
+                    _, writable, _ = select.select([], [client.socket], [], 2.0)
+                    if not writable:
+                        break
+            assert sent < len(data), "the server read everything: no backpressure"
+            client.socket.setblocking(True)
+            assert http_get(port, "/release")[0] == 200
+            client.socket.sendall(data[sent:])
+            assert client.read_frame() == (0x81, f"received {count} in order".encode())
+        finally:
+            client.close()
+
+
+def test_sigterm_sends_1001_after_the_grace_and_cuts_a_silent_client_at_the_bound(
+    backend: str,
+) -> None:
+    process, port = serve("--graceful-timeout", "2", "--backend", backend)
+    with process:
+        silent = RawClient(port)  # reads our close but never answers it
+        try:
+            with connect(f"ws://127.0.0.1:{port}/echo") as answering:
+                for client_send, client_receive in (
+                    (answering.send, answering.recv),
+                    (lambda text: silent.send(frame(0x81, text.encode())), silent.read_frame),
+                ):
+                    client_send("up")
+                    assert client_receive() in ("up", (0x81, b"up"))
+                started = time.monotonic()
+                process.send_signal(signal.SIGTERM)
+                assert silent.read_close() == (1001, "server shutting down")
+                assert time.monotonic() - started >= 0.18  # the drain's first phase: 0.2 s
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    answering.recv()
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+            # The silent client is cut at --graceful-timeout (not at --ws-ping-timeout, 20 s).
+            assert silent.at_eof()
+            assert 1.8 <= time.monotonic() - started < 10
+        finally:
+            silent.close()
+        assert process.wait(10) == 0
+        process.wait_for_line(
+            r"stopped serving .*; 2 WebSockets, 2 open at the drain and sent close 1001; "
+            r"closes by code \{1001: 2\}"
+        )
+
+
+def test_reload_sends_websockets_away_with_1001_and_serves_new_ones() -> None:
+    # A long keep-alive timeout: the retiring worker's fallback shutdown() (keep-alive timeout
+    # + 1 s later) must not be what sends the 1001.
+    with ServerProcess(
+        "websocket_apps.echo:app", "--workers", "2", "--port", "0", "--graceful-timeout", "60",
+        "--keepalive-timeout", "60", "--metrics-port", "0",
+    ) as process:  # fmt: skip
+        port = process.port()
+        url = _metrics_url(process)
+        with contextlib.ExitStack() as stack:
+            clients = [
+                stack.enter_context(connect(f"ws://127.0.0.1:{port}/echo")) for _ in range(4)
+            ]
+            for ws in clients:
+                ws.send("before")
+                assert ws.recv() == "before"
+            mark = len(process.lines)
+            process.send_signal(signal.SIGHUP)
+            for ws in clients:
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    ws.recv(timeout=40)
+                assert closed.value.rcvd is not None
+                assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+                    1001,
+                    "server shutting down",
+                )
+        process.wait_for_line(r"reload complete", start=mark)
+        with connect(f"ws://127.0.0.1:{port}/echo") as ws:
+            ws.send("after")
+            assert ws.recv() == "after"
+        # Each replaced worker's last line counts the WebSockets it sent away, and so do the
+        # supervisor's metrics (from the retired workers' last counters).
+        process.wait_for_line(r"stopped serving .* WebSockets, \d+ open at the drain", start=mark)
+        samples = _wait_metric(url, "theframework_websockets_going_away_total", 4)
+        assert _value(samples, "theframework_websocket_closes_total", code="1001") == 4
+        assert _value(samples, "theframework_websockets_open") == 0

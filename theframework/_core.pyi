@@ -190,13 +190,21 @@ class Request:
         """Streaming read: at most ``size`` bytes of the body (all when -1); b"" at its end."""
     def json(self) -> Any:
         """The body parsed as JSON; invalid JSON raises HTTPError(400)."""
-    def websocket(self, subprotocols: Sequence[str] | None = None) -> WebSocket:
+    def websocket(
+        self,
+        subprotocols: Sequence[str] | None = None,
+        *,
+        origins: Sequence[str] | Callable[[str | None], object] | None = None,
+    ) -> WebSocket:
         """Accepts the WebSocket upgrade (RFC 6455) and sends 101 Switching Protocols. The
         subprotocol is the first one the client offers that ``subprotocols`` holds (None when
         none matches). An invalid handshake raises HTTPError 400 (or 426 with
         Sec-WebSocket-Version: 13 for an unsupported version) and the connection closes after
-        that answer. The response object is not used afterwards; when the handler returns, a
-        WebSocket still open is closed with 1000 (1011 if the handler raised)."""
+        that answer. ``origins`` checks the Origin header first: a sequence admits the Origins it
+        lists (ASCII case-insensitive) and requests without one; a callable gets the Origin (or
+        None) and admits on a true result; a refused request raises HTTPError 403. The response
+        object is not used afterwards; when the handler returns, a WebSocket still open is
+        closed with 1000 (1011 if the handler raised)."""
     def _wsgi_environ(self, base: dict[str, Any], /) -> dict[str, Any]:
         """A copy of ``base`` with this request's CGI variables (REQUEST_METHOD, PATH_INFO with
         base["SCRIPT_NAME"] stripped, QUERY_STRING, SERVER_PROTOCOL, CONTENT_TYPE/LENGTH,
@@ -302,6 +310,8 @@ class HttpServer:
         ws_max_message_size: int = 1048576,
         ws_ping_interval: float = 20.0,
         ws_ping_timeout: float = 20.0,
+        ws_compression: str = "deflate",
+        ws_max_queue: int = 32,
     ) -> None:
         """``access_log(request, status, bytes_sent, seconds, response)`` is called after each
         handled request (not for protocol errors answered by the server itself); None costs
@@ -312,17 +322,21 @@ class HttpServer:
         untrusted peer).
         ``rebalance_every``: every Nth response closes its keep-alive connection, so clients
         spread again over SO_REUSEPORT workers (0: never). ``ws_*``: WebSocket limits and keep-alive
-        (see WebSocket.receive; ws_max_message_size 0: no limit, ws_ping_interval 0: no pings)."""
+        (see WebSocket.receive; ws_max_message_size 0: no limit, ws_ping_interval 0: no pings;
+        ws_max_queue: complete messages buffered before the server stops reading a WebSocket)."""
     def serve(self) -> None:
         """Runs in a hub greenlet: accepts and serves until shutdown(), then returns once every
         connection is closed."""
     def retire(self) -> None:
         """Stops accepting for good; every connection closes after its next response (idle ones
-        at their client's next request or the keep-alive timeout); serve() returns when none is
-        left. A rolling replacement: no client sees its connection closed under a request."""
+        at their client's next request or the keep-alive timeout; WebSockets get close 1001
+        after 0.2 s); serve() returns when none is left. A rolling replacement: no client sees
+        its connection closed under a request."""
     def shutdown(self, graceful_timeout: float = 30.0, /) -> None:
-        """Stops accepting, closes idle connections, lets in-flight requests finish (answered
-        with Connection: close) and closes what is still open after ``graceful_timeout``.
+        """Stops accepting, closes idle connections and sends WebSockets close 1001 (both after
+        a 0.2 s grace, or ``graceful_timeout`` if shorter), lets in-flight requests finish
+        (answered with Connection: close) and closes what is still open after
+        ``graceful_timeout``.
         Does not block; safe from a Python signal handler."""
     def stats(self) -> dict[str, Any]:
         """Counters since start: connections_accepted, accept_pauses (max_connections reached),
@@ -330,6 +344,7 @@ class HttpServer:
         also takes what was queued), connections_active, requests, requests_in_flight,
         responses ({"1xx".."5xx": n}), bytes_in, bytes_out, duration_buckets ([(upper bound s,
         cumulative count)], last +Inf), duration_sum (seconds), websockets ({"open": n,
+        "accepted": n, "going_away": n (open when the drain sent them close 1001),
         "messages_in": n, "messages_out": n, "closes": {close code: n}}; 1006 counts sessions
         that ended without a close frame)."""
     @property

@@ -468,13 +468,18 @@ OPTIONS: tuple[Option, ...] = (
     _int("ws_max_message_size", "server", 1048576, "largest WebSocket message received; a "
          "larger one closes the WebSocket with 1009 (0: no limit)", "engine", minimum=0,
          metavar="BYTES"),
+    _int("ws_max_queue", "server", 32, "WebSocket messages received but not yet taken by "
+         "receive(); when that many wait, the server stops reading the socket (backpressure)",
+         "engine", minimum=1, metavar="MESSAGES"),
     _secs("ws_ping_interval", "server", 20.0, "silence on a WebSocket after which a waiting "
           "receive() sends a keep-alive ping (0: no pings)", "engine", allow_zero=True),
     _secs("ws_ping_timeout", "server", 20.0, "time a WebSocket ping (or our close frame) waits "
           "for its answer; a client that does not answer is closed with 1011", "engine"),
-    _enum("ws_compression", "server", "deflate", ("deflate", "none"), "WebSocket "
-          "permessage-deflate: accept the client's offer (windows of at most 4 KiB, see "
-          "docs/websocket.md) or never compress", "engine", expected="deflate or none"),
+    _enum("ws_compression", "server", "deflate", ("deflate", "deflate-no-context", "none"),
+          "WebSocket permessage-deflate: accept the client's offer (windows of at most 4 KiB, "
+          "see docs/websocket.md), accept it without context takeover either way (no zlib state "
+          "kept between messages: ~1 KiB per idle WebSocket instead of ~50 KiB) or never "
+          "compress", "engine", expected="deflate, deflate-no-context or none"),
     _secs("graceful_timeout", "server", 30.0, "time in-flight requests get to finish at shutdown",
           "server", allow_zero=True),
     _enum("log_level", "server", "info", LOG_LEVELS, "logging level", "server",
@@ -625,6 +630,7 @@ class ServerConfig:
     write_timeout: float = _default("write_timeout")
     max_connections: int = _default("max_connections")
     ws_max_message_size: int = _default("ws_max_message_size")
+    ws_max_queue: int = _default("ws_max_queue")
     ws_ping_interval: float = _default("ws_ping_interval")
     ws_ping_timeout: float = _default("ws_ping_timeout")
     ws_compression: str = _default("ws_compression")

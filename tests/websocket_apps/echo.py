@@ -1,9 +1,12 @@
 """WebSocket apps of the tests: an echo route (Autobahn's target), a subprotocol route, routes that
-close with a code, send many, or ping; and a plain HTTP route beside them."""
+close with a code, send many, or ping, check the Origin, or hold messages unread; and a plain HTTP
+route beside them."""
 
 from __future__ import annotations
 
-from theframework import Framework, Request, Response, WebSocket, WebSocketClosed
+import struct
+
+from theframework import Framework, Request, Response, WebSocket, WebSocketClosed, _core
 from theframework.websocket import Group
 
 app = Framework()
@@ -85,3 +88,49 @@ def websocket_route(ws: WebSocket, request: Request) -> None:
     ws.send(f"hello {request.params['name']} over {ws.subprotocol}")
     for message in ws:
         ws.send(message)
+
+
+@app.get("/origin/listed")
+def origin_listed(request: Request, response: Response) -> None:
+    ws = request.websocket(origins=["https://app.example", "http://localhost:8080"])
+    ws.send("admitted")
+    ws.receive()
+
+
+def example_subdomain(origin: str | None) -> bool:
+    return origin is not None and origin.endswith(".example.org")
+
+
+@app.websocket("/origin/callable", origins=example_subdomain)
+def origin_callable(ws: WebSocket, request: Request) -> None:
+    ws.send(f"admitted {request.headers['origin']}")
+    ws.receive()
+
+
+held = {"released": False}
+
+
+@app.get("/hold")
+def hold(request: Request, response: Response) -> None:
+    """Backpressure: the first message says how many follow; the handler answers "holding" and
+    takes none of them until GET /release, then reads them all and says whether each arrived,
+    in order (each starts with its index, 4 bytes big-endian)."""
+    ws = request.websocket()
+    expected = int(ws.receive())
+    ws.send("holding")
+    while not held["released"]:
+        _core.sleep(0.01)
+    for index in range(expected):
+        message = ws.receive()
+        assert isinstance(message, bytes)
+        if struct.unpack("!I", message[:4])[0] != index:
+            ws.send(f"message {index} missing")
+            return
+    ws.send(f"received {expected} in order")
+    ws.receive()
+
+
+@app.get("/release")
+def release(request: Request, response: Response) -> None:
+    held["released"] = True
+    response.write("released")

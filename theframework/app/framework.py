@@ -191,17 +191,22 @@ class Framework:
         return self.route(pattern, ("GET",))
 
     def websocket(
-        self, pattern: str, subprotocols: Iterable[str] | None = None
+        self,
+        pattern: str,
+        subprotocols: Iterable[str] | None = None,
+        *,
+        origins: Iterable[str] | Callable[[str | None], object] | None = None,
     ) -> Callable[[WebSocketHandler], WebSocketHandler]:
         """Decorator: a GET route at ``pattern`` that accepts the WebSocket upgrade
-        (``request.websocket(subprotocols)``: HTTPError 400/426 for a bad handshake) and calls
-        ``handler(websocket, request)``. Middleware runs before the upgrade. Returns the handler
-        unchanged."""
+        (``request.websocket(subprotocols, origins=origins)``: HTTPError 400/426 for a bad
+        handshake, 403 for a refused Origin) and calls ``handler(websocket, request)``.
+        Middleware runs before the upgrade. Returns the handler unchanged."""
         offered = None if subprotocols is None else list(subprotocols)
+        allowed = origins if origins is None or callable(origins) else list(origins)
 
         def register(handler: WebSocketHandler) -> WebSocketHandler:
             def upgrade(request: Request, response: Response) -> None:
-                handler(request.websocket(subprotocols=offered), request)
+                handler(request.websocket(subprotocols=offered, origins=allowed), request)
 
             self.add_route(pattern, upgrade, ("GET",))
             return handler

@@ -39,6 +39,8 @@ class Totals:
     # WebSocket messages by direction ("in", "out") and closes by close code (as text).
     websocket_messages: dict[str, int] = field(default_factory=lambda: {"in": 0, "out": 0})
     websocket_closes: dict[str, int] = field(default_factory=dict)
+    # WebSocket sessions a drain (shutdown or a reload's retirement) sent close 1001.
+    websocket_going_away: int = 0
 
     def add(self, stats: dict[str, Any]) -> None:
         """Adds one ``HttpServer.stats()`` snapshot."""
@@ -55,6 +57,7 @@ class Totals:
         self.websocket_messages["out"] += websockets.get("messages_out", 0)
         for code, count in websockets.get("closes", {}).items():
             self.websocket_closes[str(code)] = self.websocket_closes.get(str(code), 0) + count
+        self.websocket_going_away += websockets.get("going_away", 0)
 
     def merged(self, snapshots: Iterable[dict[str, Any]]) -> Totals:
         """A copy of these totals plus ``snapshots``."""
@@ -62,6 +65,7 @@ class Totals:
         result.duration_sum = self.duration_sum
         result.websocket_messages = dict(self.websocket_messages)
         result.websocket_closes = dict(self.websocket_closes)
+        result.websocket_going_away = self.websocket_going_away
         for snapshot in snapshots:
             result.add(snapshot)
         return result
@@ -214,7 +218,8 @@ def _render_websockets(
     totals: Totals,
     live: dict[int, _Live],
 ) -> None:
-    """The WebSocket families: sessions open per worker, messages by direction, closes by code."""
+    """The WebSocket families: sessions open per worker, messages by direction, closes by code,
+    sessions sent away by a drain."""
     family("theframework_websockets_open", "gauge", "Open WebSocket sessions.")
     per_worker(
         "theframework_websockets_open",
@@ -234,6 +239,12 @@ def _render_websockets(
     )
     for code, closes in sorted(totals.websocket_closes.items()):
         lines.append(f'theframework_websocket_closes_total{{code="{code}"}} {closes}')
+    family(
+        "theframework_websockets_going_away_total",
+        "counter",
+        "WebSocket sessions open when a drain (shutdown or reload) sent them close 1001.",
+    )
+    lines.append(f"theframework_websockets_going_away_total {totals.websocket_going_away}")
 
 
 def _number(value: float) -> str:

@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from .. import _core
 from ..app import Framework, Handler
@@ -127,12 +128,25 @@ def serve_listeners(
         hub.run(main)
     stats = http_server.stats()
     logger.info(
-        "stopped serving %s (%d connections, at most %d open at once)",
+        "stopped serving %s (%d connections, at most %d open at once)%s",
         urls,
         stats["connections_accepted"],
         stats["connections_peak"],
+        _websocket_summary(stats["websockets"]),
     )
     return drain.stopped_at_once
+
+
+def _websocket_summary(websockets: dict[str, Any]) -> str:
+    """The WebSocket part of the "stopped serving" line: how many the drain sent away (close
+    1001) and how every session ended, by close code (1006: cut without a close frame)."""
+    if not websockets["accepted"]:
+        return ""
+    closes = ", ".join(f"{code}: {count}" for code, count in sorted(websockets["closes"].items()))
+    return (
+        f"; {websockets['accepted']} WebSockets, {websockets['going_away']} open at the drain"
+        f" and sent close 1001; closes by code {{{closes}}}"
+    )
 
 
 def with_request_hooks(handler: Handler, hooks: Hooks) -> Handler:

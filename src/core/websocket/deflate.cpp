@@ -69,8 +69,8 @@ bool accept_offer(std::string_view offer, const DeflatePolicy& policy, DeflatePa
   if (server_bits == 8) return false;  // zlib's raw deflate needs at least 9
   const int limit = std::clamp(policy.max_window_bits, 9, 15);
   DeflateParameters chosen;
-  chosen.server_no_context_takeover = seen_server_nct;
-  chosen.client_no_context_takeover = seen_client_nct;
+  chosen.server_no_context_takeover = seen_server_nct || policy.no_context_takeover;
+  chosen.client_no_context_takeover = seen_client_nct || policy.no_context_takeover;
   chosen.server_window_bits = std::min(server_bits, limit);
   chosen.client_window_bits = client_bits < 0 ? 15 : std::min(client_bits, limit);
   response = "permessage-deflate";

@@ -24,6 +24,10 @@ namespace tf::ws {
 struct DeflatePolicy {
   int max_window_bits = 12;  // largest window either side is asked to use (9..15)
   int mem_level = 5;         // zlib memLevel of our compressor (1..9)
+  // Answer with server_no_context_takeover and client_no_context_takeover whatever the offer
+  // says (RFC 7692 §7.1.1 lets a server ask for both): no zlib state outlives a message, so an
+  // idle connection holds none, at the price of compressing each message alone.
+  bool no_context_takeover = false;
 };
 
 // Negotiated parameters, as seen from the server.

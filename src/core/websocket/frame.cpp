@@ -209,6 +209,31 @@ ReadEvent MessageReader::fail(uint16_t code, const char* reason, size_t consumed
   return {ReadKind::error, consumed, code, reason};
 }
 
+void MessageReader::scan_complete_messages(std::string_view input, size_t limit,
+                                           QueueScan& scan) const noexcept {
+  if (error_code_ != 0) return;
+  size_t count = scan.messages;
+  size_t position = scan.position;
+  if (position > input.size()) count = position = 0;  // not the input scanned before: restart
+  if (position == 0 && in_frame_) {
+    // The rest of the frame feed() is in the middle of.
+    if (input.size() < frame_remaining_) return;
+    position = static_cast<size_t>(frame_remaining_);
+    if (frame_.fin) ++count;
+  }
+  while (count < limit) {
+    FrameHeader header;
+    const FrameResult result = parse_frame_header(input.substr(position), rules_, header);
+    if (result.status != FrameStatus::complete) break;
+    const size_t frame_size = header.header_length + header.payload_length;
+    if (input.size() - position < frame_size) break;
+    position += frame_size;
+    if (header.fin && !is_control(header.opcode)) ++count;
+  }
+  scan.position = position;
+  scan.messages = count;
+}
+
 ReadEvent MessageReader::feed(std::string_view input) {
   if (error_code_ != 0) return {ReadKind::error, 0, error_code_, error_reason_};
   if (deliver_clears_) {

@@ -164,6 +164,22 @@ class MessageReader {
   bool compressed() const noexcept { return compressed_; }
   // Turns on RSV1 (negotiated permessage-deflate).
   void allow_compression(bool allow) noexcept { rules_.allow_rsv1 = allow; }
+  // Counts the data messages whose last frame is wholly in `input`, the bytes that follow what
+  // feed() consumed: the messages waiting to be read. Reads frame headers only and changes
+  // nothing; stops at `limit` messages or at an incomplete or invalid frame (feed() reports the
+  // error). `scan` carries the count and the position reached, so that a later call over more
+  // input (the same bytes, more appended) resumes there: reset it whenever feed() consumed.
+  struct QueueScan {
+    size_t position = 0;
+    size_t messages = 0;
+  };
+  void scan_complete_messages(std::string_view input, size_t limit, QueueScan& scan) const noexcept;
+  // The same, from the start: the number of messages waiting (at most `limit`).
+  size_t count_complete_messages(std::string_view input, size_t limit) const noexcept {
+    QueueScan scan;
+    scan_complete_messages(input, limit, scan);
+    return scan.messages;
+  }
 
  private:
   ReadEvent fail(uint16_t code, const char* reason, size_t consumed) noexcept;

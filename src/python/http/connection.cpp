@@ -199,6 +199,12 @@ void Connection::on_receive(const core::Completion& completion) {
       break;
     case Phase::handling:
       wake_reader(0);
+      // A WebSocket whose handler does not keep up: stop reading (backpressure) until receive()
+      // takes messages; resume_receive() arms the receive again.
+      if (websocket_ && receive_token_ != 0 && !final && !receive_paused_ && input_full()) {
+        receive_paused_ = true;
+        backend.cancel(receive_token_);
+      }
       break;
     case Phase::error_response:
       break;
@@ -211,9 +217,10 @@ void Connection::on_receive(const core::Completion& completion) {
       break;
   }
   if (final) {
-    // -ENOBUFS or a multishot that ended by itself: arm again unless paused by backpressure.
-    bool paused = phase_ == Phase::handling && buffered().size() >= kInputHighWater;
-    if (!paused) arm_receive();
+    // -ENOBUFS, a cancel or a multishot that ended by itself: arm again unless paused by
+    // backpressure.
+    receive_paused_ = false;
+    if (!input_full()) arm_receive();
     release();  // the receive's reference
   }
   release();
@@ -411,9 +418,14 @@ int Connection::wait_input(double timeout) {
   return result < 0 ? -1 : 0;
 }
 
+bool Connection::input_full() noexcept {
+  if (phase_ != Phase::handling) return false;
+  const std::string_view data = buffered();
+  return data.size() >= kInputHighWater || (websocket_ && websocket_->queue_full(data));
+}
+
 void Connection::resume_receive() {
-  if (phase_ == Phase::handling && receive_token_ == 0 && buffered().size() < kInputHighWater &&
-      !peer_closed_) {
+  if (phase_ == Phase::handling && receive_token_ == 0 && !peer_closed_ && !input_full()) {
     arm_receive();
   }
 }
@@ -421,6 +433,7 @@ void Connection::resume_receive() {
 void Connection::upgrade(const ws::DeflateParameters* deflate) {
   websocket_ = std::make_unique<WebSocketSession>(*this, server_.options().websocket, deflate);
   server_.websocket_opened();
+  if (server_.websockets_going_away()) websocket_->going_away();
 }
 
 int Connection::wait_for_input() {
@@ -677,7 +690,10 @@ void Connection::begin_linger() {
 
 void Connection::begin_drain() noexcept {
   draining_ = true;
-  if (websocket_) {
+}
+
+void Connection::go_away() noexcept {
+  if (websocket_ && phase_ == Phase::handling) {
     websocket_->going_away();
     wake_reader(0);
   }

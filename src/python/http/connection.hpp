@@ -78,8 +78,11 @@ class Connection final : public CompletionHandler {
   // Cancels what is pending, closes the socket and leaves the server's registry (idempotent).
   void close_now() noexcept;
   // The server drains or retires: the next response says Connection: close and the connection
-  // ends after it; a WebSocket session is closed with 1001 (going away).
+  // ends after it.
   void begin_drain() noexcept;
+  // The drain's grace is over: a WebSocket session is closed with 1001 (going away) by the
+  // greenlet waiting in (or next calling) receive().
+  void go_away() noexcept;
   // Closes the connection if it waits for a request and none has arrived (drain grace over).
   void close_if_idle() noexcept;
 
@@ -116,6 +119,9 @@ class Connection final : public CompletionHandler {
   void consume(size_t count) noexcept;
   // Re-arms a receive that backpressure paused, once the buffered input is small again.
   void resume_receive();
+  // Backpressure: while a handler runs, whether the unread input is large enough (or, for a
+  // WebSocket, holds --ws-max-queue complete messages) that the socket is not read further.
+  bool input_full() noexcept;
   // The client's end of the stream was read (or the connection failed or closed).
   bool input_ended() const noexcept { return peer_closed_ || phase_ == Phase::closed; }
   bool open() const noexcept { return phase_ != Phase::closed; }
@@ -155,6 +161,7 @@ class Connection final : public CompletionHandler {
   bool peer_closed_ = false;
   int read_error_ = 0;
   uint64_t receive_token_ = 0;
+  bool receive_paused_ = false;  // the multishot receive was cancelled by backpressure
   uint64_t timer_token_ = 0;
   uint64_t send_token_ = 0;
   uint64_t reader_token_ = 0;  // event of a greenlet waiting for input

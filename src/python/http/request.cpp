@@ -280,19 +280,21 @@ PyGetSetDef request_getset[] = {
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
-// Request.websocket(subprotocols=None): accepts the WebSocket upgrade (websocket.cpp).
+// Request.websocket(subprotocols=None, origins=None): accepts the WebSocket upgrade
+// (websocket.cpp).
 PyObject* request_websocket(PyObject* self, PyObject* args, PyObject* kwargs) {
-  static const char* keywords[] = {"subprotocols", nullptr};
+  static const char* keywords[] = {"subprotocols", "origins", nullptr};
   PyObject* subprotocols = Py_None;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O", const_cast<char**>(keywords),
-                                   &subprotocols)) {
+  PyObject* origins = Py_None;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O$O", const_cast<char**>(keywords),
+                                   &subprotocols, &origins)) {
     return nullptr;
   }
   auto* request = reinterpret_cast<RequestObject*>(self);
   Connection* connection = attached_connection(request->connection);
   if (connection == nullptr) return nullptr;
   if (Hub::for_blocking_call() == nullptr) return nullptr;
-  return websocket_accept(connection, request->head_bytes, subprotocols);
+  return websocket_accept(connection, request->head_bytes, subprotocols, origins);
 }
 
 PyMethodDef request_methods[] = {

@@ -65,7 +65,7 @@ HttpServer::HttpServer(PyObject* handler, std::vector<int> listen_fds, const Htt
   accept_retry_ = std::make_unique<ServerTimer>(*this, &HttpServer::accept_retry_token_,
                                                 &HttpServer::retry_accept);
   idle_grace_timer_ = std::make_unique<ServerTimer>(*this, &HttpServer::idle_grace_token_,
-                                                    &HttpServer::close_idle_connections);
+                                                    &HttpServer::end_idle_grace);
 }
 
 HttpServer::~HttpServer() {
@@ -239,19 +239,33 @@ void HttpServer::shutdown(double graceful_timeout) {
   pause_accept();
   accept_queued();
   // Every connection answers its next request with Connection: close; idle ones get a short
-  // grace for a request already on its way (closing under it would lose it), then close.
+  // grace for a request already on its way (closing under it would lose it), then close;
+  // WebSockets are sent close 1001 at the same moment.
   for (Connection* connection : connections_) connection->begin_drain();
   if (graceful_timeout >= 0 && !connections_.empty()) {
     drain_timer_token_ = hub_->add_handler_timer(deadline_in(graceful_timeout), drain_timer_.get());
-    idle_grace_token_ = hub_->add_handler_timer(
-        deadline_in(std::min(graceful_timeout, kIdleGraceSeconds)), idle_grace_timer_.get());
+  }
+  if (websockets_going_away_) {
+    end_idle_grace();  // retire() already ended its grace: idle connections close now
+  } else if (!connections_.empty()) {
+    const double grace =
+        graceful_timeout >= 0 ? std::min(graceful_timeout, kIdleGraceSeconds) : kIdleGraceSeconds;
+    if (idle_grace_token_ != 0) hub_->cancel_handler_timer(idle_grace_token_);
+    idle_grace_token_ = hub_->add_handler_timer(deadline_in(grace), idle_grace_timer_.get());
   }
   check_drained();
 }
 
-void HttpServer::close_idle_connections() {
+void HttpServer::end_idle_grace() {
+  if (!websockets_going_away_) {
+    websockets_going_away_ = true;
+    stats_.websockets_going_away += stats_.websockets_open;
+  }
   std::vector<Connection*> snapshot = connections_;
-  for (Connection* connection : snapshot) connection->close_if_idle();
+  for (Connection* connection : snapshot) {
+    if (draining_) connection->close_if_idle();
+    connection->go_away();
+  }
 }
 
 void HttpServer::adopt_connection(int fd, size_t listener) {
@@ -272,9 +286,11 @@ void HttpServer::retire() {
   retiring_ = true;
   pause_accept();
   accept_queued();
-  // WebSockets never end by themselves between requests: they are asked to go away (1001).
-  for (Connection* connection : connections_) {
-    if (connection->websocket() != nullptr) connection->begin_drain();
+  // WebSockets never end by themselves between requests: after the grace they are asked to go
+  // away (1001).
+  if (serving_ && hub_ != nullptr && !connections_.empty()) {
+    idle_grace_token_ =
+        hub_->add_handler_timer(deadline_in(kIdleGraceSeconds), idle_grace_timer_.get());
   }
   check_drained();
 }

@@ -80,6 +80,8 @@ struct HttpStats {
   uint64_t duration_buckets[kBuckets] = {};  // non-cumulative counts
   double duration_sum = 0;
   uint64_t websockets_open = 0;  // sessions upgraded and not yet closed
+  uint64_t websockets_accepted = 0;
+  uint64_t websockets_going_away = 0;  // sessions the drain asked to go away (close 1001)
   uint64_t websocket_messages_in = 0;
   uint64_t websocket_messages_out = 0;
   std::map<uint16_t, uint64_t> websocket_closes;  // by close code (1006: no close frame)
@@ -97,14 +99,19 @@ class HttpServer {
 
   // Runs in a hub greenlet until shutdown completes. New reference (None) or null.
   PyObject* serve();
-  // Stops accepting and drains: idle connections close (after a short grace), the others after
-  // their response; at graceful_timeout (< 0: no limit) the remaining connections are closed.
+  // Stops accepting and drains: idle connections close and WebSockets are sent close 1001
+  // (after a short grace, kIdleGraceSeconds, the drain's first phase), the others after their
+  // response; at graceful_timeout (< 0: no limit) the remaining connections are closed.
   void shutdown(double graceful_timeout);
   // Stops accepting for good (connections already in the listeners' queues are accepted first)
   // and lets every connection close after its next response (idle ones stay until their
-  // client's next request or the keep-alive timeout); serve() returns when none is left.
-  // shutdown() may still follow to bound the wait.
+  // client's next request or the keep-alive timeout; WebSockets are sent close 1001 after the
+  // same grace as in shutdown()); serve() returns when none is left. shutdown() may still
+  // follow to bound the wait.
   void retire();
+  // Whether the drain's first phase is over: WebSockets (also ones upgraded from now on) are
+  // asked to go away.
+  bool websockets_going_away() const noexcept { return websockets_going_away_; }
 
   // The limits and timeouts given at construction.
   const HttpOptions& options() const noexcept { return options_; }
@@ -140,7 +147,10 @@ class HttpServer {
   }
   void request_finished() noexcept;
   // A WebSocket session opened, or ended with `code`.
-  void websocket_opened() noexcept { ++stats_.websockets_open; }
+  void websocket_opened() noexcept {
+    ++stats_.websockets_open;
+    ++stats_.websockets_accepted;
+  }
   void websocket_closed(uint16_t code) noexcept {
     if (stats_.websockets_open > 0) --stats_.websockets_open;
     ++stats_.websocket_closes[code];
@@ -210,11 +220,14 @@ class HttpServer {
   uint64_t drain_timer_token_ = 0;
   std::unique_ptr<ServerTimer> accept_retry_;
   uint64_t accept_retry_token_ = 0;
-  // At shutdown, idle keep-alive connections get this long for a request already on its way.
+  // The drain's first phase: idle keep-alive connections get this long for a request already on
+  // its way, WebSockets for messages already on theirs, before they are closed (1001).
   static constexpr double kIdleGraceSeconds = 0.2;
   std::unique_ptr<ServerTimer> idle_grace_timer_;
   uint64_t idle_grace_token_ = 0;
-  void close_idle_connections();
+  bool websockets_going_away_ = false;
+  // The grace is over: closes idle connections (shutdown only) and sends WebSockets away.
+  void end_idle_grace();
   // Request greenlets waiting for their next request (strong references), and their body.
   static constexpr size_t kMaxIdleWorkers = 1024;
   std::vector<PyObject*> idle_workers_;

@@ -23,13 +23,28 @@ struct HttpServerObject {
 };
 
 PyObject* http_server_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
-  static const char* keywords[] = {"handler",         "listen_fds",          "max_header_size",
-                                   "max_headers",     "max_request_line",    "max_body_size",
-                                   "header_timeout",  "body_timeout",        "keepalive_timeout",
-                                   "write_timeout",   "max_connections",     "access_log",
-                                   "rebalance_every", "forwarded_allow_ips", "proxy_headers",
-                                   "proxy_protocol",  "ws_max_message_size", "ws_ping_interval",
-                                   "ws_ping_timeout", "ws_compression",      nullptr};
+  static const char* keywords[] = {"handler",
+                                   "listen_fds",
+                                   "max_header_size",
+                                   "max_headers",
+                                   "max_request_line",
+                                   "max_body_size",
+                                   "header_timeout",
+                                   "body_timeout",
+                                   "keepalive_timeout",
+                                   "write_timeout",
+                                   "max_connections",
+                                   "access_log",
+                                   "rebalance_every",
+                                   "forwarded_allow_ips",
+                                   "proxy_headers",
+                                   "proxy_protocol",
+                                   "ws_max_message_size",
+                                   "ws_ping_interval",
+                                   "ws_ping_timeout",
+                                   "ws_compression",
+                                   "ws_max_queue",
+                                   nullptr};
   PyObject* handler = nullptr;
   PyObject* fds_object = nullptr;
   HttpOptions options;
@@ -42,21 +57,28 @@ PyObject* http_server_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) 
   int proxy_headers = 1, proxy_protocol = 0;
   const char* compression = "deflate";
   if (!PyArg_ParseTupleAndKeywords(
-          args, kwargs, "OO|$nnnKddddnOKOppKdds", const_cast<char**>(keywords), &handler,
+          args, kwargs, "OO|$nnnKddddnOKOppKddsI", const_cast<char**>(keywords), &handler,
           &fds_object, &max_header_size, &max_headers, &max_request_line, &max_body_size,
           &options.header_timeout, &options.body_timeout, &options.keepalive_timeout,
           &options.write_timeout, &max_connections, &access_log, &rebalance_every,
           &forwarded_allow_ips, &proxy_headers, &proxy_protocol,
           &options.websocket.max_message_size, &options.websocket.ping_interval,
-          &options.websocket.ping_timeout, &compression)) {
+          &options.websocket.ping_timeout, &compression, &options.websocket.max_queue)) {
     return nullptr;
   }
   const std::string_view compression_name(compression);
-  if (compression_name != "deflate" && compression_name != "none") {
-    PyErr_SetString(PyExc_ValueError, "ws_compression must be 'deflate' or 'none'");
+  if (compression_name != "deflate" && compression_name != "deflate-no-context" &&
+      compression_name != "none") {
+    PyErr_SetString(PyExc_ValueError,
+                    "ws_compression must be 'deflate', 'deflate-no-context' or 'none'");
     return nullptr;
   }
-  options.websocket.compression = compression_name == "deflate";
+  options.websocket.compression = compression_name != "none";
+  options.websocket.compression_no_context = compression_name == "deflate-no-context";
+  if (options.websocket.max_queue == 0) {
+    PyErr_SetString(PyExc_ValueError, "ws_max_queue must be >= 1");
+    return nullptr;
+  }
   if (options.websocket.ping_interval < 0 || options.websocket.ping_timeout < 0) {
     PyErr_SetString(PyExc_ValueError, "ws_ping_interval and ws_ping_timeout must be >= 0");
     return nullptr;
@@ -90,6 +112,19 @@ PyObject* http_server_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) 
   if (!PyCallable_Check(handler)) {
     PyErr_SetString(PyExc_TypeError, "handler must be callable");
     return nullptr;
+  }
+  // An object with a Python __call__ (a Framework) is called through its bound method: calling
+  // the instance would go through type slots, C frames that stay under every waiting handler
+  // (an idle WebSocket keeps a copy of them).
+  PyRef bound_call;
+  if (!PyFunction_Check(handler) && !PyMethod_Check(handler) && !PyCFunction_Check(handler) &&
+      !PyType_Check(handler)) {
+    bound_call = PyRef(PyObject_GetAttrString(handler, "__call__"));
+    if (bound_call && PyMethod_Check(bound_call.get())) {
+      handler = bound_call.get();
+    } else {
+      PyErr_Clear();
+    }
   }
   if (max_header_size < 64 || max_headers < 1 || max_headers > 255 || max_request_line < 16 ||
       max_connections < 1) {
@@ -176,9 +211,10 @@ PyObject* http_server_stats(PyObject* self, PyObject*) {
     PyRef value(PyLong_FromUnsignedLongLong(count));
     if (!key || !value || PyDict_SetItem(closes.get(), key.get(), value.get()) < 0) return nullptr;
   }
-  PyRef websockets(Py_BuildValue("{sKsKsKsO}", "open", stats.websockets_open, "messages_in",
-                                 stats.websocket_messages_in, "messages_out",
-                                 stats.websocket_messages_out, "closes", closes.get()));
+  PyRef websockets(Py_BuildValue(
+      "{sKsKsKsKsKsO}", "open", stats.websockets_open, "accepted", stats.websockets_accepted,
+      "going_away", stats.websockets_going_away, "messages_in", stats.websocket_messages_in,
+      "messages_out", stats.websocket_messages_out, "closes", closes.get()));
   if (!websockets) return nullptr;
   return Py_BuildValue(
       "{sKsKsKsnsKsnsOsKsKsOsdsO}", "connections_accepted", stats.connections_accepted,

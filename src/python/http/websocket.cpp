@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <new>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "core/http/http_response.hpp"
 #include "core/websocket/handshake.hpp"
 #include "python/configuration.hpp"
 #include "python/http/objects.hpp"
@@ -125,7 +127,7 @@ int WebSocketSession::acquire_send_lock() {
       } else if (!sending_ && !send_waiters_.empty()) {
         // We were handed the lock but leave: hand it on.
         uint64_t next = send_waiters_.front();
-        send_waiters_.pop_front();
+        send_waiters_.erase(send_waiters_.begin());
         hub.complete_event(next, 0);
       }
       return -1;
@@ -139,7 +141,7 @@ void WebSocketSession::release_send_lock() noexcept {
   sending_ = false;
   if (send_waiters_.empty()) return;
   uint64_t next = send_waiters_.front();
-  send_waiters_.pop_front();
+  send_waiters_.erase(send_waiters_.begin());
   connection_.server().hub().complete_event(next, 0);
 }
 
@@ -316,6 +318,7 @@ PyObject* WebSocketSession::next_event(int64_t deadline_ns, bool discard_message
     }
     ws::ReadEvent event = reader_.feed(connection_.buffered());
     if (event.consumed > 0) {
+      queue_scan_ = {};
       connection_.consume(event.consumed);
       last_activity_ns_ = core::monotonic_ns();
       connection_.resume_receive();
@@ -632,10 +635,54 @@ PyMethodDef module_functions[] = {
     {nullptr, nullptr, 0, nullptr},
 };
 
+// Whether the request may open a WebSocket by its Origin header (the first one; absent: None):
+// `origins` None lets everyone in; a sequence of str admits an Origin equal to one of them
+// (ASCII case-insensitive) and a request without Origin (not a browser page: browsers always send
+// it); a callable is called with the Origin (str or None) and admits on a true result. 1 admitted,
+// 0 refused, -1 with an exception (a bad `origins` or the callable raised).
+int origin_allowed(std::span<const http::Header> headers, PyObject* origins) {
+  if (origins == nullptr || origins == Py_None) return 1;
+  const http::Header* origin = nullptr;
+  for (const http::Header& header : headers) {
+    if (http::iequals(header.name, "origin")) {
+      origin = &header;
+      break;
+    }
+  }
+  if (PyCallable_Check(origins)) {
+    PyRef value(origin == nullptr ? Py_NewRef(Py_None)
+                                  : PyUnicode_DecodeLatin1(
+                                        origin->value.data(),
+                                        static_cast<Py_ssize_t>(origin->value.size()), nullptr));
+    if (!value) return -1;
+    PyRef verdict(PyObject_CallOneArg(origins, value.get()));
+    if (!verdict) return -1;
+    return PyObject_IsTrue(verdict.get());
+  }
+  if (PyUnicode_Check(origins)) {
+    PyErr_SetString(PyExc_TypeError, "origins must be a sequence of str or a callable, not a str");
+    return -1;
+  }
+  PyRef sequence(PySequence_Fast(origins, "origins must be a sequence of str or a callable"));
+  if (!sequence) return -1;
+  if (origin == nullptr) return 1;
+  for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(sequence.get()); ++i) {
+    PyObject* item = PySequence_Fast_GET_ITEM(sequence.get(), i);
+    Py_ssize_t size = 0;
+    const char* text = PyUnicode_Check(item) ? PyUnicode_AsUTF8AndSize(item, &size) : nullptr;
+    if (text == nullptr) {
+      if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "origins must be str");
+      return -1;
+    }
+    if (http::iequals(origin->value, std::string_view(text, static_cast<size_t>(size)))) return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 PyObject* websocket_accept(Connection* connection, std::string_view head_bytes,
-                           PyObject* subprotocols) {
+                           PyObject* subprotocols, PyObject* origins) {
   if (connection->websocket() != nullptr) {
     PyErr_SetString(PyExc_RuntimeError, "this request was already upgraded to a WebSocket");
     return nullptr;
@@ -664,6 +711,12 @@ PyObject* websocket_accept(Connection* connection, std::string_view head_bytes,
     raise_http_error(result.http_status, result.reason, result.http_status == 426);
     return nullptr;
   }
+  const int admitted = origin_allowed(headers, origins);
+  if (admitted <= 0) {
+    connection->mark_close();
+    if (admitted == 0) raise_http_error(403, "this Origin may not open a WebSocket", false);
+    return nullptr;
+  }
   std::vector<std::string_view> supported;
   PyRef sequence;
   if (subprotocols != nullptr && subprotocols != Py_None) {
@@ -687,8 +740,11 @@ PyObject* websocket_accept(Connection* connection, std::string_view head_bytes,
   const std::string_view chosen = ws::select_subprotocol(headers, supported);
   ws::DeflateParameters deflate;
   std::string extension;
-  const bool compress = connection->server().options().websocket.compression &&
-                        ws::negotiate_deflate(headers, ws::DeflatePolicy{}, deflate, extension);
+  const WebSocketOptions& options = connection->server().options().websocket;
+  ws::DeflatePolicy policy;
+  policy.no_context_takeover = options.compression_no_context;
+  const bool compress =
+      options.compression && ws::negotiate_deflate(headers, policy, deflate, extension);
   std::string answer =
       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
       "Sec-WebSocket-Accept: ";

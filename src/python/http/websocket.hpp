@@ -17,7 +17,6 @@
 #include <Python.h>
 
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -36,6 +35,10 @@ struct WebSocketOptions {
   double ping_interval = 20.0;          // seconds of silence before a ping (0: no pings)
   double ping_timeout = 20.0;           // seconds a ping (or our close) waits for its answer
   bool compression = true;              // accept permessage-deflate offers
+  bool compression_no_context = false;  // ... and ask for no context takeover either way
+  // Complete messages buffered but not yet taken by receive() at which the connection stops
+  // reading the socket (backpressure), until receive() takes some.
+  unsigned int max_queue = 32;
 };
 
 // The state of one upgraded connection; owned by its Connection.
@@ -68,6 +71,14 @@ class WebSocketSession {
   // or 1011. Never raises.
   void finish(bool failed) noexcept;
 
+  // Whether `unread` (the connection's buffered input) holds max_queue complete messages that
+  // receive() has not taken: the connection then stops reading (backpressure).
+  // Resumes the scan where the last call stopped (it restarts after each consume), so a flood
+  // of small frames costs each byte one look, not one per receive completion.
+  bool queue_full(std::string_view unread) noexcept {
+    reader_.scan_complete_messages(unread, options_.max_queue, queue_scan_);
+    return queue_scan_.messages >= options_.max_queue;
+  }
   // Whether the close handshake started (our close frame sent) or the session ended.
   bool closed() const noexcept { return closed_ || close_sent_; }
   uint16_t close_code() const noexcept { return close_code_; }
@@ -103,12 +114,15 @@ class WebSocketSession {
   Connection& connection_;
   WebSocketOptions options_;
   ws::MessageReader reader_;
+  ws::MessageReader::QueueScan queue_scan_;  // complete messages buffered (see queue_full)
   std::unique_ptr<ws::DeflateSession> deflate_;
   std::string inflated_;      // a decompressed message, released once converted
   int64_t last_activity_ns_;  // when bytes last arrived (keep-alive pings follow silence)
   bool receiving_ = false;
   bool sending_ = false;
-  std::deque<uint64_t> send_waiters_;  // events of greenlets waiting for the send lock
+  // Events of greenlets waiting for the send lock, first first. A vector, not a deque: an
+  // empty std::deque allocates ~600 bytes, which every idle WebSocket would carry.
+  std::vector<uint64_t> send_waiters_;
   bool close_sent_ = false;
   bool closed_ = false;  // the close handshake finished, or the connection is gone
   bool awaiting_pong_ = false;
@@ -123,9 +137,10 @@ class WebSocketSession {
 // subprotocol the client offers that `subprotocols` (a sequence of str, or None) holds, accepts a
 // permessage-deflate offer when the server allows compression, sends the 101 response and returns a
 // new WebSocket object (new reference) or null with an exception. `head_bytes` is the request's
-// head.
+// head. `origins` (None, a sequence of str or a callable; see origin_allowed in websocket.cpp)
+// decides by the Origin header: a refused one raises HTTPError 403 before the upgrade.
 PyObject* websocket_accept(Connection* connection, std::string_view head_bytes,
-                           PyObject* subprotocols);
+                           PyObject* subprotocols, PyObject* origins);
 
 // Registers the WebSocket type on the module. 0 or -1.
 int init_websocket_type(PyObject* module);

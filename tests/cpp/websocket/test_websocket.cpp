@@ -414,5 +414,40 @@ TEST(MessageReader, BigMessageBufferIsReleased) {
   EXPECT_LT(reader.message().capacity(), 1000u);
 }
 
+TEST(MessageReader, CountsCompleteMessagesWaiting) {
+  MessageReader reader(0);
+  // Two whole messages (one fragmented, with a ping between its fragments), then a third whose
+  // last frame is not all there: two are waiting; control frames do not count.
+  const std::string stream = client_frame(0x81, "one") + client_frame(0x02, "t") +
+                             client_frame(0x89, "") + client_frame(0x80, "wo") +
+                             client_frame(0x82, "three");
+  EXPECT_EQ(reader.count_complete_messages(stream, 10), 3u);
+  EXPECT_EQ(reader.count_complete_messages(stream.substr(0, stream.size() - 1), 10), 2u);
+  EXPECT_EQ(reader.count_complete_messages(stream, 1), 1u);  // stops at the limit
+  EXPECT_EQ(reader.count_complete_messages(client_frame(0x89, "ping"), 10), 0u);
+  // In the middle of a frame: its rest comes first, and completes a message when it is final.
+  const std::string frame = client_frame(0x82, "abcdef");
+  ReadEvent event = reader.feed(std::string_view(frame).substr(0, frame.size() - 3));
+  ASSERT_EQ(event.kind, ReadKind::need_more);
+  const std::string rest = frame.substr(frame.size() - 3) + client_frame(0x81, "next");
+  EXPECT_EQ(reader.count_complete_messages(rest, 10), 2u);
+  EXPECT_EQ(reader.count_complete_messages(rest.substr(0, 2), 10), 0u);
+}
+
+TEST(MessageReader, MessageScanResumesOverMoreInput) {
+  const MessageReader reader(0);
+  std::string stream;
+  for (int i = 0; i < 50; ++i) stream += client_frame(0x89, "") + client_frame(0x81, "m");
+  for (size_t step : {1u, 3u, 8u, 64u}) {
+    MessageReader::QueueScan scan;
+    for (size_t end = 0; end <= stream.size(); end += step) {
+      reader.scan_complete_messages(std::string_view(stream).substr(0, end), 1000, scan);
+      EXPECT_EQ(scan.messages, reader.count_complete_messages(stream.substr(0, end), 1000));
+    }
+    reader.scan_complete_messages(stream, 1000, scan);
+    EXPECT_EQ(scan.messages, 50u) << step;
+  }
+}
+
 }  // namespace
 }  // namespace tf::ws

@@ -103,11 +103,15 @@ fuzz: $(VENV)/.deps
 	build/fuzz/websocket_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
 	  build/fuzz/corpus_websocket fuzz/corpus_websocket
 
-# The benchmark harness (bench/README.md): peers in bench/.venv-peers, results in bench/results/.
+# The benchmark harness (bench/README.md): peers in bench/.venv-peers, results in bench/results/;
+# then the WebSocket benchmarks (echo, broadcast, idle memory; bench/results/websocket_*.md).
 BENCH_ARGS ?=
 bench: build
 	bench/setup.sh $(PYTHON)
 	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) bench/websocket_echo.py --output bench/results/websocket_echo.md
+	$(PY) bench/websocket_broadcast.py --output bench/results/websocket_broadcast.md
+	$(PY) bench/websocket_idle.py --output bench/results/websocket_idle.md
 
 clean:
 	rm -rf build $(VENV) $(ASAN_VENV) .venv-py3.*

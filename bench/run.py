@@ -76,9 +76,14 @@ SCENARIOS: dict[int, Scenario] = {
     7: Scenario(7, "idle keep-alive connections", "/plaintext", 10_000, kind="idle"),
     8: Scenario(8, "fixed rate at 50% of peak", "/plaintext", 64, kind="rate"),
     9: Scenario(9, "Flask plaintext (WSGI)", "/flask/plaintext", 64),
+    10: Scenario(10, "Django plaintext (WSGI)", "/django/plaintext", 64),
+    11: Scenario(11, "Django template (WSGI)", "/django/template", 64),
+    12: Scenario(12, "Falcon plaintext (WSGI)", "/falcon/plaintext", 64),
 }
-# Scenario 9 runs the same Flask app: only WSGI servers serve it.
-NOT_WSGI = frozenset(SCENARIOS) - {9}
+# Scenarios 9-12 run the same Flask, Django and Falcon apps (apps/*_app.py): only WSGI servers
+# serve them.
+WSGI_FRAMEWORKS = frozenset({9, 10, 11, 12})
+NOT_WSGI = frozenset(SCENARIOS) - WSGI_FRAMEWORKS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1220,7 +1225,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="one short round (under 3 minutes)")
     parser.add_argument(
-        "--scenarios", help="comma-separated scenario numbers (default all: 1-8)", default=""
+        "--scenarios", help="comma-separated scenario numbers (default all: 1-12)", default=""
     )
     parser.add_argument(
         "--servers",

@@ -1,18 +1,30 @@
-"""Memory of idle WebSockets: one server process holds N upgraded connections whose handlers
-wait in ``receive()`` (greenlet suspended on the hub); the server's RSS (VmRSS) is read before
-and after, and the difference divided by N is the cost of one idle WebSocket, everything
-included (kernel socket excluded: RSS is user memory).
+"""Memory of idle WebSockets: one server process holds N upgraded connections (default 100,000)
+whose handlers wait for a message; the RSS (VmRSS) of the server's processes is read before and
+after, and the difference divided by N is the cost of one idle WebSocket, everything the server
+allocates included (the kernel's socket buffers are not in RSS).
 
-Variants: ``plain`` (no compression), ``deflate`` (permessage-deflate negotiated and one
-compressed message echoed on each connection, so both zlib streams exist: context takeover, the
-server's 4 KiB windows), ``deflate-nct`` (the same with client_no_context_takeover and
-server_no_context_takeover, so no zlib state survives a message).
+Rows (``--rows``): ``theframework`` (``--ws-compression none``, no extension offered),
+``theframework-deflate`` (permessage-deflate negotiated and one compressed message echoed on
+each connection, so both zlib streams exist: context takeover, the server's 4 KiB windows),
+``theframework-deflate-nct`` (the same with client_no_context_takeover and
+server_no_context_takeover, so no zlib state survives a message),
+``theframework-deflate-no-context`` (the client's offer of ``theframework-deflate`` answered by
+``--ws-compression deflate-no-context``: no context takeover either way), ``uvicorn`` (its
+``websockets`` implementation) and ``granian`` (ASGI interface), both without compression,
+serving apps/ws_asgi_app.py's echo from bench/.venv-peers (bench/setup.sh). One worker each.
 
-    .venv/bin/python bench/websocket_idle.py [--connections 10000] [--variants plain,deflate]
-        [--server theframework|uvicorn] [--ws-compression deflate|deflate-no-context]
+The client is this process (the server runs apart, on CPU 0): blocking sockets, one handshake
+after the other, from several source addresses (127.0.0.2, .3, ...: 10,000 connections each,
+under the ephemeral port range of one address). After the second RSS reading every connection
+sends one message and must get its echo back: the figure counts live WebSockets only. The open
+file limit is raised for the client and the server (the hard limit too where allowed: root with
+CAP_SYS_RESOURCE); when it stays below the count asked for, the largest count that fits is
+measured and the table says so.
 
-``--server uvicorn`` measures uvicorn with its ``websockets`` implementation (bench/.venv-peers,
-made by bench/setup.sh) serving the same echo (bench/apps/ws_asgi_app.py).
+    .venv/bin/python bench/websocket_idle.py [--connections 100000]
+        [--rows theframework,theframework-deflate,theframework-deflate-nct,
+                theframework-deflate-no-context,uvicorn,granian]
+        [--output bench/results/websocket_idle.md]
 
 Prints a Markdown table.
 """
@@ -22,48 +34,38 @@ from __future__ import annotations
 import argparse
 import base64
 import os
-import re
-import resource
 import socket
 import struct
-import subprocess
-import sys
-import threading
+import time
 import zlib
 from pathlib import Path
 
-from theframework import Framework, Request, Response
+from run import ServerProcess, running
+from websocket_servers import LOGS, SERVERS, emit, prepare, select
 
-app = Framework()
-
-
-@app.get("/echo")
-def echo(request: Request, response: Response) -> None:
-    ws = request.websocket()
-    for message in ws:
-        ws.send(message)
-
-
-OFFERS = {
-    "plain": "",
-    "deflate": "permessage-deflate; client_max_window_bits",
-    "deflate-nct": "permessage-deflate; client_max_window_bits; client_no_context_takeover; "
-    "server_no_context_takeover",
+# Row name -> (server in websocket_servers.SERVERS, the client's extension offer).
+ROWS = {
+    "theframework": ("theframework", ""),
+    "theframework-deflate": (
+        "theframework-deflate",
+        "permessage-deflate; client_max_window_bits",
+    ),
+    "theframework-deflate-nct": (
+        "theframework-deflate",
+        "permessage-deflate; client_max_window_bits; client_no_context_takeover; "
+        "server_no_context_takeover",
+    ),
+    "theframework-deflate-no-context": (
+        "theframework-deflate-no-context",
+        "permessage-deflate; client_max_window_bits",
+    ),
+    "uvicorn": ("uvicorn", ""),
+    "granian": ("granian", ""),
 }
-
-
-def raise_file_limit(wanted: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if soft != resource.RLIM_INFINITY and soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-
-
-def rss_kib(pid: int) -> int:
-    text = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(r"VmRSS:\s+(\d+) kB", text)
-    assert match is not None
-    return int(match.group(1))
+PER_SOURCE_ADDRESS = 10_000
+FILE_MARGIN = 256  # files a server or the client opens beside its connections
+IP_BIND_ADDRESS_NO_PORT = 24  # <linux/in.h>: the port is chosen at connect(), per destination
+PROBE = b"ping"
 
 
 def read_until(sock: socket.socket, marker: bytes) -> bytes:
@@ -74,6 +76,24 @@ def read_until(sock: socket.socket, marker: bytes) -> bytes:
             raise EOFError("server closed")
         data += chunk
     return data
+
+
+def read_frame(sock: socket.socket) -> bytes:
+    """The payload of one unmasked server frame (short: under 126 bytes)."""
+    head = b""
+    while len(head) < 2:
+        chunk = sock.recv(2 - len(head))
+        if not chunk:
+            raise EOFError("server closed")
+        head += chunk
+    remaining = head[1] & 0x7F
+    payload = b""
+    while len(payload) < remaining:
+        chunk = sock.recv(remaining - len(payload))
+        if not chunk:
+            raise EOFError("server closed")
+        payload += chunk
+    return payload
 
 
 def masked_frame(first_byte: int, payload: bytes) -> bytes:
@@ -87,8 +107,13 @@ def masked_frame(first_byte: int, payload: bytes) -> bytes:
     return header + key + bytes(byte ^ key[index % 4] for index, byte in enumerate(payload))
 
 
-def open_websocket(port: int, offer: str) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+def open_websocket(port: int, offer: str, index: int) -> socket.socket:
+    """WebSocket number ``index`` to the echo route, from 127.0.0.(2 + index // 10,000)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(60)
+    sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+    sock.bind((f"127.0.0.{2 + index // PER_SOURCE_ADDRESS}", 0))
+    sock.connect(("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
     extension = f"Sec-WebSocket-Extensions: {offer}\r\n" if offer else ""
     sock.sendall(
@@ -106,84 +131,89 @@ def open_websocket(port: int, offer: str) -> socket.socket:
         text = b"hello idle websocket " * 8
         payload = compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH)
         sock.sendall(masked_frame(0xC1, payload[:-4]))
-        first = sock.recv(2)  # the echo (compressed or not, as the server decides)
-        length = first[1] & 0x7F
-        while length > 0:
-            length -= len(sock.recv(length))
+        read_frame(sock)  # the echo (compressed or not, as the server decides)
     return sock
 
 
-def server_command(server: str, connections: int, compression: str) -> tuple[list[str], str]:
-    """The command line of ``server`` and the pattern of its "listening" line (port group)."""
-    if server == "uvicorn":
-        peers = Path(__file__).resolve().parent / ".venv-peers" / "bin" / "python"
-        return (
-            [str(peers), "-m", "uvicorn", "apps.ws_asgi_app:app", "--port", "0", "--ws",
-             "websockets", "--ws-ping-interval", "0", "--backlog", "4096"],
-            r"Uvicorn running on http://127\.0\.0\.1:(\d+)",
-        )  # fmt: skip
+def live(sockets: list[socket.socket]) -> int:
+    """How many of ``sockets`` echo a message (all sent first, then all read)."""
+    frame = masked_frame(0x81, PROBE)
+    for sock in sockets:
+        sock.sendall(frame)
+    answered = 0
+    for sock in sockets:
+        try:
+            answered += read_frame(sock) == PROBE
+        except TimeoutError:
+            break  # one silent connection (60 s): the server stopped answering; count no further
+        except (OSError, EOFError):
+            continue
+    return answered
+
+
+def total_rss_kib(process: ServerProcess) -> int:
+    return sum(process.rss_kib().values())
+
+
+def measure(row: str, connections: int) -> str:
+    """Opens ``connections`` idle WebSockets on a fresh server; the row of the table."""
+    server_name, offer = ROWS[row]
+    server = SERVERS[server_name]
+    with running(server, LOGS, f"idle-{row}") as process:
+        sockets = [open_websocket(process.port, offer, 0)]  # warm-up: code paths, pools
+        before = total_rss_kib(process)
+        started = time.monotonic()
+        try:
+            sockets += [open_websocket(process.port, offer, index) for index in range(connections)]
+            opened = time.monotonic() - started
+            after = total_rss_kib(process)
+            answered = live(sockets[1:])
+        finally:
+            for sock in sockets:
+                sock.close()
+    each = (after - before) * 1024 / connections
     return (
-        [sys.executable, "-m", "theframework", "websocket_idle:app", "--port", "0",
-         "--max-connections", str(connections + 100), "--backlog", "4096",
-         "--ws-ping-interval", "0", "--ws-compression", compression],
-        r"listening on http://127\.0\.0\.1:(\d+)",
-    )  # fmt: skip
-
-
-def measure(
-    connections: int, variant: str, server_name: str, compression: str
-) -> tuple[int, int, float]:
-    bench = Path(__file__).resolve().parent
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    raise_file_limit(connections * 2 + 1024)
-    command, pattern = server_command(server_name, connections, compression)
-    server = subprocess.Popen(
-        command, cwd=bench, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        f"| {row} | {connections:,} | {answered:,} | {before / 1024:,.1f} MiB | "
+        f"{after / 1024:,.1f} MiB | {each:,.0f} B ({each / 1024:.1f} KiB) | {opened:.0f} s |"
     )
-    try:
-        assert server.stdout is not None
-        port = 0
-        for line in server.stdout:
-            match = re.search(pattern, line)
-            if match:
-                port = int(match.group(1))
-                break
-        assert port, "the server did not start"
-        # Keep reading its output (uvicorn logs every connection): a full pipe would stall it.
-        threading.Thread(target=server.stdout.read, daemon=True).start()
-        sockets = [open_websocket(port, OFFERS[variant])]  # warm-up: code paths, pools
-        before = rss_kib(server.pid)
-        sockets += [open_websocket(port, OFFERS[variant]) for _ in range(connections)]
-        after = rss_kib(server.pid)
-        for sock in sockets:
-            sock.close()
-        return before, after, (after - before) * 1024 / connections
-    finally:
-        server.kill()
-        server.wait()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--connections", type=int, default=10000)
-    parser.add_argument("--variants", default="plain,deflate,deflate-nct")
-    parser.add_argument("--server", choices=("theframework", "uvicorn"), default="theframework")
+    parser.add_argument("--connections", type=int, default=100_000)
     parser.add_argument(
-        "--ws-compression", choices=("deflate", "deflate-no-context"), default="deflate"
+        "--rows",
+        default="theframework,theframework-deflate,theframework-deflate-nct,"
+        "theframework-deflate-no-context,uvicorn,granian",
     )
+    parser.add_argument("--output", type=Path, help="also write the Markdown table here")
     arguments = parser.parse_args()
-    print(
-        "| server | variant | idle WebSockets | RSS before (KiB) | RSS after (KiB) | bytes each |"
+    rows = arguments.rows.split(",")
+    unknown = set(rows) - set(ROWS)
+    if unknown:
+        raise SystemExit(f"unknown rows {sorted(unknown)}: choose among {', '.join(ROWS)}")
+    file_limit = prepare(arguments.connections + FILE_MARGIN)
+    connections = min(arguments.connections, file_limit - FILE_MARGIN)
+    limited = (
+        f" (the {arguments.connections:,} asked for do not fit: one process may open "
+        f"{file_limit:,} files here, and this machine does not let us raise that)"
+        if connections < arguments.connections
+        else ""
     )
-    print("|---|---|---|---|---|---|")
-    for variant in arguments.variants.split(","):
-        before, after, each = measure(
-            arguments.connections, variant, arguments.server, arguments.ws_compression
-        )
-        print(
-            f"| {arguments.server} | {variant} | {arguments.connections:,} | {before:,} | "
-            f"{after:,} | {each:,.0f} |"
-        )
+    runnable = {server.name for server in select(",".join({ROWS[row][0] for row in rows}), SERVERS)}
+    lines = [
+        f"{connections:,} idle WebSockets{limited}, one server process each (RSS of the server's "
+        "processes; answered: connections that echoed a message after the second reading):",
+        "",
+        "| server | idle WebSockets | answered | RSS before | RSS after | per WebSocket | "
+        "time to open |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        if ROWS[row][0] in runnable:
+            lines.append(measure(row, connections))
+            print(lines[-1], flush=True)
+    emit("\n".join(lines), arguments.output)
 
 
 if __name__ == "__main__":

@@ -405,6 +405,23 @@ def test_exc_info_after_head_reraises(plain: ServerProcess) -> None:
     plain.wait_for_stderr("too late to replace the head")
 
 
+def test_status_lines_repeated_on_one_server(plain: ServerProcess) -> None:
+    # The adapter remembers the status lines it has validated: a repeated line must keep its own
+    # code, and a malformed line must be refused every time, even one close to a remembered one.
+    sequence = [
+        ("201%20Created", 201),
+        ("201%20Created", 201),
+        ("404%20Not%20Found", 404),
+        ("201Created", 500),
+        ("201Created", 500),
+        ("2010%20Created", 500),
+        ("201%20Created", 201),
+        ("404%20Not%20Found", 404),
+    ]
+    for query, expected in sequence:
+        assert simple_get(plain, f"/status-line?{query}").status == expected, query
+
+
 @pytest.mark.parametrize(
     ("path", "message"),
     [

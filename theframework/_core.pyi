@@ -327,11 +327,13 @@ class HttpServer:
     def serve(self) -> None:
         """Runs in a hub greenlet: accepts and serves until shutdown(), then returns once every
         connection is closed."""
-    def retire(self) -> None:
+    def retire(self, take_queued: bool = True, /) -> None:
         """Stops accepting for good; every connection closes after its next response (idle ones
         at their client's next request or the keep-alive timeout; WebSockets get close 1001
         after 0.2 s); serve() returns when none is left. A rolling replacement: no client sees
-        its connection closed under a request."""
+        its connection closed under a request. ``take_queued``: accept what the listeners
+        already queued first (the listener is about to close); False leaves it to a successor
+        accepting from the same socket."""
     def shutdown(self, graceful_timeout: float = 30.0, /) -> None:
         """Stops accepting, closes idle connections and sends WebSockets close 1001 (both after
         a 0.2 s grace, or ``graceful_timeout`` if shorter), lets in-flight requests finish

@@ -4,6 +4,7 @@ where the server patches it (gevent, theframework --patch-all), blocking elsewhe
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -18,25 +19,31 @@ def _answer(start_response: StartResponse, content_type: str, body: bytes) -> li
     return [body]
 
 
-_flask_app: Any = None
+# The framework apps of scenarios 9-12, imported on first use (a server serving only /plaintext
+# never loads them): path prefix -> (module, attribute).
+_FRAMEWORK_APPS = {
+    "/flask/": ("flask_app", "app"),  # scenario 9
+    "/django/": ("django_app", "application"),  # scenarios 10 and 11
+    "/falcon/": ("falcon_app", "app"),  # scenario 12
+}
+_loaded: dict[str, Any] = {}
 
 
-def _flask(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-    """Scenario 9: the same Flask app on every WSGI server (imported on first use)."""
-    global _flask_app
-    if _flask_app is None:
-        from flask_app import app as flask_app
-
-        _flask_app = flask_app
-    result: Iterable[bytes] = _flask_app(environ, start_response)
-    return result
+def _framework_app(prefix: str) -> Any:
+    application = _loaded.get(prefix)
+    if application is None:
+        module, attribute = _FRAMEWORK_APPS[prefix]
+        application = _loaded[prefix] = getattr(importlib.import_module(module), attribute)
+    return application
 
 
 def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     path = environ["PATH_INFO"]
     method = environ["REQUEST_METHOD"]
-    if path.startswith("/flask/"):
-        return _flask(environ, start_response)
+    if path.startswith(("/flask/", "/django/", "/falcon/")):
+        prefix = path[: path.index("/", 1) + 1]
+        result: Iterable[bytes] = _framework_app(prefix)(environ, start_response)
+        return result
     if path == "/plaintext":
         return _answer(start_response, "text/plain", PLAINTEXT)
     if path == "/json":

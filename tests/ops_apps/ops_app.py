@@ -1,7 +1,8 @@
 """The operations tests' application.
 
 - ``/``: the serving worker's pid.
-- ``/spin``: a handler stuck in ``while True: pass`` (never yields to the hub).
+- ``/spin``: a handler stuck in ``while True: pass`` (never yields to the hub), after printing
+  "spinning in pid P".
 - ``/grow?mib=N``: keeps N MiB more resident in this worker (touched pages).
 - ``/status/CODE``: answers with that status.
 - ``/version``: the module's VERSION (reload tests change it through the environment file).
@@ -38,6 +39,7 @@ def version(request: Request, response: Response) -> None:
 
 @app.get("/spin")
 def spin(request: Request, response: Response) -> None:
+    print(f"spinning in pid {os.getpid()}", flush=True)
     while True:
         pass
 

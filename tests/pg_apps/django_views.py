@@ -3,12 +3,14 @@ PG_TEST_APPLICATION naming its connections, from the environment) with CONN_MAX_
 WSGI under --patch-all by tests/test_monkey_postgres.py. With the patch Django keeps its
 connections per context (asgiref's Local): under our server, per greenlet.
 
-/backend?seconds=S runs pg_sleep(S) through the ORM's connection and answers the backend pid;
-/hello answers how many of those are running."""
+/backend?seconds=S runs pg_sleep(S) through the ORM's connection and answers "PID START END": the
+backend pid and when the query started and ended (this process's monotonic clock); /hello answers
+how many of those are running."""
 
 from __future__ import annotations
 
 import os
+import time
 
 import django
 from django.conf import settings
@@ -47,11 +49,13 @@ def backend(request: HttpRequest) -> HttpResponse:
     running["queries"] += 1
     try:
         with connection.cursor() as cursor:
+            started = time.monotonic()
             cursor.execute("SELECT pg_backend_pid(), pg_sleep(%s)", [seconds])
             pid = cursor.fetchone()[0]
+            ended = time.monotonic()
     finally:
         running["queries"] -= 1
-    return HttpResponse(str(pid))
+    return HttpResponse(f"{pid} {started} {ended}")
 
 
 def hello(request: HttpRequest) -> HttpResponse:

@@ -16,6 +16,7 @@ import io
 import json
 import os
 import tempfile
+import urllib.parse
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -261,6 +262,9 @@ def plain(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
     if path == "/bad-status":
         start_response("OK", [("Content-Type", "text/plain")])
         return [b"never"]
+    if path == "/status-line":  # the query string, percent-decoded, is the status line
+        start_response(urllib.parse.unquote(environ["QUERY_STRING"]), [("Content-Length", "0")])
+        return [b""]
     if path == "/bad-header":
         start_response("200 OK", [("X-Bad", "line\r\nbreak")])
         return Closing("bad-header", [b"never"])

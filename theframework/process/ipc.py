@@ -3,11 +3,11 @@ in theframework.server.exitcodes).
 
 Transport: one ``socketpair(AF_UNIX, SOCK_SEQPACKET)`` per worker; every datagram is one message,
 a small JSON object whose "kind" names its type. The worker sends Ready, Failure, Stats (every
-second), Recycle (asking for a rolling replacement) and Dumped (its tracebacks are logged); the
-supervisor sends Drain (leave the listener group, close connections after their next response,
-then shut down). The supervisor's end is non-blocking and read from its selector loop; the
-worker's is read by a greenlet. Messages are advisory: the supervisor learns that a worker died
-from its process sentinel, never from this channel.
+second), Recycle (asking for a rolling replacement), Dumped (its tracebacks are logged) and
+Released (after a LEAVE drain); the supervisor sends Drain (stop accepting as its mode says,
+close connections after their next response, then exit). The supervisor's end is non-blocking
+and read from its selector loop; the worker's is read by a greenlet. Messages are advisory:
+the supervisor learns that a worker died from its process sentinel, never from this channel.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 __all__ = [
+    "HANDOVER",
+    "LEAVE",
     "MAX_MESSAGE_SIZE",
     "Drain",
     "Dumped",
@@ -25,6 +27,7 @@ __all__ = [
     "Message",
     "Ready",
     "Recycle",
+    "Released",
     "Stats",
     "channel_pair",
     "decode",
@@ -108,18 +111,42 @@ class Exiting:
     exit_code: int
 
 
+# Drain modes. HANDOVER: a successor now accepts from this worker's listening socket: stop
+# accepting and leave what is queued to it (never shut the socket down). LEAVE: the socket
+# leaves the group (SIGTTOU, or a shared socket's worker gone for good): new connections are
+# already steered away from it; keep accepting for ``settle`` seconds, take what is queued,
+# then send Released (the supervisor shuts the socket down). The whole server's shutdown is
+# SIGTERM, not a Drain: take what is queued, then shut the socket down at once.
+HANDOVER = "handover"
+LEAVE = "leave"
+
+
 @dataclass(frozen=True, slots=True)
 class Drain:
-    """Supervisor to worker: its replacement is ready; stop taking connections and drain."""
+    """Supervisor to worker: stop taking connections (as ``mode`` says) and drain: each open
+    connection closes after its next response."""
 
     kind: ClassVar[str] = "drain"
     graceful_timeout: float
+    mode: str = HANDOVER
+    # LEAVE: seconds to keep accepting after the steering was attached.
+    settle: float = 0.0
 
 
-Message = Ready | Failure | Stats | Recycle | Dumped | Exiting | Drain
+@dataclass(frozen=True, slots=True)
+class Released:
+    """Worker to supervisor, after a LEAVE drain: it no longer accepts and took every
+    connection that was queued on its listening socket."""
+
+    kind: ClassVar[str] = "released"
+    worker_id: int
+    pid: int
+
+
+Message = Ready | Failure | Stats | Recycle | Dumped | Exiting | Drain | Released
 _TYPES: dict[str, Any] = {
     message_type.kind: message_type
-    for message_type in (Ready, Failure, Stats, Recycle, Dumped, Exiting, Drain)
+    for message_type in (Ready, Failure, Stats, Recycle, Dumped, Exiting, Drain, Released)
 }
 
 

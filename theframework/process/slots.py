@@ -36,6 +36,7 @@ __all__ = [
     "FIRST_BACKOFF",
     "HANG_DUMP_WAIT",
     "HUNG_STATES",
+    "LEAVE_SETTLE",
     "MAX_BACKOFF",
     "READY_STATES",
     "SHUTDOWN_HOOKS_GRACE",
@@ -82,6 +83,10 @@ SHUTDOWN_HOOKS_GRACE = 5.0
 # (SIGUSR2), and then FAULTHANDLER_WAIT before SIGKILL.
 HANG_DUMP_WAIT = 3.0
 FAULTHANDLER_WAIT = 0.5
+# A worker leaving the listener group (SIGTTOU) keeps accepting this long after new connections
+# were steered away from its socket: handshakes already on their way complete within it (a
+# SYN-ACK retransmission comes after 1 s), then it takes what is queued.
+LEAVE_SETTLE = 1.0
 
 # The exit codes whose "no worker can run" error names an errno and what to do about it.
 ERRNO_NAMES: dict[int, str] = {

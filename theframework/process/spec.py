@@ -25,11 +25,15 @@ class WorkerSpec:
     process: ProcessConfig
     # The worker's end of its IPC channel.
     channel: socket.socket
-    # The listening sockets the supervisor shares with every worker (its UNIX socket, or the
-    # inherited ones); empty for TCP (the worker binds its own).
+    # The listening sockets: for TCP the one SO_REUSEPORT socket of the worker's slot (the
+    # supervisor bound it; a successor gets the same one), else the sockets the supervisor
+    # shares with every worker (its UNIX socket, or the inherited ones).
     listeners: tuple[socket.socket, ...]
     # (supervisor pid, fd of the shared heartbeat memory in the supervisor, cell index), or None.
     heartbeat: tuple[int, int, int] | None = None
+    # True: ``listeners`` is the slot's own socket, which a SIGTERM drain shuts down once it
+    # took what is queued (the whole server stops); never for shared sockets.
+    slot_listener: bool = False
 
 
 def run_worker(spec: WorkerSpec) -> None:

@@ -60,12 +60,13 @@ from ..server.exitcodes import ExitCode, exit_code_for_os_error
 from ..server.sockets import (
     InheritedSocketError,
     adopt_socket,
+    attach_steering,
     bind_socket,
     check_tcp_address_free,
     listener_url,
     remove_own_socket_file,
 )
-from . import heartbeat, ipc, slots
+from . import heartbeat, ipc, slots, steering
 from .cpus import available_cpus
 from .metrics import Metrics, MetricsServer
 from .pidfile import check_pid_file, remove_pid_file, write_pid_file
@@ -77,6 +78,7 @@ from .slots import (
     FAULTHANDLER_WAIT,
     FIRST_BACKOFF,
     HANG_DUMP_WAIT,
+    LEAVE_SETTLE,
     MAX_BACKOFF,
     SHUTDOWN_HOOKS_GRACE,
     ExitAction,
@@ -212,6 +214,9 @@ class _Slot:
     spawn_reason: str = "start"
     # A successor being started for a rolling replacement: the slot it replaces.
     replacing: _Slot | None = None
+    # TCP: the slot's own SO_REUSEPORT listening socket (bound here, handed to each worker of
+    # the slot, a successor included; None for UNIX and inherited sockets).
+    listener: socket.socket | None = None
 
     @property
     def ready(self) -> bool:
@@ -263,7 +268,14 @@ class Supervisor:
         # listener_inode), or the inherited ones (--fd, socket activation). Empty for TCP.
         self.listeners: list[socket.socket] = []
         self.listener_inode: int | None = None
-        self.port_reservation: socket.socket | None = None  # holds port 0's choice
+        # TCP: each slot has its own listening socket (_Slot.listener); ``group`` holds them in
+        # the order of the kernel's SO_REUSEPORT group array, and ``steering`` is the program
+        # in effect on it (see the steering module).
+        self.slot_listeners = False
+        self.group: tuple[socket.socket, ...] = ()
+        self.steering: tuple[steering.Instruction, ...] = steering.HASH_FALLBACK
+        # The listener of the worker being started (fork: the child closes the others).
+        self.starting_listener: socket.socket | None = None
         self.address = server.bind_description
         self.context: Any = None
         self.start_method = ""
@@ -419,9 +431,10 @@ class Supervisor:
 
     def _open_listener(self) -> int | None:
         """Adopts the inherited sockets or binds the UNIX socket (shared by all workers), or
-        reserves port 0's choice, or checks that no other process listens on the TCP address
-        (once, here: the workers, their successors and reloads then join this server's own
-        SO_REUSEPORT group). An exit code when that fails."""
+        for TCP checks that no other process listens on the address (once, here: successors,
+        reloads and scaling reuse or add this server's own sockets) and binds one SO_REUSEPORT
+        socket per slot (port 0: the kernel's choice for the first, the same for the others).
+        An exit code when that fails."""
         try:
             if self.server.fds:
                 for descriptor in self.server.fds:
@@ -431,18 +444,78 @@ class Supervisor:
                 self.listeners.append(bind_socket(self.server))
                 self.listener_inode = os.stat(self.server.uds).st_ino
                 self.address = listener_url(self.listeners[0])
-            elif self.server.port == 0:
-                self.port_reservation = self._reserve_port()
             else:
                 check_tcp_address_free(self.server)
+                self.slot_listeners = True
+                for slot in self.slots:
+                    self._bind_slot(slot)
         except InheritedSocketError as error:
             self._error("cannot serve an inherited socket: %s", error)
             return ExitCode.USAGE
         except OSError as error:
+            for listener in self.group:
+                listener.close()
+            self.group = ()
             code = exit_code_for_os_error(error)
             self._log_cannot_start(code, error.strerror or str(error), error.errno)
             return code
         return None
+
+    def _bind_slot(self, slot: _Slot) -> None:
+        """Binds and listens ``slot``'s own SO_REUSEPORT socket; it joins the end of the group.
+        With port 0 the first one takes the kernel's choice, which the others then bind."""
+        listener = bind_socket(self.server, reuse_port=True)
+        if self.server.port == 0:
+            self.server = _replace_port(self.server, listener.getsockname()[1])
+            self.address = self.server.bind_description
+        slot.listener = listener
+        self.group = (*self.group, listener)
+
+    def _leave_group(self, listener: socket.socket | None) -> None:
+        """Takes ``listener`` out of the SO_REUSEPORT group (shutdown: at once, whoever else
+        holds it; what is still queued on it is reset) and closes it here; the last socket of
+        the group takes its place in the kernel's array, and the steering follows."""
+        if listener is None or listener not in self.group:
+            return
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RD)
+        self.group = steering.group_after_leave(self.group, listener)
+        listener.close()
+        self._update_steering()
+
+    def _listener_in_use(self, listener: socket.socket | None) -> bool:
+        """Whether a slot (or the successor being started) still serves from ``listener``."""
+        candidates = [*self.slots, *([self.replacement] if self.replacement else [])]
+        return listener is not None and any(
+            slot.listener is listener and slot.state is not SlotState.STOPPED for slot in candidates
+        )
+
+    def _update_steering(self) -> None:
+        """Steers new connections away from the group's sockets that no ready worker accepts
+        on (a worker starting, respawning, hung, or a socket about to leave the group); the
+        kernel's hash again once every socket is served (steering.steering_program)."""
+        if not self.slot_listeners or self.stopping or not self.group:
+            return
+        served = {
+            slot.listener
+            for slot in self.slots
+            if slot.state is SlotState.READY and slot.listener is not None
+        }
+        avoid = steering.avoided_indexes(self.group, served)
+        program = steering.steering_program(len(self.group), avoid)
+        if program == self.steering:
+            return
+        self.steering = program
+        try:
+            attach_steering(self.group[0], steering.encode(program))
+        except OSError as error:
+            logger.warning("cannot steer new connections away from a socket: %s", error)
+            return
+        logger.debug(
+            "steering: %d sockets, avoiding %s",
+            len(self.group),
+            ", ".join(map(str, avoid)) if program != steering.HASH_FALLBACK else "none",
+        )
 
     def _open_heartbeat_memory(self) -> None:
         """A memfd of HEARTBEAT_CELLS cells mapped shared here; workers map it through
@@ -465,24 +538,6 @@ class Supervisor:
 
     def _heartbeat_period(self) -> float:
         return max(0.05, min(1.0, self.process.worker_timeout / 4))
-
-    def _reserve_port(self) -> socket.socket:
-        """A bound, never listening SO_REUSEPORT socket on a kernel-chosen port: the workers bind
-        the same port, and respawned ones find it still free for them."""
-        host = self.server.host.strip("[]")
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        reservation = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            reservation.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            reservation.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            reservation.bind((host, 0))
-        except BaseException:
-            reservation.close()
-            raise
-        port = reservation.getsockname()[1]
-        self.server = _replace_port(self.server, port)
-        self.address = self.server.bind_description
-        return reservation
 
     def _loop(self) -> None:
         assert self.selector is not None
@@ -509,6 +564,7 @@ class Supervisor:
                 elif kind == "pidfd" and slot.pidfd == key.fileobj:
                     self._reap(slot)
             self._handle_timers()
+            self._update_steering()
 
     def _all_slots(self) -> list[_Slot]:
         """The slots, the successor being started and the old workers draining."""
@@ -561,20 +617,25 @@ class Supervisor:
             self._failed_to_start(slot, error)
             return
         slot.channel = supervisor_end
+        listeners = tuple(self.listeners)
+        if slot.listener is not None:
+            listeners = (slot.listener,)
         spec = WorkerSpec(
             worker_id=slot.worker_id,
             app=self.app,
             server=self.server,
             process=self.process,
             channel=worker_end,
-            listeners=tuple(self.listeners),
+            listeners=listeners,
             heartbeat=heartbeat_cell,
+            slot_listener=slot.listener is not None,
         )
         process = self.context.Process(
             target=run_worker,
             args=(spec,),
             name=f"{self.process.proc_name} worker-{slot.worker_id}",
         )
+        self.starting_listener = slot.listener
         try:
             process.start()
         except Exception as error:
@@ -584,6 +645,7 @@ class Supervisor:
             return
         finally:
             worker_end.close()
+            self.starting_listener = None
         slot.process = process
         slot.pid = process.pid
         slot.enter(slots.started(time.monotonic(), self.process.startup_timeout))
@@ -626,6 +688,8 @@ class Supervisor:
                 slot.enter(slots.on_dumped(slot.state, slot.deadline, time.monotonic()))
             elif isinstance(message, ipc.Exiting):
                 slot.announced_exit = message.exit_code
+            elif isinstance(message, ipc.Released):
+                self._on_released(slot)
 
     def _on_ready(self, slot: _Slot, message: ipc.Ready) -> None:
         slot.enter(slots.became_ready(slot.state, slot.deadline))
@@ -763,12 +827,21 @@ class Supervisor:
             slot.enter(Step(SlotState.IDLE))
 
     def _forget_retired(self, slot: _Slot) -> None:
-        """An old worker ended (drained, or not): its slot is gone."""
+        """An old worker ended (drained, or not): its slot is gone, and so is its socket unless
+        a successor serves from it (a leaving worker that ended without Released)."""
         slot.enter(Step(SlotState.IDLE))
         self._release_cell(slot)
         if slot in self.retiring:
             self.retiring.remove(slot)
+        if not self._listener_in_use(slot.listener):
+            self._leave_group(slot.listener)
         self._check_reload_complete()
+
+    def _on_released(self, slot: _Slot) -> None:
+        """A leaving worker took what was queued on its socket: the socket leaves the group."""
+        if slot in self.retiring and not self._listener_in_use(slot.listener):
+            logger.debug("worker %d (pid %s) released its socket", slot.worker_id, slot.pid)
+            self._leave_group(slot.listener)
 
     def _forget_successor(self, successor: _Slot, kind: ExitKind) -> None:
         """A successor ended before it was ready: the old worker stays; a failed reload stops
@@ -789,6 +862,10 @@ class Supervisor:
         """The slot never runs a worker again; STOP_SERVER also stops the server (with the
         cannot-start line when no worker can bind)."""
         slot.enter(Step(SlotState.STOPPED))
+        if not self.stopping:
+            # Nobody will accept from its socket again: out of the group (steered away first).
+            self._update_steering()
+            self._leave_group(slot.listener)
         if action.kind is ExitKind.STOP_SERVER:
             assert action.exit_code is not None
             problem = action.cannot_start
@@ -938,7 +1015,8 @@ class Supervisor:
             return
         worker_id, reason = item
         old = next(slot for slot in self.slots if slot.worker_id == worker_id)
-        successor = _Slot(worker_id, spawn_reason=reason, replacing=old)
+        # The successor accepts from the old worker's socket: its queue is never reset.
+        successor = _Slot(worker_id, spawn_reason=reason, replacing=old, listener=old.listener)
         self.replacement = successor
         logger.info(
             "replacing worker %d (pid %s) for %s: starting its successor",
@@ -977,30 +1055,49 @@ class Supervisor:
                 successor.spawn_reason,
             )
             if old.process is not None:
-                self._retire(old)
+                self._retire(old, ipc.HANDOVER)
             else:
                 self._release_cell(old)
         else:
             # The slot went away meanwhile (SIGTTOU): the successor is not needed.
-            self._retire(successor)
+            self._retire(successor, ipc.HANDOVER)
         self._advance_replacements()
 
-    def _retire(self, slot: _Slot) -> None:
-        """Tells ``slot``'s worker to drain (Drain message; SIGTERM when that fails) and kills it
-        if it is still there after the graceful timeout plus SHUTDOWN_HOOKS_GRACE."""
+    def _retire(self, slot: _Slot, mode: str) -> None:
+        """Tells ``slot``'s worker to drain (a Drain message in ``mode``, ipc.HANDOVER or
+        ipc.LEAVE; shared sockets are always handed over) and kills it if it is still there
+        after the graceful timeout plus SHUTDOWN_HOOKS_GRACE. When the message cannot be sent:
+        SIGTERM, except for a handover of a slot's own socket, which a SIGTERM drain would shut
+        down under its successor: SIGKILL then (its queue stays for the successor)."""
+        if slot.listener is None:
+            mode = ipc.HANDOVER
         drain_time = self.server.graceful_timeout + self.server.keepalive_timeout
+        if mode == ipc.LEAVE:
+            drain_time += LEAVE_SETTLE
         step, drain_message = slots.retire(slot.state, slot.deadline, time.monotonic(), drain_time)
         slot.enter(step)
         self.retiring.append(slot)
         sent = False
         if slot.channel is not None and drain_message:
+            message = ipc.Drain(self.server.graceful_timeout, mode, LEAVE_SETTLE)
             try:
-                ipc.send(slot.channel, ipc.Drain(self.server.graceful_timeout))
+                ipc.send(slot.channel, message)
                 sent = True
             except OSError:
                 pass
-        if not sent and slot.process is not None:
-            _signal_process(slot.process, signal.SIGTERM)
+        if sent or slot.process is None:
+            return
+        if slot.listener is not None and mode == ipc.HANDOVER:
+            logger.warning(
+                "worker %d (pid %s) cannot be told to hand its socket over: killing it",
+                slot.worker_id,
+                slot.pid,
+            )
+            _signal_process(slot.process, signal.SIGKILL)
+            return
+        _signal_process(slot.process, signal.SIGTERM)
+        if mode == ipc.LEAVE:
+            self._leave_group(slot.listener)
 
     def _reload(self) -> None:
         """SIGHUP: replaces every worker, one at a time (new workers import the application
@@ -1051,15 +1148,25 @@ class Supervisor:
         self.replace_queue = slots.without_reloads(self.replace_queue)
 
     def _add_worker(self) -> None:
-        """SIGTTIN: one more slot."""
+        """SIGTTIN: one more slot (TCP: with a socket of its own, steered away from until its
+        worker is ready)."""
         worker_id = max((slot.worker_id for slot in self.slots), default=0) + 1
         slot = _Slot(worker_id, spawn_reason="scale")
+        if self.slot_listeners:
+            try:
+                self._bind_slot(slot)
+            except OSError as error:
+                logger.error("SIGTTIN: cannot add a worker: %s", error.strerror or error)
+                return
         self.slots.append(slot)
+        self._update_steering()
         logger.info("SIGTTIN received: adding worker %d (%d workers)", worker_id, len(self.slots))
         self._start(slot)
 
     def _remove_worker(self) -> None:
-        """SIGTTOU: one slot fewer (never below one): its worker drains and is not replaced."""
+        """SIGTTOU: one slot fewer (never below one): new connections are steered away from its
+        socket, its worker drains (LEAVE: it takes what is queued after LEAVE_SETTLE, then the
+        socket leaves the group) and is not replaced."""
         if len(self.slots) <= 1:
             logger.info("SIGTTOU received: already at one worker; ignored")
             return
@@ -1068,11 +1175,14 @@ class Supervisor:
         logger.info(
             "SIGTTOU received: removing worker %d (%d workers)", slot.worker_id, len(self.slots)
         )
+        self._update_steering()
         if slot.process is not None:
-            self._retire(slot)
+            self._retire(slot, ipc.LEAVE)
         else:
             slot.enter(Step(SlotState.IDLE))
             self._release_cell(slot)
+            if not self._listener_in_use(slot.listener):
+                self._leave_group(slot.listener)
 
     # -- signals and shutdown ----------------------------------------------------------------
 
@@ -1129,6 +1239,12 @@ class Supervisor:
     def _begin_shutdown(self, code: int) -> None:
         if self.stopping:
             return
+        if self.slot_listeners and self.group and self.steering != steering.HASH_FALLBACK:
+            # Each worker now takes what is queued and shuts its socket down (nowhere else to
+            # steer to): the group's array changes under any program, so leave it to the hash.
+            with contextlib.suppress(OSError):
+                attach_steering(self.group[0], steering.encode(steering.HASH_FALLBACK))
+            self.steering = steering.HASH_FALLBACK
         self.stopping = True
         self.exit_code = code
         self.replace_queue = ()
@@ -1136,6 +1252,13 @@ class Supervisor:
             slot.enter(slots.cancel_respawn(slot.state, slot.deadline))
             if slot.process is not None:
                 _signal_process(slot.process, signal.SIGTERM)
+        # A socket whose worker is gone (respawn cancelled) has nobody to accept from it.
+        for listener in self.group:
+            if not any(
+                slot.listener is listener and slot.process is not None for slot in self._all_slots()
+            ):
+                with contextlib.suppress(OSError):
+                    listener.shutdown(socket.SHUT_RD)
         self.kill_deadline = time.monotonic() + self.server.graceful_timeout + SHUTDOWN_HOOKS_GRACE
         tell_systemd("STOPPING=1\nSTATUS=stopping")
 
@@ -1176,7 +1299,8 @@ class Supervisor:
     # -- cleanup -----------------------------------------------------------------------------
 
     def _close_in_worker(self) -> None:
-        """After fork, in the worker: drops the supervisor's descriptors (the listener stays)."""
+        """After fork, in the worker: drops the supervisor's descriptors (the shared listeners
+        and the worker's own slot socket stay; the other slots' sockets go)."""
         if self.selector is not None:
             self.selector.close()
         if self.wakeup is not None:
@@ -1186,11 +1310,10 @@ class Supervisor:
                 signal.set_wakeup_fd(-1)
             for descriptor in self.wakeup:
                 os.close(descriptor)
-        if self.port_reservation is not None:
-            self.port_reservation.close()
-        for slot in self._all_slots():
-            if slot.channel is not None:
-                slot.channel.close()
+        others = [listener for listener in self.group if listener is not self.starting_listener]
+        channels = [slot.channel for slot in self._all_slots() if slot.channel is not None]
+        for closable in (*others, *channels):
+            closable.close()
         if self.metrics_server is not None:
             self.metrics_server.close_in_child()
         if self.heartbeat_memory is not None:
@@ -1200,10 +1323,9 @@ class Supervisor:
 
     def _cleanup(self) -> None:
         self._close_descriptors()
-        if self.port_reservation is not None:
-            self.port_reservation.close()
-        for listener in self.listeners:
+        for listener in (*self.listeners, *self.group):
             listener.close()
+        self.group = ()
         if self.listener_inode is not None and self.server.uds is not None:
             remove_own_socket_file(self.server.uds, self.listener_inode)
         if self.pid_file_written and self.process.pid_file is not None:

@@ -2,8 +2,9 @@
 forkserver ``WorkerSpec`` is pickled, sockets included).
 
 Order: signals reset -> process title -> the boot sequence (theframework.server.boot: logging,
-env files, patch_all, the config file's worker_start hook, the application) -> bind (TCP,
-SO_REUSEPORT) or take the supervisor's UNIX listener -> serve (``serve_listeners``), reporting
+env files, patch_all, the config file's worker_start hook, the application) -> the listening
+socket the supervisor hands over (TCP: its slot's own SO_REUSEPORT socket; else the shared UNIX
+or inherited ones) -> serve (``serve_listeners``), reporting
 Ready over IPC once listening with the hub running and the startup hooks done. Every failure
 ends the process with an ``ExitCode``, after a one-line Failure message to the supervisor.
 
@@ -38,7 +39,7 @@ from ..server.boot import Booted, BootError, boot
 from ..server.exitcodes import ExitCode, exit_code_for_hub_failure, exit_code_for_os_error
 from ..server.serve import serve_listeners
 from ..server.signals import format_greenlet_stacks
-from ..server.sockets import bind_socket, listener_url
+from ..server.sockets import listener_url
 from . import heartbeat, ipc
 from .proctitle import set_process_title, short_title
 from .spec import WorkerSpec
@@ -145,13 +146,7 @@ def _boot_and_serve(spec: WorkerSpec, worker_label: str) -> int:
         id_filter = _WorkerIdFilter(spec.worker_id)
         for handler in logging.getLogger().handlers:
             handler.addFilter(id_filter)
-    if spec.listeners:
-        return _serve(spec, booted, hooks, list(spec.listeners), owns_listener=False)
-    try:
-        listener = bind_socket(spec.server, reuse_port=True)
-    except OSError as error:
-        return _report(spec, exit_code_for_os_error(error), error.strerror or str(error))
-    return _serve(spec, booted, hooks, [listener], owns_listener=True)
+    return _serve(spec, booted, hooks, list(spec.listeners), owns_listener=spec.slot_listener)
 
 
 def _serve(
@@ -162,8 +157,9 @@ def _serve(
     *,
     owns_listener: bool,
 ) -> int:
-    """Serves until the end; the exit code. ``owns_listener``: one TCP socket of this worker's
-    (closed and left at the end), else the supervisor's shared sockets (UNIX or inherited)."""
+    """Serves until the end; the exit code. ``owns_listener``: the TCP socket of this worker's
+    slot (a SIGTERM drain shuts it down), else the supervisor's shared sockets (UNIX or
+    inherited)."""
     address = ", ".join(listener_url(listener) for listener in listeners)
     phase = "create the hub"
 
@@ -171,7 +167,7 @@ def _serve(
         nonlocal phase
         phase = "run the startup hooks"
 
-    runtime = _Runtime(spec, listeners[0] if owns_listener else None)
+    runtime = _Runtime(spec)
 
     def ready() -> None:
         nonlocal phase
@@ -238,9 +234,8 @@ def resident_bytes() -> int:
 class _Runtime:
     """What a supervised worker does besides serving (see the module docstring)."""
 
-    def __init__(self, spec: WorkerSpec, own_listener: socket.socket | None) -> None:
+    def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
-        self.own_listener = own_listener
         self.closing = False
         self.hub: _core.Hub | None = None
         self.http_server: _core.HttpServer | None = None
@@ -374,32 +369,37 @@ class _Runtime:
             except ValueError:
                 continue
             if isinstance(message, ipc.Drain):
-                self.drain(message.graceful_timeout)
+                self.drain(message)
 
     # -- draining ----------------------------------------------------------------------------
 
-    def drain(self, graceful_timeout: float) -> None:
-        """Rolling replacement: the native server stops accepting, takes what is queued and
-        answers each open connection's next request with Connection: close (HttpServer.retire);
-        the listener is shut down, which takes it out of the SO_REUSEPORT group (new connections
-        go to the other workers); serving ends once no connection is left (idle keep-alive
-        connections end by their timeout), so no client sees a connection closed under its
-        request."""
+    def drain(self, message: ipc.Drain) -> None:
+        """Stops accepting as ``message.mode`` says (ipc.HANDOVER: at once, leaving what is
+        queued to the successor that accepts from the same socket; ipc.LEAVE: after
+        ``message.settle`` seconds, taking what is queued, then Released) and answers each open
+        connection's next request with Connection: close (HttpServer.retire); serving ends once
+        no connection is left (idle keep-alive connections end by their timeout), so no client
+        sees a connection closed under its request. The socket is never shut down here: a
+        successor may accept from it, and the supervisor takes it out of the group."""
         if self.closing or self.http_server is None:
             return
         self.closing = True
+        if message.mode == ipc.LEAVE:
+            logger.info("draining: leaving the listener group")
+            _core.spawn(self._leave, message.settle, message.graceful_timeout)
+            return
         logger.info("draining: replaced by a new worker")
-        self.http_server.retire()
-        if self.own_listener is not None:
-            # retire() cancelled the accept and took the connections already queued. shutdown()
-            # takes the listener out of the SO_REUSEPORT group at once; close() would not while
-            # the kernel still holds the file for the cancelled accept, and connections landing
-            # on it meanwhile would be reset when it finally closed.
-            try:
-                self.own_listener.shutdown(socket.SHUT_RD)
-            except OSError as error:
-                logger.warning("cannot leave the listener group: %s", error)
-        _core.spawn(self._bound_drain, graceful_timeout)
+        self.http_server.retire(False)
+        _core.spawn(self._bound_drain, message.graceful_timeout)
+
+    def _leave(self, settle: float, graceful_timeout: float) -> None:
+        """A LEAVE drain: accepts while the connections already on their way arrive (new ones
+        are steered to the other sockets), then takes what is queued and says so."""
+        assert self.http_server is not None
+        _core.sleep(settle)
+        self.http_server.retire(True)
+        self._send(ipc.Released(self.spec.worker_id, os.getpid()))
+        self._bound_drain(graceful_timeout)
 
     def _bound_drain(self, graceful_timeout: float) -> None:
         """Bounds the drain: after the keep-alive timeout (or graceful_timeout, if shorter)

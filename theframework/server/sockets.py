@@ -8,6 +8,7 @@ let a second one join the first's group)."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import grp
 import ipaddress
@@ -15,6 +16,7 @@ import os
 import secrets
 import socket
 import stat
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -24,6 +26,7 @@ __all__ = [
     "InheritedSocketError",
     "ListeningSocket",
     "adopt_socket",
+    "attach_steering",
     "bind_socket",
     "check_tcp_address_free",
     "conflicts",
@@ -178,6 +181,22 @@ def remove_own_socket_file(path: str, inode: int | None) -> None:
             os.unlink(path)
     except OSError:
         pass
+
+
+# SOL_SOCKET option (asm-generic/socket.h): a classic BPF program choosing the socket of an
+# SO_REUSEPORT group that a new connection goes to.
+SO_ATTACH_REUSEPORT_CBPF = 51
+
+
+def attach_steering(member: socket.socket, filter_array: bytes) -> None:
+    """Attaches ``filter_array`` (struct sock_filter entries, theframework.process.steering)
+    to the SO_REUSEPORT group of the listening socket ``member``, replacing its program: it then
+    chooses the socket of the group each new connection goes to. OSError when the kernel
+    refuses."""
+    instructions = ctypes.create_string_buffer(filter_array, len(filter_array))
+    # struct sock_fprog { unsigned short len; struct sock_filter *filter; }, native layout.
+    program = struct.pack("@HP", len(filter_array) // 8, ctypes.addressof(instructions))
+    member.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, program)
 
 
 # -- who listens on an address -----------------------------------------------------------------

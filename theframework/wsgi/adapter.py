@@ -199,6 +199,24 @@ class FileWrapper:
 # One request: start_response, write(), and the body of the response
 
 
+# Status lines seen -> their code: apps send the same few, so each is validated and parsed once
+# (parsing costs more than a dict lookup). Bounded: at most _STATUS_CACHE_SIZE entries.
+_status_codes: dict[str, int] = {}
+_STATUS_CACHE_SIZE = 64
+
+
+def _status_code(status: object) -> int:
+    """The code of a WSGI status line ("200 OK"); TypeError or ValueError when it is not one."""
+    try:
+        return _status_codes[status]  # type: ignore[index]
+    except (KeyError, TypeError):  # TypeError: unhashable, _parse_status says what it is
+        pass
+    code = _parse_status(status)
+    if len(_status_codes) < _STATUS_CACHE_SIZE:
+        _status_codes[status] = code  # type: ignore[index]
+    return code
+
+
 def _parse_status(status: object) -> int:
     if not isinstance(status, str):
         raise TypeError(f"WSGI status must be str, got {type(status).__name__}")
@@ -255,7 +273,7 @@ class _Exchange:
             raise RuntimeError(
                 "start_response() was called twice; a second call must pass exc_info"
             )
-        code = _parse_status(status)
+        code = _status_code(status)
         if not isinstance(headers, list):
             raise TypeError(f"WSGI headers must be a list, got {type(headers).__name__}")
         self.status = status
@@ -271,7 +289,8 @@ class _Exchange:
         response.set_status(self.status_code)
         declared: int | None = None
         for name, value in self.headers:
-            if name.lower() == "content-length":
+            # len() first: lower() makes a new str, and only a 14-character name can match.
+            if len(name) == 14 and name.lower() == "content-length":
                 # The server frames the body itself; the declared value only guides buffering.
                 text = value.strip()
                 if text.isdigit():

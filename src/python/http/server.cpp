@@ -281,11 +281,11 @@ void HttpServer::adopt_connection(int fd, size_t listener) {
   connection->start();
 }
 
-void HttpServer::retire() {
+void HttpServer::retire(bool take_queued) {
   if (retiring_ || draining_) return;
   retiring_ = true;
   pause_accept();
-  accept_queued();
+  if (take_queued) accept_queued();
   // WebSockets never end by themselves between requests: after the grace they are asked to go
   // away (1001).
   if (serving_ && hub_ != nullptr && !connections_.empty()) {

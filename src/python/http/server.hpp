@@ -103,12 +103,13 @@ class HttpServer {
   // (after a short grace, kIdleGraceSeconds, the drain's first phase), the others after their
   // response; at graceful_timeout (< 0: no limit) the remaining connections are closed.
   void shutdown(double graceful_timeout);
-  // Stops accepting for good (connections already in the listeners' queues are accepted first)
-  // and lets every connection close after its next response (idle ones stay until their
-  // client's next request or the keep-alive timeout; WebSockets are sent close 1001 after the
-  // same grace as in shutdown()); serve() returns when none is left. shutdown() may still
-  // follow to bound the wait.
-  void retire();
+  // Stops accepting for good and lets every connection close after its next response (idle ones
+  // stay until their client's next request or the keep-alive timeout; WebSockets are sent close
+  // 1001 after the same grace as in shutdown()); serve() returns when none is left. take_queued:
+  // the connections already in the listeners' queues are accepted first (the listener is about
+  // to close); false: they are left there for whoever else accepts from the same socket (a
+  // successor taking over the listener). shutdown() may still follow to bound the wait.
+  void retire(bool take_queued = true);
   // Whether the drain's first phase is over: WebSockets (also ones upgraded from now on) are
   // asked to go away.
   bool websockets_going_away() const noexcept { return websockets_going_away_; }

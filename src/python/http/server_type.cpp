@@ -226,8 +226,18 @@ PyObject* http_server_stats(PyObject* self, PyObject*) {
       websockets.get());
 }
 
-PyObject* http_server_retire(PyObject* self, PyObject*) {
-  reinterpret_cast<HttpServerObject*>(self)->server->retire();
+// retire(take_queued=True, /): see HttpServer::retire.
+PyObject* http_server_retire(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs > 1) {
+    PyErr_SetString(PyExc_TypeError, "retire() takes at most one argument");
+    return nullptr;
+  }
+  int take_queued = 1;
+  if (nargs == 1) {
+    take_queued = PyObject_IsTrue(args[0]);
+    if (take_queued < 0) return nullptr;
+  }
+  reinterpret_cast<HttpServerObject*>(self)->server->retire(take_queued != 0);
   Py_RETURN_NONE;
 }
 
@@ -241,8 +251,9 @@ PyObject* http_server_get_in_flight(PyObject* self, void*) {
 
 PyMethodDef http_server_methods[] = {
     {"serve", http_server_serve, METH_NOARGS, "Serves until shutdown() completes."},
-    {"retire", http_server_retire, METH_NOARGS,
-     "Stops accepting; each connection closes after its next response."},
+    {"retire", TF_METHOD_CAST(http_server_retire), METH_FASTCALL,
+     "Stops accepting (take_queued: accepts what is queued first); each connection closes after "
+     "its next response."},
     {"stats", http_server_stats, METH_NOARGS, "Counters: connections, requests, bytes, durations."},
     {"shutdown", TF_METHOD_CAST(http_server_shutdown), METH_FASTCALL,
      "Stops accepting and drains (graceful_timeout)."},

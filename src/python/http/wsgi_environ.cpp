@@ -53,11 +53,52 @@ bool set_item(PyObject* dict, std::string_view key, PyObject* value) {
   return key_object && PyDict_SetItem(dict, key_object.get(), value) == 0;
 }
 
-// The item under `key`, borrowed; null when absent (or, rarely, after an error: check
-// PyErr_Occurred()).
-PyObject* get_item(PyObject* dict, std::string_view key) {
-  PyRef key_object(environ_key(key));
-  return key_object ? PyDict_GetItemWithError(dict, key_object.get()) : nullptr;
+// The key objects of the variables every environ sets, looked up once (no hashing of their text
+// per request). Borrowed from environ_keys, which never drops them.
+struct FixedKeys {
+  PyObject* request_method = nullptr;
+  PyObject* script_name = nullptr;
+  PyObject* path_info = nullptr;
+  PyObject* query_string = nullptr;
+  PyObject* server_protocol = nullptr;
+  PyObject* remote_addr = nullptr;
+  PyObject* remote_port = nullptr;
+  PyObject* server_name = nullptr;
+  PyObject* server_port = nullptr;
+  PyObject* url_scheme = nullptr;
+};
+FixedKeys fixed_keys;
+
+// fixed_keys, filled on first use. False with an exception set when a key could not be made.
+bool ready_fixed_keys() {
+  if (fixed_keys.request_method != nullptr) return true;
+  const std::pair<PyObject**, std::string_view> keys[] = {
+      {&fixed_keys.request_method, "REQUEST_METHOD"},
+      {&fixed_keys.script_name, "SCRIPT_NAME"},
+      {&fixed_keys.path_info, "PATH_INFO"},
+      {&fixed_keys.query_string, "QUERY_STRING"},
+      {&fixed_keys.server_protocol, "SERVER_PROTOCOL"},
+      {&fixed_keys.remote_addr, "REMOTE_ADDR"},
+      {&fixed_keys.remote_port, "REMOTE_PORT"},
+      {&fixed_keys.server_name, "SERVER_NAME"},
+      {&fixed_keys.server_port, "SERVER_PORT"},
+      {&fixed_keys.url_scheme, "wsgi.url_scheme"},
+  };
+  // request_method last: it says the others are ready.
+  for (auto it = std::rbegin(keys); it != std::rend(keys); ++it) {
+    PyRef key(environ_key(it->second));
+    if (!key) return false;
+    *it->first = key.get();  // environ_keys keeps a reference (it is far from full here)
+  }
+  return true;
+}
+
+// Stores `value` (a new reference, or null after an error) under the key object `key`. False on
+// error.
+bool set_fixed(PyObject* dict, PyObject* key, PyObject* value) {
+  if (value == nullptr) return false;
+  PyRef owned(value);
+  return PyDict_SetItem(dict, key, value) == 0;
 }
 
 }  // namespace
@@ -71,13 +112,15 @@ PyObject* request_wsgi_environ(PyObject* self, PyObject* base) {
     PyErr_SetString(PyExc_TypeError, "_wsgi_environ() needs a dict");
     return nullptr;
   }
+  if (!ready_fixed_keys()) return nullptr;
   PyRef environ(PyDict_Copy(base));
   if (!environ) return nullptr;
   PyObject* dict = environ.get();
   const http::RequestHead& head = request->head;
-  if (!set_item(dict, "REQUEST_METHOD", request_get_method(self, nullptr))) return nullptr;
+  if (!set_fixed(dict, fixed_keys.request_method, request_get_method(self, nullptr)))
+    return nullptr;
   std::string path = http::percent_decode(head.path);
-  PyObject* script_name = get_item(dict, "SCRIPT_NAME");
+  PyObject* script_name = PyDict_GetItemWithError(dict, fixed_keys.script_name);
   if (script_name == nullptr && PyErr_Occurred()) return nullptr;
   if (script_name != nullptr && PyUnicode_Check(script_name) &&
       PyUnicode_GET_LENGTH(script_name) > 0) {
@@ -89,18 +132,14 @@ PyObject* request_wsgi_environ(PyObject* self, PyObject* base) {
       path.erase(0, root.size());
     }
   }
-  if (!set_item(dict, "PATH_INFO", latin1(path))) return nullptr;
-  if (!set_item(dict, "QUERY_STRING", request_get_query_string(self, nullptr))) return nullptr;
-  if (!set_item(dict, "SERVER_PROTOCOL", request_get_version(self, nullptr))) return nullptr;
+  if (!set_fixed(dict, fixed_keys.path_info, latin1(path))) return nullptr;
+  if (!set_fixed(dict, fixed_keys.query_string, request_get_query_string(self, nullptr)))
+    return nullptr;
+  if (!set_fixed(dict, fixed_keys.server_protocol, request_get_version(self, nullptr)))
+    return nullptr;
   std::vector<http::Header> storage;
   http::RequestHead parsed;
   parse_stored_head(request, storage, parsed);
-  // Keys this request set (a key already in base is replaced, not joined).
-  std::vector<std::string> set_keys;
-  auto seen = [&set_keys](const std::string& name) {
-    return std::find(set_keys.begin(), set_keys.end(), name) != set_keys.end();
-  };
-  auto mark_seen = [&set_keys](const std::string& name) { set_keys.push_back(name); };
   std::string key;
   std::string_view host_header;
   for (size_t i = 0; i < parsed.header_count; ++i) {
@@ -121,14 +160,22 @@ PyObject* request_wsgi_environ(PyObject* self, PyObject* base) {
     }
     PyRef value(latin1(header.value));
     if (!value) return nullptr;
-    PyObject* previous = seen(key) ? get_item(dict, key) : nullptr;
+    PyRef key_object(environ_key(key));
+    if (!key_object) return nullptr;
+    // A key this request set already is joined; one from base (still base's value) is replaced.
+    PyObject* previous = PyDict_GetItemWithError(dict, key_object.get());
+    if (previous == nullptr && PyErr_Occurred()) return nullptr;
+    if (previous != nullptr) {
+      PyObject* from_base = PyDict_GetItemWithError(base, key_object.get());
+      if (from_base == nullptr && PyErr_Occurred()) return nullptr;
+      if (from_base == previous) previous = nullptr;
+    }
     if (previous == nullptr) {
-      if (PyErr_Occurred() || !set_item(dict, key, value.release())) return nullptr;
-      mark_seen(key);
+      if (PyDict_SetItem(dict, key_object.get(), value.get()) < 0) return nullptr;
     } else if (!is_length) {  // equal duplicates of Content-Length (the parser refuses others)
-      if (!set_item(dict, key,
-                    PyUnicode_FromFormat(key == "HTTP_COOKIE" ? "%U; %U" : "%U, %U", previous,
-                                         value.get()))) {
+      if (!set_fixed(dict, key_object.get(),
+                     PyUnicode_FromFormat(key == "HTTP_COOKIE" ? "%U; %U" : "%U, %U", previous,
+                                          value.get()))) {
         return nullptr;
       }
     }
@@ -150,8 +197,8 @@ PyObject* request_wsgi_environ(PyObject* self, PyObject* base) {
     char port[16];
     const auto [end, error] = std::to_chars(port, port + sizeof port, client_port);
     (void)error;  // cannot fail: 16 characters hold any int
-    if (!set_item(dict, "REMOTE_ADDR", latin1(client_host)) ||
-        !set_item(dict, "REMOTE_PORT", latin1(std::string_view(port, end - port)))) {
+    if (!set_fixed(dict, fixed_keys.remote_addr, latin1(client_host)) ||
+        !set_fixed(dict, fixed_keys.remote_port, latin1(std::string_view(port, end - port)))) {
       return nullptr;
     }
   }
@@ -159,7 +206,7 @@ PyObject* request_wsgi_environ(PyObject* self, PyObject* base) {
   std::string forwarded_host;
   if (forwarded != nullptr) {
     if (!forwarded->scheme.empty() &&
-        !set_item(dict, "wsgi.url_scheme", latin1(forwarded->scheme))) {
+        !set_fixed(dict, fixed_keys.url_scheme, latin1(forwarded->scheme))) {
       return nullptr;
     }
     if (!forwarded->host.empty() || forwarded->port != 0) {
@@ -192,14 +239,14 @@ PyObject* request_wsgi_environ(PyObject* self, PyObject* base) {
     for (char& c : lowered) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
     if (port.empty()) {
       // No port in Host: the scheme's default one.
-      PyObject* scheme = get_item(dict, "wsgi.url_scheme");
+      PyObject* scheme = PyDict_GetItemWithError(dict, fixed_keys.url_scheme);
       if (scheme == nullptr && PyErr_Occurred()) return nullptr;
       const bool https = scheme != nullptr && PyUnicode_Check(scheme) &&
                          PyUnicode_CompareWithASCIIString(scheme, "https") == 0;
       port = https ? "443" : "80";
     }
-    if (!set_item(dict, "SERVER_NAME", latin1(lowered))) return nullptr;
-    if (!set_item(dict, "SERVER_PORT", latin1(port))) return nullptr;
+    if (!set_fixed(dict, fixed_keys.server_name, latin1(lowered))) return nullptr;
+    if (!set_fixed(dict, fixed_keys.server_port, latin1(port))) return nullptr;
   }
   return environ.release();
 }

@@ -1,0 +1,151 @@
+"""What the WebSocket benchmarks share (websocket_echo.py, websocket_broadcast.py,
+websocket_idle.py): the servers, one worker each, serving the same routes (apps/ws_tf_app.py,
+apps/ws_asgi_app.py); the C++ client (ws_client.cpp); the Markdown output. Servers are started,
+pinned, measured (process-tree CPU and RSS) and stopped by run.py's ``ServerProcess``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from run import (
+    BENCH,
+    CLIENT_CPU,
+    OURS_PYTHON,
+    PEERS,
+    RESULTS,
+    ROOT,
+    TOOLS,
+    Server,
+    available,
+)
+
+LOGS = RESULTS / "raw" / "logs"
+CLIENT = TOOLS / "ws_client"
+
+_OURS = (
+    f"{OURS_PYTHON} -m theframework ws_tf_app:app --host {{host}} --port {{port}} "
+    "--backend io_uring --log-level warning --max-connections 250000 --backlog 4096 "
+    "--ws-ping-interval 0 --graceful-timeout 2"
+)
+
+# One worker each; no pings (idle connections must stay idle; uvicorn's 0 would mean "ping
+# continuously", so its interval is a day); no access log. Compression is
+# off unless the row says so (the clients never offer it outside the deflate variants).
+SERVERS: dict[str, Server] = {
+    "theframework": Server(
+        "theframework",
+        "theframework, Framework API, --ws-compression none",
+        f"{_OURS} --ws-compression none",
+        needs=(OURS_PYTHON,),
+    ),
+    "theframework-deflate": Server(
+        "theframework-deflate",
+        "theframework, Framework API, --ws-compression deflate (the default)",
+        f"{_OURS} --ws-compression deflate",
+        needs=(OURS_PYTHON,),
+    ),
+    "theframework-deflate-no-context": Server(
+        "theframework-deflate-no-context",
+        "theframework, Framework API, --ws-compression deflate-no-context",
+        f"{_OURS} --ws-compression deflate-no-context",
+        needs=(OURS_PYTHON,),
+    ),
+    "uvicorn": Server(
+        "uvicorn",
+        "uvicorn --ws websockets, ASGI",
+        f"{PEERS / 'uvicorn'} --host {{host}} --port {{port}} --ws websockets "
+        "--ws-per-message-deflate false --ws-ping-interval 86400 --log-level warning "
+        "--no-access-log --backlog 4096 --timeout-graceful-shutdown 2 ws_asgi_app:app",
+        module="uvicorn",
+    ),
+    # Granian serves at most --backpressure connections at once (default 1,024 per worker).
+    "granian": Server(
+        "granian",
+        "Granian, ASGI interface, 1 worker",
+        f"{PEERS / 'granian'} --interface asgi --workers 1 --host {{host}} --port {{port}} "
+        "--log-level warning --backpressure 250000 ws_asgi_app:app",
+        module="granian",
+    ),
+}
+
+
+def select(names: str, allowed: Sequence[str]) -> list[Server]:
+    """The servers named (comma-separated, among ``allowed``) that can run here; the others
+    are reported on stderr and left out."""
+    chosen = []
+    for name in names.split(","):
+        if name not in allowed:
+            raise SystemExit(f"unknown server {name!r}: choose among {', '.join(allowed)}")
+        why = available(SERVERS[name])
+        if why is None:
+            chosen.append(SERVERS[name])
+        else:
+            print(f"skipping {name}: {why}", file=sys.stderr)
+    return chosen
+
+
+def prepare(file_limit: int) -> int:
+    """Keeps this process (and the clients it starts) off the server's CPU and raises the open
+    file limit (inherited by the servers) towards ``file_limit``: the hard limit too where that
+    is allowed (root with CAP_SYS_RESOURCE). Returns the soft limit now in force."""
+    if len(os.sched_getaffinity(0)) > 1:
+        os.sched_setaffinity(0, {CLIENT_CPU})
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < file_limit:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (file_limit, file_limit))
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = file_limit if hard == resource.RLIM_INFINITY else min(file_limit, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    LOGS.mkdir(parents=True, exist_ok=True)
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def client_binary() -> Path:
+    """build/bench/ws_client, built first when missing (bench/build_tools.sh)."""
+    if not CLIENT.exists():
+        subprocess.run([str(BENCH / "build_tools.sh"), "ws_client"], check=True, cwd=ROOT)
+    return CLIENT
+
+
+def run_client(port: int, mode: str, connections: int, seconds: float, warmup: float) -> Any:
+    """Runs ws_client against ``port`` (mode echo on /echo or broadcast on /broadcast) and
+    returns its JSON report; raises RuntimeError when it fails."""
+    command = [
+        str(client_binary()), "--port", str(port), "--mode", mode, "--path", f"/{mode}",
+        "--connections", str(connections), "--duration", str(seconds), "--warmup", str(warmup),
+    ]  # fmt: skip
+    timeout = seconds + warmup + 60 + connections / 100
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"ws_client failed ({done.returncode}): {done.stderr.strip()}")
+    return json.loads(done.stdout)
+
+
+def rotated(servers: Sequence[Server], round_index: int) -> list[Server]:
+    """The order of round ``round_index``: rotated by one each round, reversed every other."""
+    shift = round_index % len(servers)
+    order = [*servers[shift:], *servers[:shift]]
+    return order[::-1] if round_index % 2 else order
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def emit(text: str, output: Path | None) -> None:
+    """Prints ``text`` and writes it to ``output`` when given."""
+    print(text)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text + "\n")

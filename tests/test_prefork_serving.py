@@ -18,24 +18,12 @@ import time
 from pathlib import Path
 
 import pytest
-from prefork_apps.harness import ServerProcess, http_exchange, http_get
+from prefork_apps.harness import ServerProcess, http_exchange, http_get, pids_answering
 
 from theframework import serve
 from theframework.process.supervisor import SupervisorError
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _pids_until(port: int, wanted: set[int], attempts: int = 400) -> set[int]:
-    """Worker pids answering new connections, until all of ``wanted`` were seen."""
-    seen: set[int] = set()
-    for _ in range(attempts):
-        status, _, body = http_get(port)
-        assert status == 200
-        seen.add(int(body))
-        if wanted <= seen:
-            break
-    return seen
 
 
 @pytest.mark.parametrize("start_method", ["fork", "spawn", "forkserver"])
@@ -48,7 +36,7 @@ def test_start_methods_serve_with_two_workers(start_method: str) -> None:
         assert f"start method {start_method}: requested" in server.output
         workers = server.worker_pids()
         assert sorted(workers) == [1, 2]
-        assert _pids_until(port, set(workers.values())) == set(workers.values())
+        assert pids_answering(port, set(workers.values())) == set(workers.values())
         server.send_signal(signal.SIGTERM)
         assert server.wait() == 0
         assert "stopped (exit code 0)" in server.output
@@ -126,13 +114,42 @@ def test_graceful_timeout_cuts_a_longer_request_and_still_exits_0(tmp_path: Path
             while not marker.exists():  # the handler creates it, then sleeps 2 s
                 assert time.monotonic() < deadline, server.output
                 time.sleep(0.01)
+            signalled = time.monotonic()
             server.send_signal(signal.SIGTERM)
             data = b""
             with contextlib.suppress(ConnectionResetError):
                 while chunk := connection.recv(65536):
                     data += chunk
+            cut = time.monotonic() - signalled
         assert data == b"", data
+        # At the timeout: not at once, and not by the supervisor's SIGKILL (graceful + 5 s).
+        assert 0.8 <= cut <= 4.0, cut
         assert server.wait() == 0
+
+
+def test_supervisor_kills_a_worker_that_outlives_its_drain_at_graceful_plus_5_s() -> None:
+    # A handler blocks the worker's hub for an hour (a plain time.sleep): the worker takes the
+    # SIGTERM but never gets to end its drain; the supervisor kills it at graceful (1 s) + 5 s
+    # (README's signal table; SHUTDOWN_HOOKS_GRACE), not before, and exits.
+    with ServerProcess(
+        "apps.bound:app", "--workers", "2", "--port", "0", "--graceful-timeout", "1"
+    ) as server:
+        port = server.port()
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+            connection.sendall(b"GET /block?seconds=3600 HTTP/1.1\r\nHost: t\r\n\r\n")
+            server.wait_for_line("hub blocked")
+            signalled = time.monotonic()
+            server.send_signal(signal.SIGTERM)
+            killed = server.wait_for_line(
+                r"worker (\d) did not stop within the graceful timeout: killing it", timeout=30
+            )
+            waited = time.monotonic() - signalled
+            assert server.wait(timeout=15) == 0
+        assert 5.5 <= waited <= 15.0, waited
+        worker = killed.group(1)
+        assert re.search(
+            rf"worker {worker} ended during shutdown: killed by SIGKILL", server.output
+        )
 
 
 def test_shutdown_of_four_idle_workers_completes() -> None:
@@ -193,7 +210,7 @@ def test_killed_worker_is_respawned_in_its_slot() -> None:
         new_pid = int(match.group(1))
         assert new_pid != old_pid
         assert "worker 1: killed by SIGKILL; restarting it in 0.1 s" in server.output
-        assert new_pid in _pids_until(port, {new_pid})
+        assert new_pid in pids_answering(port, {new_pid})
         server.send_signal(signal.SIGTERM)
         assert server.wait() == 0
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from prefork_apps.harness import ServerProcess, http_get, unprivileged_prefix
+from prefork_apps.harness import ServerProcess, http_get, pids_answering, unprivileged_prefix
 
 from theframework.server.exitcodes import ExitCode
 
@@ -95,6 +95,40 @@ def test_supervisor_keeps_the_signal_table() -> None:
         assert server.wait() == 0
 
 
+def _process_state(pid: int) -> str:
+    """The one-letter state of ``pid`` in /proc/PID/stat (R, S, T (stopped), Z...)."""
+    with open(f"/proc/{pid}/stat") as stream:
+        return stream.read().rsplit(")", 1)[1].split()[0]
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_workers_ignore_sighup_sigttin_and_sigttou(start_method: str) -> None:
+    # The server gets its own process group in this test's session: not an orphaned group (its
+    # leader's parent is in another group of the same session), so a worker that did not ignore
+    # SIGTTIN/SIGTTOU would be stopped by them (an orphaned group has them discarded), and one
+    # that did not ignore SIGHUP would die of it.
+    with ServerProcess(
+        APP, "--workers", "2", "--port", "0", "--start-method", start_method,
+        start_new_session=False, preexec_fn=os.setpgrp,
+    ) as server:  # fmt: skip
+        port = server.port()
+        workers = server.worker_pids()
+        pids = set(workers.values())
+        start = len(server.lines)
+        for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+            for pid in pids:
+                os.kill(pid, signum)
+            # Sent before these requests: each worker answering one has met its signal (a
+            # stopped worker would leave its connections unanswered until the timeout).
+            assert pids_answering(port, pids, timeout=10) == pids, signal.Signals(signum).name
+            assert all(_process_state(pid) not in "TtZ" for pid in pids)
+        assert server.worker_pids() == workers
+        logged = "\n".join(server.lines[start:])
+        assert "restarting it" not in logged and "exit" not in logged, logged
+        server.send_signal(signal.SIGTERM)
+        assert server.wait() == 0
+
+
 # -- the single process's exit codes ------------------------------------------------------------
 
 
@@ -129,6 +163,15 @@ def test_single_process_privileged_port_exits_43() -> None:
         assert server.wait() == ExitCode.PERMISSION_DENIED == 43
         output = server.output
     assert "cannot listen on 127.0.0.1:1: Permission denied" in output
+    assert "Traceback" not in output
+
+
+def test_single_process_address_not_available_exits_1() -> None:
+    # EADDRNOTAVAIL has no code of its own: 1 (other failure), with the errno's text, no traceback.
+    with ServerProcess(APP, "--workers", "1", "--host", "192.0.2.1", "--port", "0") as server:
+        assert server.wait() == ExitCode.GENERIC == 1
+        output = server.output
+    assert "Cannot assign requested address" in output, output
     assert "Traceback" not in output
 
 

@@ -1,9 +1,11 @@
 """Runs ``python -m theframework APP --workers N ...`` as a real process for the prefork tests.
 
-The server runs in its own session (so the whole tree can be cleaned up by its process group id)
-with the tests directory as its current directory (``prefork_apps.<module>:app`` imports) and
-DeprecationWarning turned into errors (Python 3.12+ warns when forking with threads). A reader
-thread collects its merged stdout/stderr; tests wait on log lines, never on sleeps.
+The server runs in its own session (so the whole tree can be cleaned up by its process group id;
+``start_new_session=False`` with ``preexec_fn=os.setpgrp`` gives it its own process group in this
+session instead) with the tests directory as its current directory (``prefork_apps.<module>:app``
+imports) and DeprecationWarning turned into errors (Python 3.12+ warns when forking with
+threads). A reader thread collects its merged stdout/stderr; tests wait on log lines, never on
+sleeps.
 
 Leaving the ``with`` block (without an exception) fails the test when the output holds a Python
 traceback (unless the test expects one: ``expected_tracebacks`` names text of the exception
@@ -46,7 +48,8 @@ def sanitizer_variables() -> list[str]:
 
 class ServerProcess:
     """One server (supervisor and its workers). ``program`` replaces ``python -m theframework``
-    (e.g. an installed ``theframework`` script) and ``cwd`` the tests directory."""
+    (e.g. an installed ``theframework`` script) and ``cwd`` the tests directory. Its process
+    group id must be its pid (``close()`` kills that group)."""
 
     def __init__(
         self,
@@ -60,6 +63,7 @@ class ServerProcess:
         cwd: Path = TESTS_DIRECTORY,
         expected_tracebacks: Sequence[str] = (),
         stopped_exit_codes: Sequence[int] = (0,),
+        start_new_session: bool = True,
     ) -> None:
         self.expected_tracebacks = tuple(expected_tracebacks)
         self.stopped_exit_codes = tuple(stopped_exit_codes)
@@ -82,7 +86,7 @@ class ServerProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            start_new_session=True,
+            start_new_session=start_new_session,
             preexec_fn=preexec_fn,
             pass_fds=pass_fds,
         )
@@ -214,6 +218,21 @@ def http_get(port: int, path: str = "/", timeout: float = 30.0) -> tuple[int, di
     """One GET over a new connection (Connection: close): (status, headers lower-cased, body)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
         return http_exchange(connection, path)
+
+
+def pids_answering(
+    port: int, wanted: set[int], attempts: int = 400, timeout: float = 30.0
+) -> set[int]:
+    """Worker pids answering new connections (``/`` answers the pid), until all of ``wanted``
+    were seen or after ``attempts`` requests."""
+    seen: set[int] = set()
+    for _ in range(attempts):
+        status, _, body = http_get(port, timeout=timeout)
+        assert status == 200, (status, body)
+        seen.add(int(body))
+        if wanted <= seen:
+            break
+    return seen
 
 
 def http_exchange(connection: socket.socket, path: str) -> tuple[int, dict[str, str], str]:

@@ -31,16 +31,12 @@
 #include <vector>
 
 #include "core/io/fd.hpp"
+#include "load_client.hpp"
 
 namespace {
 
+using tf::bench::now_ns;
 using tf::core::UniqueFd;
-
-int64_t now_ns() {
-  timespec time{};
-  clock_gettime(CLOCK_MONOTONIC, &time);
-  return int64_t{time.tv_sec} * 1'000'000'000 + time.tv_nsec;
-}
 
 struct Options {
   std::string host = "127.0.0.1";
@@ -66,11 +62,8 @@ class LoadGenerator {
       : options_(options),
         request_("GET " + options.path + " HTTP/1.1\r\nHost: " + options.host +
                  "\r\nUser-Agent: rate_client\r\n\r\n"),
-        epoll_(epoll_create1(EPOLL_CLOEXEC)) {
-    address_.sin_family = AF_INET;
-    address_.sin_port = htons(static_cast<uint16_t>(options.port));
-    inet_pton(AF_INET, options.host.c_str(), &address_.sin_addr);
-  }
+        epoll_(epoll_create1(EPOLL_CLOEXEC)),
+        address_(tf::bench::ipv4_address(options.host, options.port)) {}
 
   bool run() {
     connections_.resize(static_cast<size_t>(options_.connections));
@@ -116,19 +109,12 @@ class LoadGenerator {
  private:
   bool connect_one(size_t index) {
     ClientConnection& connection = connections_[index];
-    connection.fd.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!connection.fd ||
-        ::connect(connection.fd.get(), reinterpret_cast<const sockaddr*>(&address_),
-                  sizeof address_) != 0) {
+    connection.fd = tf::bench::connect_tcp(address_);
+    if (!connection.fd) {
       std::fprintf(stderr, "rate_client: connect: %s\n", std::strerror(errno));
       return false;
     }
-    int one = 1;
-    setsockopt(connection.fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    epoll_event event{};
-    event.events = EPOLLIN;
-    event.data.u64 = index;
-    epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, connection.fd.get(), &event);
+    tf::bench::watch_readable(epoll_.get(), connection.fd.get(), index);
     connection.in_flight = false;
     connection.input.clear();
     return true;
@@ -237,10 +223,7 @@ class LoadGenerator {
   void report() {
     std::sort(latencies_ns_.begin(), latencies_ns_.end());
     auto percentile = [&](double fraction) {
-      if (latencies_ns_.empty()) return 0.0;
-      size_t rank = static_cast<size_t>(fraction * static_cast<double>(latencies_ns_.size()));
-      rank = std::min(rank, latencies_ns_.size() - 1);
-      return static_cast<double>(latencies_ns_[rank]) / 1e6;
+      return tf::bench::percentile_ms(latencies_ns_, fraction);
     };
     std::printf(
         "{\"requests\": %zu, \"issued\": %llu, \"unanswered\": %llu, \"errors\": %llu, "

@@ -37,16 +37,12 @@
 #include <vector>
 
 #include "core/io/fd.hpp"
+#include "load_client.hpp"
 
 namespace {
 
+using tf::bench::now_ns;
 using tf::core::UniqueFd;
-
-int64_t now_ns() {
-  timespec time{};
-  clock_gettime(CLOCK_MONOTONIC, &time);
-  return int64_t{time.tv_sec} * 1'000'000'000 + time.tv_nsec;
-}
 
 struct Options {
   std::string host = "127.0.0.1";
@@ -113,11 +109,8 @@ class Client {
   explicit Client(const Options& options)
       : options_(options),
         frame_(client_frame(options.size)),
-        epoll_(epoll_create1(EPOLL_CLOEXEC)) {
-    address_.sin_family = AF_INET;
-    address_.sin_port = htons(static_cast<uint16_t>(options.port));
-    inet_pton(AF_INET, options.host.c_str(), &address_.sin_addr);
-  }
+        epoll_(epoll_create1(EPOLL_CLOEXEC)),
+        address_(tf::bench::ipv4_address(options.host, options.port)) {}
 
   // Connects everything, runs the load, prints the report; false on any error.
   bool run() {
@@ -170,14 +163,8 @@ class Client {
   // socket non-blocking and registers it for reading.
   bool open_websocket(size_t index) {
     Connection& connection = connections_[index];
-    connection.fd.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!connection.fd) return error("socket");
-    if (::connect(connection.fd.get(), reinterpret_cast<const sockaddr*>(&address_),
-                  sizeof address_) != 0) {
-      return error("connect");
-    }
-    int one = 1;
-    setsockopt(connection.fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    connection.fd = tf::bench::connect_tcp(address_);
+    if (!connection.fd) return error("connect");
     const std::string request = "GET " + options_.path + " HTTP/1.1\r\nHost: " + options_.host +
                                 "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -211,10 +198,7 @@ class Client {
       }
       connection.input.erase(0, length);
     }
-    epoll_event event{};
-    event.events = EPOLLIN;
-    event.data.u64 = index;
-    if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, connection.fd.get(), &event) != 0) {
+    if (!tf::bench::watch_readable(epoll_.get(), connection.fd.get(), index)) {
       return error("epoll_ctl");
     }
     return true;
@@ -291,10 +275,7 @@ class Client {
     if (options_.broadcast) {
       std::sort(latencies_ns_.begin(), latencies_ns_.end());
       const auto percentile = [&](double fraction) {
-        if (latencies_ns_.empty()) return 0.0;
-        size_t rank = static_cast<size_t>(fraction * static_cast<double>(latencies_ns_.size()));
-        rank = std::min(rank, latencies_ns_.size() - 1);
-        return static_cast<double>(latencies_ns_[rank]) / 1e6;
+        return tf::bench::percentile_ms(latencies_ns_, fraction);
       };
       std::printf(", \"broadcasts\": %zu, \"p50\": %.3f, \"p99\": %.3f, \"max\": %.3f",
                   latencies_ns_.size(), percentile(0.5), percentile(0.99),

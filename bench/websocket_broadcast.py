@@ -17,48 +17,12 @@ build/bench/ws_client on CPU 1, the server on CPU 0; rounds alternate the server
 
 from __future__ import annotations
 
-import argparse
-from collections import defaultdict
-from pathlib import Path
-
-from run import running
-from websocket_servers import LOGS, emit, median, prepare, rotated, run_client, select
-
-SERVER_NAMES = ("theframework", "uvicorn", "granian")
-REFERENCE = "theframework"
+from websocket_servers import client_arguments, emit, measure_rounds, median
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=1000)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--servers", default=",".join(SERVER_NAMES))
-    parser.add_argument("--output", type=Path, help="also write the Markdown table here")
-    arguments = parser.parse_args()
-    prepare(arguments.clients + 1024)
-    servers = select(arguments.servers, SERVER_NAMES)
-    figures: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for round_index in range(arguments.rounds):
-        this_round: dict[str, float] = {}
-        for server in rotated(servers, round_index):
-            with running(server, LOGS, "broadcast") as process:
-                cpu_before = process.cpu_seconds()
-                report = run_client(
-                    process.port, "broadcast", arguments.clients, arguments.seconds,
-                    arguments.warmup,
-                )  # fmt: skip
-                cpu_used = process.cpu_seconds() - cpu_before
-            measured = figures[server.name]
-            measured["rate"].append(report["rate"])
-            measured["p50"].append(report["p50"])
-            measured["p99"].append(report["p99"])
-            measured["cpu"].append(cpu_used / report["messages_total"] * 1e6)
-            this_round[server.name] = report["rate"]
-        for name, rate in this_round.items():
-            if REFERENCE in this_round and rate > 0:
-                figures[name]["ratio"].append(this_round[REFERENCE] / rate)
+    arguments = client_arguments(__doc__.split("\n\n")[0], clients=1000)
+    servers, figures = measure_rounds("broadcast", arguments)
     lines = [
         f"WebSocket broadcast, 1 sender to {arguments.clients:,} members, 32-byte text, one "
         f"broadcast at a time (ws_client, {arguments.rounds} round(s) of {arguments.warmup:g} s "

@@ -16,46 +16,12 @@ theframework are taken within each round.
 
 from __future__ import annotations
 
-import argparse
-from collections import defaultdict
-from pathlib import Path
-
-from run import running
-from websocket_servers import LOGS, emit, median, prepare, rotated, run_client, select
-
-SERVER_NAMES = ("theframework", "uvicorn", "granian")
-REFERENCE = "theframework"
+from websocket_servers import client_arguments, emit, measure_rounds, median
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=64)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--servers", default=",".join(SERVER_NAMES))
-    parser.add_argument("--output", type=Path, help="also write the Markdown table here")
-    arguments = parser.parse_args()
-    prepare(arguments.clients + 1024)
-    servers = select(arguments.servers, SERVER_NAMES)
-    rates: dict[str, list[float]] = defaultdict(list)
-    cpu: dict[str, list[float]] = defaultdict(list)
-    ratios: dict[str, list[float]] = defaultdict(list)
-    for round_index in range(arguments.rounds):
-        this_round: dict[str, float] = {}
-        for server in rotated(servers, round_index):
-            with running(server, LOGS, "echo") as process:
-                cpu_before = process.cpu_seconds()
-                report = run_client(
-                    process.port, "echo", arguments.clients, arguments.seconds, arguments.warmup
-                )
-                cpu_used = process.cpu_seconds() - cpu_before
-            rates[server.name].append(report["rate"])
-            cpu[server.name].append(cpu_used / report["messages_total"] * 1e6)
-            this_round[server.name] = report["rate"]
-        for name, rate in this_round.items():
-            if REFERENCE in this_round:
-                ratios[name].append(this_round[REFERENCE] / rate)
+    arguments = client_arguments(__doc__.split("\n\n")[0], clients=64)
+    servers, figures = measure_rounds("echo", arguments)
     lines = [
         f"WebSocket echo, {arguments.clients} connections, 32-byte text, closed loop "
         f"(ws_client, {arguments.rounds} round(s) of {arguments.warmup:g} s warm-up + "
@@ -65,10 +31,11 @@ def main() -> None:
         "|---|---|---|---|",
     ]
     for server in servers:
-        ratio = f"{median(ratios[server.name]):.2f}x" if ratios[server.name] else "-"
+        measured = figures[server.name]
+        ratio = f"{median(measured['ratio']):.2f}x" if measured["ratio"] else "-"
         lines.append(
-            f"| {server.description} | {median(rates[server.name]):,.0f} | {ratio} | "
-            f"{median(cpu[server.name]):.1f} µs |"
+            f"| {server.description} | {median(measured['rate']):,.0f} | {ratio} | "
+            f"{median(measured['cpu']):.1f} µs |"
         )
     emit("\n".join(lines), arguments.output)
 

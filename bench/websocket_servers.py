@@ -5,6 +5,7 @@ pinned, measured (process-tree CPU and RSS) and stopped by run.py's ``ServerProc
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -12,6 +13,7 @@ import resource
 import statistics
 import subprocess
 import sys
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,11 +23,13 @@ from run import (
     CLIENT_CPU,
     OURS_PYTHON,
     PEERS,
+    REFERENCE,
     RESULTS,
     ROOT,
     TOOLS,
     Server,
     available,
+    running,
 )
 
 LOGS = RESULTS / "raw" / "logs"
@@ -130,6 +134,56 @@ def run_client(port: int, mode: str, connections: int, seconds: float, warmup: f
     if done.returncode != 0:
         raise RuntimeError(f"ws_client failed ({done.returncode}): {done.stderr.strip()}")
     return json.loads(done.stdout)
+
+
+SERVER_NAMES = ("theframework", "uvicorn", "granian")
+
+
+def client_arguments(description: str, clients: int) -> argparse.Namespace:
+    """The command line of the ws_client benchmarks (echo, broadcast): --clients (default
+    ``clients``), --seconds, --warmup, --rounds, --servers, --output."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--clients", type=int, default=clients)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--servers", default=",".join(SERVER_NAMES))
+    parser.add_argument("--output", type=Path, help="also write the Markdown table here")
+    return parser.parse_args()
+
+
+def measure_rounds(
+    mode: str, arguments: argparse.Namespace
+) -> tuple[list[Server], dict[str, dict[str, list[float]]]]:
+    """Runs ws_client in ``mode`` (echo or broadcast) against each selected server for
+    ``arguments.rounds`` rounds (orders rotated). Returns the servers and, per server name,
+    lists over the rounds of the client's ``rate``, ``p50`` and ``p99`` (broadcast only), the
+    server's ``cpu`` microseconds per message (its process tree over the whole client run,
+    divided by every message received including the warm-up), and ``ratio`` (the reference
+    server's rate over this one's, within a round)."""
+    prepare(arguments.clients + 1024)
+    servers = select(arguments.servers, SERVER_NAMES)
+    figures: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for round_index in range(arguments.rounds):
+        this_round: dict[str, float] = {}
+        for server in rotated(servers, round_index):
+            with running(server, LOGS, mode) as process:
+                cpu_before = process.cpu_seconds()
+                report = run_client(
+                    process.port, mode, arguments.clients, arguments.seconds, arguments.warmup
+                )
+                cpu_used = process.cpu_seconds() - cpu_before
+            measured = figures[server.name]
+            measured["rate"].append(report["rate"])
+            for percentile in ("p50", "p99"):
+                if percentile in report:
+                    measured[percentile].append(report[percentile])
+            measured["cpu"].append(cpu_used / report["messages_total"] * 1e6)
+            this_round[server.name] = report["rate"]
+        for name, rate in this_round.items():
+            if REFERENCE in this_round and rate > 0:
+                figures[name]["ratio"].append(this_round[REFERENCE] / rate)
+    return servers, figures
 
 
 def rotated(servers: Sequence[Server], round_index: int) -> list[Server]:

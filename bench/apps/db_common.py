@@ -109,3 +109,23 @@ def fortunes_html(fortunes: Iterable[tuple[int, str]]) -> bytes:
         for identifier, message in fortunes
     )
     return (FORTUNES_HEAD + rows + FORTUNES_TAIL).encode()
+
+
+def read_worlds(cursor: Any, count: int) -> list[dict[str, int]]:
+    """``count`` random World rows, one query each, through a DB-API ``cursor`` (psycopg 3 or
+    psycopg2)."""
+    worlds = []
+    for _ in range(count):
+        cursor.execute(SELECT_WORLD, (random_id(),))
+        worlds.append(world(cursor.fetchone()))
+    return worlds
+
+
+def update_worlds(cursor: Any, count: int) -> list[dict[str, int]]:
+    """TechEmpower's updates through a DB-API ``cursor``: ``count`` random World rows read one
+    query each, given new random numbers, written back in one statement; the updated rows."""
+    worlds = read_worlds(cursor, count)
+    for row in worlds:
+        row["randomNumber"] = random_id()
+    cursor.execute(update_sql(count), flat_pairs(worlds))
+    return worlds

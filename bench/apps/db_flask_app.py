@@ -52,10 +52,7 @@ def single_query() -> Response:
 def queries() -> Response:
     count = db_common.query_count(request.query_string)
     with _connection().connection() as connection, connection.cursor() as cursor:
-        worlds = []
-        for _ in range(count):
-            cursor.execute(db_common.SELECT_WORLD, (db_common.random_id(),))
-            worlds.append(db_common.world(cursor.fetchone()))
+        worlds = db_common.read_worlds(cursor, count)
     return jsonify(worlds)
 
 
@@ -70,11 +67,5 @@ def fortunes() -> str:
 def updates() -> Response:
     count = db_common.query_count(request.query_string)
     with _connection().connection() as connection, connection.cursor() as cursor:
-        worlds = []
-        for _ in range(count):
-            cursor.execute(db_common.SELECT_WORLD, (db_common.random_id(),))
-            row = db_common.world(cursor.fetchone())
-            row["randomNumber"] = db_common.random_id()
-            worlds.append(row)
-        cursor.execute(db_common.update_sql(count), db_common.flat_pairs(worlds))
+        worlds = db_common.update_worlds(cursor, count)
     return jsonify(worlds)

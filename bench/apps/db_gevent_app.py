@@ -44,11 +44,8 @@ def single_query(query_string: str) -> tuple[str, bytes]:
 
 def queries(query_string: str) -> tuple[str, bytes]:
     count = db_common.query_count(query_string)
-    worlds = []
     with connection() as conn, conn.cursor() as cursor:
-        for _ in range(count):
-            cursor.execute(db_common.SELECT_WORLD, (db_common.random_id(),))
-            worlds.append(db_common.world(cursor.fetchone()))
+        worlds = db_common.read_worlds(cursor, count)
     return "application/json", db_common.json_bytes(worlds)
 
 
@@ -62,14 +59,8 @@ def fortunes(query_string: str) -> tuple[str, bytes]:
 
 def updates(query_string: str) -> tuple[str, bytes]:
     count = db_common.query_count(query_string)
-    worlds = []
     with connection() as conn, conn.cursor() as cursor:
-        for _ in range(count):
-            cursor.execute(db_common.SELECT_WORLD, (db_common.random_id(),))
-            row = db_common.world(cursor.fetchone())
-            row["randomNumber"] = db_common.random_id()
-            worlds.append(row)
-        cursor.execute(db_common.update_sql(count), db_common.flat_pairs(worlds))
+        worlds = db_common.update_worlds(cursor, count)
     return "application/json", db_common.json_bytes(worlds)
 
 

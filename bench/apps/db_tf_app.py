@@ -42,10 +42,7 @@ def single_query(request: Request, response: Response) -> None:
 def queries(request: Request, response: Response) -> None:
     count = db_common.query_count(request.query_string)
     with pool.connection() as connection, connection.cursor() as cursor:
-        worlds = []
-        for _ in range(count):
-            cursor.execute(db_common.SELECT_WORLD, (db_common.random_id(),))
-            worlds.append(db_common.world(cursor.fetchone()))
+        worlds = db_common.read_worlds(cursor, count)
     response.json(worlds)
 
 
@@ -61,11 +58,5 @@ def fortunes(request: Request, response: Response) -> None:
 def updates(request: Request, response: Response) -> None:
     count = db_common.query_count(request.query_string)
     with pool.connection() as connection, connection.cursor() as cursor:
-        worlds = []
-        for _ in range(count):
-            cursor.execute(db_common.SELECT_WORLD, (db_common.random_id(),))
-            row = db_common.world(cursor.fetchone())
-            row["randomNumber"] = db_common.random_id()
-            worlds.append(row)
-        cursor.execute(db_common.update_sql(count), db_common.flat_pairs(worlds))
+        worlds = db_common.update_worlds(cursor, count)
     response.json(worlds)

@@ -11,13 +11,51 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <ctime>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/io/fd.hpp"
 
 namespace tf::bench {
+
+// The options every client takes: where to connect, what to ask, how many connections, how long.
+struct TargetOptions {
+  std::string host = "127.0.0.1";
+  int port = 0;
+  std::string path = "/";
+  int connections = 64;
+  double duration = 5;  // seconds measured, after the warm-up
+  double warmup = 1;    // seconds
+};
+
+// Sets the shared option `name` (--host, --port, --path, --connections, --duration, --warmup)
+// from `value`; false when `name` is none of them.
+inline bool set_target_option(std::string_view name, const char* value, TargetOptions& options) {
+  if (name == "--host") {
+    options.host = value;
+  } else if (name == "--port") {
+    options.port = std::atoi(value);
+  } else if (name == "--path") {
+    options.path = value;
+  } else if (name == "--connections") {
+    options.connections = std::atoi(value);
+  } else if (name == "--duration") {
+    options.duration = std::atof(value);
+  } else if (name == "--warmup") {
+    options.warmup = std::atof(value);
+  } else {
+    return false;
+  }
+  return true;
+}
+
+// True when the shared options can run: a port, connections, a duration, no negative warm-up.
+inline bool target_options_valid(const TargetOptions& options) {
+  return options.port > 0 && options.connections > 0 && options.duration > 0 && options.warmup >= 0;
+}
 
 // CLOCK_MONOTONIC in nanoseconds.
 inline int64_t now_ns() {

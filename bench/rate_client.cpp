@@ -38,14 +38,12 @@ namespace {
 using tf::bench::now_ns;
 using tf::core::UniqueFd;
 
-struct Options {
-  std::string host = "127.0.0.1";
-  int port = 0;
-  std::string path = "/";
-  int connections = 64;
+struct Options : tf::bench::TargetOptions {
+  Options() {
+    duration = 10;
+    warmup = 2;
+  }
   double rate = 0;
-  double duration = 10;
-  double warmup = 2;
 };
 
 // One client connection: the requests due on it (their due times) and the response being read.
@@ -266,28 +264,14 @@ int main(int argc, char** argv) {
     const std::string_view argument = argv[i];
     if (i + 1 >= argc) return usage(argv[0]);
     const char* value = argv[++i];
-    if (argument == "--host") {
-      options.host = value;
-    } else if (argument == "--port") {
-      options.port = std::atoi(value);
-    } else if (argument == "--path") {
-      options.path = value;
-    } else if (argument == "--connections") {
-      options.connections = std::atoi(value);
-    } else if (argument == "--rate") {
+    if (tf::bench::set_target_option(argument, value, options)) continue;
+    if (argument == "--rate") {
       options.rate = std::atof(value);
-    } else if (argument == "--duration") {
-      options.duration = std::atof(value);
-    } else if (argument == "--warmup") {
-      options.warmup = std::atof(value);
     } else {
       return usage(argv[0]);
     }
   }
-  if (options.port <= 0 || options.rate <= 0 || options.connections <= 0 || options.duration <= 0 ||
-      options.warmup < 0) {
-    return usage(argv[0]);
-  }
+  if (!tf::bench::target_options_valid(options) || options.rate <= 0) return usage(argv[0]);
   LoadGenerator generator(options);
   return generator.run() ? 0 : 1;
 }

@@ -44,15 +44,10 @@ namespace {
 using tf::bench::now_ns;
 using tf::core::UniqueFd;
 
-struct Options {
-  std::string host = "127.0.0.1";
-  int port = 0;
-  std::string path = "/echo";
+struct Options : tf::bench::TargetOptions {
+  Options() { path = "/echo"; }
   bool broadcast = false;
-  int connections = 64;
   int size = 32;
-  double duration = 5;
-  double warmup = 1;
   double timeout = 10;
 };
 
@@ -313,32 +308,21 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string_view argument = argv[i];
     if (i + 1 >= argc) return usage(argv[0]);
-    const std::string_view value = argv[++i];
-    const char* text = argv[i];
-    if (argument == "--host") {
-      options.host = value;
-    } else if (argument == "--port") {
-      options.port = std::atoi(text);
-    } else if (argument == "--path") {
-      options.path = value;
-    } else if (argument == "--mode" && (value == "echo" || value == "broadcast")) {
+    const char* text = argv[++i];
+    const std::string_view value = text;
+    if (tf::bench::set_target_option(argument, text, options)) continue;
+    if (argument == "--mode" && (value == "echo" || value == "broadcast")) {
       options.broadcast = value == "broadcast";
-    } else if (argument == "--connections") {
-      options.connections = std::atoi(text);
     } else if (argument == "--size") {
       options.size = std::atoi(text);
-    } else if (argument == "--duration") {
-      options.duration = std::atof(text);
-    } else if (argument == "--warmup") {
-      options.warmup = std::atof(text);
     } else if (argument == "--timeout") {
       options.timeout = std::atof(text);
     } else {
       return usage(argv[0]);
     }
   }
-  if (options.port <= 0 || options.connections <= 0 || options.size < 0 || options.size > 65535 ||
-      options.duration <= 0 || options.warmup < 0 || options.timeout <= 0) {
+  if (!tf::bench::target_options_valid(options) || options.size < 0 || options.size > 65535 ||
+      options.timeout <= 0) {
     return usage(argv[0]);
   }
   Client client(options);

@@ -314,15 +314,13 @@ class Supervisor:
         if code is not None:
             self._exit_hook()
             return code
-        previous_handlers = self._install_signal_handlers()
+        previous_handlers: dict[int, Any] = {}
         try:
-            self.selector = selectors.DefaultSelector()
-            assert self.wakeup is not None
-            self.selector.register(self.wakeup[0], selectors.EVENT_READ, None)
-            multiprocessing.util.register_after_fork(self, Supervisor._close_in_worker)
-            self._open_heartbeat_memory()
-            code = self._open_metrics()
+            code = self._open_loop_descriptors(previous_handlers)
+            if code is None:
+                code = self._open_metrics()
             if code is not None:
+                self.exit_code = code
                 return code
             for slot in self.slots:
                 if not self.stopping:
@@ -335,6 +333,29 @@ class Supervisor:
             self._cleanup()
             self._exit_hook()
         return self.exit_code
+
+    def _open_loop_descriptors(self, previous_handlers: dict[int, Any]) -> int | None:
+        """The signal handlers with their wake-up pipe (the handlers they replace are added to
+        ``previous_handlers``), the loop's selector watching it, and the heartbeat memory; exit
+        44 with one line when this process is out of file descriptors before any worker
+        starts."""
+        try:
+            previous_handlers.update(self._install_signal_handlers())
+            self.selector = selectors.DefaultSelector()
+            assert self.wakeup is not None
+            self.selector.register(self.wakeup[0], selectors.EVENT_READ, None)
+            multiprocessing.util.register_after_fork(self, Supervisor._close_in_worker)
+            self._open_heartbeat_memory()
+        except OSError as error:
+            if error.errno not in (errno.EMFILE, errno.ENFILE):
+                raise
+            self._error(
+                "out of file descriptors before starting any worker: %s (raise the open files "
+                "limit: ulimit -n, or LimitNOFILE= in a systemd unit)",
+                error.strerror or error,
+            )
+            return ExitCode.TOO_MANY_FILES
+        return None
 
     def _exit_hook(self) -> None:
         """on_exit, once on_starting ran."""

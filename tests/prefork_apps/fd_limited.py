@@ -1,5 +1,6 @@
 """Lowers this worker's own open-files limit to the descriptors it already holds, so that the
-next one it opens (its listening socket) fails with EMFILE."""
+next one it opens fails with EMFILE: a single process's listening socket, a supervised worker's
+hub (its listener comes from the supervisor)."""
 
 import os
 import resource

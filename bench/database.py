@@ -31,7 +31,6 @@ import json
 import os
 import random
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -484,16 +483,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     timing = dataclasses.replace(run.FULL, rounds=args.rounds, duration=args.seconds)
     if args.quick:
         timing = dataclasses.replace(run.QUICK, rounds=1)
-    names = [name for name in args.servers.split(",") if name]
-    unknown = set(names) - {server.name for server in SERVERS}
-    if unknown:
-        print(f"database.py: unknown servers {sorted(unknown)}", file=sys.stderr)
+    servers = run.choose_servers("database.py", args.servers, SERVERS)
+    if servers is None:
         return 2
-    servers = [server for server in SERVERS if not names or server.name in names]
-    for tool in ("wrk", "taskset"):
-        if shutil.which(tool) is None:
-            print(f"database.py: {tool} is missing: run bench/setup.sh", file=sys.stderr)
-            return 1
+    if not run.load_tools_present("database.py"):
+        return 1
     # This process and its children (wrk, and PostgreSQL when started here) stay off the
     # server's CPU.
     os.sched_setaffinity(0, {run.CLIENT_CPU})

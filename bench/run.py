@@ -1228,6 +1228,26 @@ def rewrite_from_json(path: Path) -> int:
     return 0
 
 
+def choose_servers(program: str, names: str, catalogue: Sequence[Server]) -> list[Server] | None:
+    """The servers of ``catalogue`` named in the comma-separated ``names`` (all when empty), in
+    the catalogue's order; None, after one line on stderr, when a name is unknown."""
+    chosen = [name for name in names.split(",") if name]
+    unknown = set(chosen) - {server.name for server in catalogue}
+    if unknown:
+        print(f"{program}: unknown servers {sorted(unknown)}", file=sys.stderr)
+        return None
+    return [server for server in catalogue if not chosen or server.name in chosen]
+
+
+def load_tools_present(program: str) -> bool:
+    """Whether wrk and taskset are installed (one line on stderr naming the missing one)."""
+    for tool in ("wrk", "taskset"):
+        if shutil.which(tool) is None:
+            print(f"{program}: {tool} is missing: run bench/setup.sh", file=sys.stderr)
+            return False
+    return True
+
+
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="one short round (under 3 minutes)")
@@ -1266,16 +1286,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, KeyError):
         print(f"run.py: --scenarios takes numbers among {list(SCENARIOS)}", file=sys.stderr)
         return 2
-    names = [name for name in args.servers.split(",") if name]
-    unknown = set(names) - {server.name for server in SERVERS}
-    if unknown:
-        print(f"run.py: unknown servers {sorted(unknown)}", file=sys.stderr)
+    servers = choose_servers("run.py", args.servers, SERVERS)
+    if servers is None:
         return 2
-    servers = [server for server in SERVERS if not names or server.name in names]
-    for tool in ("wrk", "taskset"):
-        if shutil.which(tool) is None:
-            print(f"run.py: {tool} is missing: run bench/setup.sh", file=sys.stderr)
-            return 1
+    if not load_tools_present("run.py"):
+        return 1
     if len(os.sched_getaffinity(0)) < 2 and (os.cpu_count() or 1) < 2:
         print("run.py: needs 2 CPUs (server and load generator apart)", file=sys.stderr)
         return 1

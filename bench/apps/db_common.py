@@ -129,3 +129,17 @@ def update_worlds(cursor: Any, count: int) -> list[dict[str, int]]:
         row["randomNumber"] = random_id()
     cursor.execute(update_sql(count), flat_pairs(worlds))
     return worlds
+
+
+def psycopg_pool_unopened() -> Any:
+    """Our apps' psycopg_pool.ConnectionPool: POOL_SIZE autocommit connections to
+    DATABASE_URL, not opened yet (the app opens it where it may wait)."""
+    import psycopg_pool  # the asyncpg and gevent apps import this module without psycopg
+
+    return psycopg_pool.ConnectionPool(
+        DATABASE_URL,
+        min_size=POOL_SIZE,
+        max_size=POOL_SIZE,
+        kwargs={"autocommit": True},
+        open=False,
+    )

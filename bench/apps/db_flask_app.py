@@ -10,13 +10,7 @@ import psycopg_pool
 from flask import Flask, Response, jsonify, request
 
 app = Flask(__name__)
-pool = psycopg_pool.ConnectionPool(
-    db_common.DATABASE_URL,
-    min_size=db_common.POOL_SIZE,
-    max_size=db_common.POOL_SIZE,
-    kwargs={"autocommit": True},
-    open=False,
-)
+pool = db_common.psycopg_pool_unopened()
 
 # Compiled once, as render_template() would from a templates folder (render_template_string
 # compiles on every call). Autoescaped: Flask turns autoescaping on for its templates.

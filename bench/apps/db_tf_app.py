@@ -4,18 +4,11 @@ psycopg_pool ConnectionPool, made cooperative by ``--patch-all`` (psycopg waits 
 from __future__ import annotations
 
 import db_common
-import psycopg_pool
 
 from theframework import Framework, Request, Response
 
 app = Framework()
-pool = psycopg_pool.ConnectionPool(
-    db_common.DATABASE_URL,
-    min_size=db_common.POOL_SIZE,
-    max_size=db_common.POOL_SIZE,
-    kwargs={"autocommit": True},
-    open=False,
-)
+pool = db_common.psycopg_pool_unopened()
 
 
 @app.on_startup

@@ -7,13 +7,17 @@ import base64
 import os
 import socket
 import struct
+from collections.abc import Sequence
 
 from prefork_apps.harness import ServerProcess
 
 
-def serve(*arguments: str) -> tuple[ServerProcess, int]:
-    """Starts the WebSocket test app in one process on a free port: (server, port)."""
-    server = ServerProcess("websocket_apps.echo:app", "--port", "0", *arguments)
+def serve(
+    *arguments: str, app: str = "websocket_apps.echo:app", expected_tracebacks: Sequence[str] = ()
+) -> tuple[ServerProcess, int]:
+    """Starts a WebSocket test app (by default the echo app) in one process on a free port:
+    (server, port). ``expected_tracebacks``: see ServerProcess."""
+    server = ServerProcess(app, "--port", "0", *arguments, expected_tracebacks=expected_tracebacks)
     try:
         port = int(server.wait_for_line(r"listening on http://127\.0\.0\.1:(\d+)").group(1))
     except BaseException:

@@ -204,7 +204,7 @@ class Request:
         lists (ASCII case-insensitive) and requests without one; a callable gets the Origin (or
         None) and admits on a true result; a refused request raises HTTPError 403. The response
         object is not used afterwards; when the handler returns, a WebSocket still open is
-        closed with 1000 (1011 if the handler raised)."""
+        closed with 1000 (1011 if the handler raised), unless it called WebSocket.listen()."""
     def _wsgi_environ(self, base: dict[str, Any], /) -> dict[str, Any]:
         """A copy of ``base`` with this request's CGI variables (REQUEST_METHOD, PATH_INFO with
         base["SCRIPT_NAME"] stripped, QUERY_STRING, SERVER_PROTOCOL, CONTENT_TYPE/LENGTH,
@@ -247,7 +247,8 @@ class Response:
 class WebSocket:
     """A server-side WebSocket (from Request.websocket()). Its methods block the calling
     greenlet only; any greenlet may send while another receives (one receiver at a time).
-    Iterating yields messages until the WebSocket closes (then close_code says why)."""
+    Iterating yields messages until the WebSocket closes (then close_code says why). Instead of
+    receiving, a handler may listen() with callbacks and return: no greenlet waits then."""
 
     @property
     def subprotocol(self) -> str | None: ...
@@ -278,6 +279,30 @@ class WebSocket:
         """Sends a close frame (code 1000-1003, 1007-1014 or 3000-4999, reason at most 123
         bytes of UTF-8; ValueError otherwise) and waits, at most ws_ping_timeout, for the
         peer's close, unless another greenlet is receiving (it then reads it). Idempotent."""
+    def listen(
+        self,
+        on_message: Callable[[WebSocket, str | bytes], object],
+        on_close: Callable[[WebSocket, int, str], object] | None = None,
+    ) -> None:
+        """Hands the WebSocket's messages to callbacks and returns at once; the handler then
+        returns, and the session stays open with no greenlet held while it is idle (when the
+        handler returns normally: an exception still closes it with 1011, then calls on_close).
+
+        Each complete message calls ``on_message(ws, message)`` in a greenlet of the server's
+        pool of request greenlets, one message at a time per WebSocket and in order; a callback
+        may block (green I/O, sleep) and may send, ping or close; any greenlet may send at any
+        time. While a callback runs, further input queues with ws_max_queue backpressure.
+        Pings are answered, keep-alive pings sent (ws_ping_interval, ws_ping_timeout) and the
+        drain's close 1001 sent without a greenlet waiting. An exception from on_message is
+        logged with its traceback and closes with 1011. ``on_close(ws, code, reason)`` is called
+        once when the session ends (the close code of the handshake, 1002/1007/1009 after a
+        protocol error, 1011 after an exception or an unanswered ping, 1006 when the connection
+        ended without a close frame); its exceptions are logged. close() returns at once here
+        (the peer's answer is awaited without a greenlet, at most ws_ping_timeout).
+
+        Called by the request's handler, before it returns; RuntimeError when called twice or
+        after the handler returned, and receive() (or iteration) after listen() raises
+        RuntimeError; WebSocketClosed when the session is already over."""
     def __iter__(self) -> WebSocket: ...
     def __next__(self) -> str | bytes: ...
 

@@ -198,9 +198,12 @@ void Connection::on_receive(const core::Completion& completion) {
       }
       break;
     case Phase::handling:
+    case Phase::websocket:
       wake_reader(0);
+      // A listening session reads what arrived (or learns the input ended) without a greenlet.
+      if (phase_ == Phase::websocket) websocket_->wake();
       // A WebSocket whose handler does not keep up: stop reading (backpressure) until receive()
-      // takes messages; resume_receive() arms the receive again.
+      // (or the dispatch) takes messages; resume_receive() arms the receive again.
       if (websocket_ && receive_token_ != 0 && !final && !receive_paused_ && input_full()) {
         receive_paused_ = true;
         backend.cancel(receive_token_);
@@ -237,6 +240,9 @@ void Connection::on_timer() {
     case Phase::lingering:
     case Phase::error_response:
       close_now();
+      break;
+    case Phase::websocket:
+      websocket_->on_timer();
       break;
     case Phase::handling:
     case Phase::closed:
@@ -419,14 +425,31 @@ int Connection::wait_input(double timeout) {
 }
 
 bool Connection::input_full() noexcept {
-  if (phase_ != Phase::handling) return false;
+  if (phase_ != Phase::handling && phase_ != Phase::websocket) return false;
   const std::string_view data = buffered();
   return data.size() >= kInputHighWater || (websocket_ && websocket_->queue_full(data));
 }
 
 void Connection::resume_receive() {
-  if (phase_ == Phase::handling && receive_token_ == 0 && !peer_closed_ && !input_full()) {
+  if ((phase_ == Phase::handling || phase_ == Phase::websocket) && receive_token_ == 0 &&
+      !peer_closed_ && !input_full()) {
     arm_receive();
+  }
+}
+
+void Connection::wake_at(int64_t deadline_ns) {
+  clear_timer();
+  if (deadline_ns < 0 || phase_ == Phase::closed) return;
+  timer_token_ = server_.hub().add_handler_timer(deadline_ns, this);
+  retain();
+}
+
+void Connection::end_websocket() {
+  if (phase_ != Phase::websocket) return;
+  if (peer_closed_) {
+    close_now();
+  } else {
+    begin_linger();
   }
 }
 
@@ -579,6 +602,12 @@ bool Connection::finish_request(bool response_complete, PyObject** next_request,
                                 PyObject** next_response) {
   server_.request_finished();
   wake_reader(0);
+  if (websocket_ && websocket_->listen_requested()) {
+    // WebSocket.listen(): the connection carries the session; no greenlet waits for it.
+    if (phase_ != Phase::closed) phase_ = Phase::websocket;
+    websocket_->start_listening();  // a closed connection: the dispatch reports the end
+    return false;
+  }
   if (phase_ == Phase::closed) return false;
   if (websocket_) {
     // After a WebSocket session: half-close and read until the client's end (or the linger
@@ -696,6 +725,9 @@ void Connection::go_away() noexcept {
   if (websocket_ && phase_ == Phase::handling) {
     websocket_->going_away();
     wake_reader(0);
+  } else if (websocket_ && phase_ == Phase::websocket) {
+    websocket_->going_away();
+    websocket_->wake();
   }
 }
 
@@ -710,10 +742,14 @@ void Connection::close_if_idle() noexcept {
 
 void Connection::close_now() noexcept {
   if (phase_ == Phase::closed) return;
-  const bool handling = phase_ == Phase::handling;
+  const bool listening = phase_ == Phase::websocket;
+  // A greenlet may be waiting in a send or poll on the socket: a handler, or a sender to a
+  // listening WebSocket.
+  const bool handling = phase_ == Phase::handling || (listening && websocket_->sending());
   phase_ = Phase::closed;
   clear_timer();
   wake_reader(0);
+  if (listening) websocket_->wake();  // a dispatch reports the end (on_close)
   Hub& hub = server_.hub();
   if (receive_token_ != 0) hub.backend().cancel(receive_token_);
   if (send_token_ != 0) hub.backend().cancel(send_token_);

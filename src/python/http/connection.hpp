@@ -36,8 +36,9 @@ class HttpServer;
 class Connection final : public CompletionHandler {
  public:
   // Where the connection is: waiting for a request, reading a head, handling one, answering a
-  // parse error from C++, discarding input before closing, closed.
-  enum class Phase : uint8_t { idle, head, handling, error_response, lingering, closed };
+  // parse error from C++, carrying a listening WebSocket session (WebSocket.listen: no handler
+  // runs; dispatch tasks may), discarding input before closing, closed.
+  enum class Phase : uint8_t { idle, head, handling, error_response, websocket, lingering, closed };
 
   // Takes ownership of the connected socket `fd`; start() arms it.
   Connection(HttpServer& server, int fd);
@@ -70,9 +71,12 @@ class Connection final : public CompletionHandler {
   int send_bytes(std::string_view data);
   // Sends `count` bytes of `file_fd` from `offset` (green, with write_timeout). 0 or -1.
   int send_file(int file_fd, uint64_t offset, uint64_t count);
-  // After the handler: decides between closing, the next pipelined request, or idling. Returns the
-  // next request's objects (new references) when one is ready to run in the same greenlet.
+  // After the handler: decides between closing, the next pipelined request, idling, or carrying a
+  // listening WebSocket session. Returns the next request's objects (new references) when one is
+  // ready to run in the same greenlet.
   bool finish_request(bool response_complete, PyObject** next_request, PyObject** next_response);
+  // Whether a request's handler is running on this connection.
+  bool handling() const noexcept { return phase_ == Phase::handling; }
 
   // --- Shutdown ------------------------------------------------------------------------------
   // Cancels what is pending, closes the socket and leaves the server's registry (idempotent).
@@ -81,7 +85,7 @@ class Connection final : public CompletionHandler {
   // ends after it.
   void begin_drain() noexcept;
   // The drain's grace is over: a WebSocket session is closed with 1001 (going away) by the
-  // greenlet waiting in (or next calling) receive().
+  // greenlet waiting in (or next calling) receive(), or by a dispatch task when it listens.
   void go_away() noexcept;
   // Closes the connection if it waits for a request and none has arrived (drain grace over).
   void close_if_idle() noexcept;
@@ -119,6 +123,19 @@ class Connection final : public CompletionHandler {
   void consume(size_t count) noexcept;
   // Re-arms a receive that backpressure paused, once the buffered input is small again.
   void resume_receive();
+  // Frees the input buffer when nothing is buffered (an idle listening WebSocket keeps none).
+  void release_input() noexcept {
+    if (input_start_ == input_.size()) {
+      std::string().swap(input_);
+      input_start_ = 0;
+    }
+  }
+  // A listening WebSocket session: its timer fires at `deadline_ns` (monotonic; replaces the one
+  // armed; < 0: none). The session's on_timer() runs then, in the hub.
+  void wake_at(int64_t deadline_ns);
+  // A listening WebSocket session ended: the connection half-closes and lingers until the
+  // client's end (or closes at once when the client is gone). No-op once lingering or closed.
+  void end_websocket();
   // Backpressure: while a handler runs, whether the unread input is large enough (or, for a
   // WebSocket, holds --ws-max-queue complete messages) that the socket is not read further.
   bool input_full() noexcept;

@@ -104,4 +104,11 @@ int send_head(ResponseObject* response, bool streaming);
 // Readies the Response type and adds it to the module. 0 or -1 with an exception set.
 int init_response_type(PyObject* module);
 
+// --- request_greenlet.cpp ------------------------------------------------------------------------
+// Takes the exception being raised: normalized, its traceback attached; null when none was set.
+PyRef take_exception() noexcept;
+// Whether `error`, escaping a handler or a WebSocket callback, says the client left
+// (ConnectionError, BrokenPipeError, WebSocketClosed): not logged as a failure.
+bool client_gone_error(PyObject* error) noexcept;
+
 }  // namespace tf::py

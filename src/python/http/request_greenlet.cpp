@@ -14,27 +14,36 @@
 
 namespace tf::py {
 
-namespace {
-
-// Reports an exception escaping the handler: logged (never sent), then answered if still
-// possible. Returns false when the connection must close without a (complete) response.
-[[gnu::noinline]] bool answer_handler_error(RequestObject* request, ResponseObject* response) {
+PyRef take_exception() noexcept {
   PyObject* type;
   PyObject* value;
   PyObject* traceback;
   PyErr_Fetch(&type, &value, &traceback);
   PyErr_NormalizeException(&type, &value, &traceback);
   if (traceback != nullptr && value != nullptr) PyException_SetTraceback(value, traceback);
-  PyRef owned_type(type), owned_value(value), owned_traceback(traceback);
+  PyRef owned_type(type), owned_traceback(traceback);
+  return PyRef(value);
+}
+
+bool client_gone_error(PyObject* error) noexcept {
+  PyObject* type = reinterpret_cast<PyObject*>(Py_TYPE(error));
+  PyObject* websocket_closed = configuration.websocket_closed.get();
+  return PyErr_GivenExceptionMatches(type, PyExc_ConnectionError) ||
+         PyErr_GivenExceptionMatches(type, PyExc_BrokenPipeError) ||
+         (websocket_closed != nullptr && PyErr_GivenExceptionMatches(type, websocket_closed));
+}
+
+namespace {
+
+// Reports an exception escaping the handler: logged (never sent), then answered if still
+// possible. Returns false when the connection must close without a (complete) response.
+[[gnu::noinline]] bool answer_handler_error(RequestObject* request, ResponseObject* response) {
+  PyRef owned_value = take_exception();
+  PyObject* value = owned_value.get();
   PyObject* http_error = configuration.http_error.get();
   const bool is_http_error =
       http_error != nullptr && value != nullptr && PyObject_IsInstance(value, http_error) == 1;
-  PyObject* websocket_closed = configuration.websocket_closed.get();
-  const bool client_gone =
-      value != nullptr &&
-      (PyErr_GivenExceptionMatches(type, PyExc_ConnectionError) ||
-       PyErr_GivenExceptionMatches(type, PyExc_BrokenPipeError) ||
-       (websocket_closed != nullptr && PyErr_GivenExceptionMatches(type, websocket_closed)));
+  const bool client_gone = value != nullptr && client_gone_error(value);
   if (!is_http_error && !client_gone && value != nullptr) {
     PyRef method(request_get_method(reinterpret_cast<PyObject*>(request), nullptr));
     PyRef target(latin1(request->head.target));
@@ -169,10 +178,15 @@ PyObject* run_request(PyObject*, PyObject* args) {
     }
     if (WebSocketSession* websocket = connection->websocket()) {
       // An upgraded request: no HTTP response; a session still open is closed (1000, or 1011
-      // after an exception), unless the greenlet was killed.
+      // after an exception), unless the greenlet was killed, or the handler called listen() and
+      // returned normally (finish_request() then hands the session to the connection).
       response->status = 101;
       response->finished = true;
-      if (!killed) websocket->finish(result == nullptr);
+      if (killed) {
+        websocket->abandon_listener();
+      } else {
+        websocket->finish(result == nullptr);
+      }
       complete = true;
     }
     if (complete) complete = finish_response(response);
@@ -196,20 +210,27 @@ PyObject* run_request(PyObject*, PyObject* args) {
 
 namespace {
 
-// The body of a pooled request greenlet: handles (request, response) pairs, parking between them.
-// After an exception (killed while parked) it must not touch the server: it may be gone.
-PyObject* request_worker(PyObject* capsule, PyObject* pair) {
+// The body of a pooled request greenlet: runs tasks, parking between them. A task is a tuple:
+// (request, response) runs the handler (run_request), (websocket,) the dispatch of a listening
+// WebSocket (run_websocket_dispatch). After an exception (killed while parked) it must not touch
+// the server: it may be gone.
+PyObject* request_worker(PyObject* capsule, PyObject* task) {
   auto* server = static_cast<HttpServer*>(PyCapsule_GetPointer(capsule, "theframework.server"));
   if (server == nullptr) return nullptr;
-  PyRef current = PyRef::borrow(pair);
+  PyRef current = PyRef::borrow(task);
   while (true) {
-    PyRef done(run_request(nullptr, current.get()));
-    if (!done) return nullptr;
+    if (PyTuple_GET_SIZE(current.get()) == 1) {
+      run_websocket_dispatch(PyTuple_GET_ITEM(current.get(), 0));
+    } else {
+      PyRef done(run_request(nullptr, current.get()));
+      if (!done) return nullptr;
+    }
     if (!server->park_worker()) Py_RETURN_NONE;
     current = PyRef(server->hub().suspend());
     if (!current) return nullptr;
-    if (!PyTuple_Check(current.get()) || PyTuple_GET_SIZE(current.get()) != 2) {
-      PyErr_SetString(PyExc_RuntimeError, "request greenlet resumed without a request");
+    if (!PyTuple_Check(current.get()) ||
+        (PyTuple_GET_SIZE(current.get()) != 2 && PyTuple_GET_SIZE(current.get()) != 1)) {
+      PyErr_SetString(PyExc_RuntimeError, "request greenlet resumed without a task");
       return nullptr;
     }
   }
@@ -222,11 +243,19 @@ PyMethodDef request_worker_def = {"_request_worker", request_worker, METH_O,
 
 int HttpServer::spawn_request(PyObject* request, PyObject* response) {
   PyRef pair(PyTuple_Pack(2, request, response));
-  if (!pair) return -1;
+  return pair ? spawn_task(pair.get()) : -1;
+}
+
+int HttpServer::spawn_websocket(PyObject* websocket) {
+  PyRef task(PyTuple_Pack(1, websocket));
+  return task ? spawn_task(task.get()) : -1;
+}
+
+int HttpServer::spawn_task(PyObject* task) {
   if (!idle_workers_.empty()) {
     PyRef worker(idle_workers_.back());
     idle_workers_.pop_back();
-    return hub_->schedule(worker.get(), pair.get());
+    return hub_->schedule(worker.get(), task);
   }
   if (!worker_function_) {
     PyRef capsule(PyCapsule_New(this, "theframework.server", nullptr));
@@ -234,7 +263,7 @@ int HttpServer::spawn_request(PyObject* request, PyObject* response) {
     worker_function_ = PyRef(PyCFunction_New(&request_worker_def, capsule.get()));
     if (!worker_function_) return -1;
   }
-  PyRef arguments(PyTuple_Pack(1, pair.get()));
+  PyRef arguments(PyTuple_Pack(1, task));
   if (!arguments) return -1;
   PyRef greenlet(hub_->spawn(worker_function_.get(), arguments.get(), nullptr));
   return greenlet ? 0 : -1;

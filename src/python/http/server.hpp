@@ -169,6 +169,9 @@ class HttpServer {
   }
   // Hands (request, response) to a parked request greenlet, or spawns one. 0 or -1 with exception.
   int spawn_request(PyObject* request, PyObject* response);
+  // The same for the dispatch of a listening WebSocket (`websocket`: its Python object, which the
+  // task keeps alive). 0 or -1 with an exception.
+  int spawn_websocket(PyObject* websocket);
   // Parks the current request greenlet for reuse; false when it should end instead.
   bool park_worker();
 
@@ -229,6 +232,8 @@ class HttpServer {
   bool websockets_going_away_ = false;
   // The grace is over: closes idle connections (shutdown only) and sends WebSockets away.
   void end_idle_grace();
+  // A task (request_greenlet.cpp's request_worker) to a parked greenlet, or a new one.
+  int spawn_task(PyObject* task);
   // Request greenlets waiting for their next request (strong references), and their body.
   static constexpr size_t kMaxIdleWorkers = 1024;
   std::vector<PyObject*> idle_workers_;

@@ -11,6 +11,7 @@
 #include "core/http/http_response.hpp"
 #include "core/websocket/handshake.hpp"
 #include "python/configuration.hpp"
+#include "python/greenlet_api.hpp"
 #include "python/http/objects.hpp"
 #include "python/http/server.hpp"
 
@@ -48,6 +49,17 @@ void raise_http_error(int status, const char* message, bool version_header) {
   if (!headers) return;
   PyRef error(PyObject_CallFunction(http_error, "isO", status, message, headers.get()));
   if (error) PyErr_SetObject(http_error, error.get());
+}
+
+// Logs the exception being raised by a WebSocket callback the way a handler's is logged (with
+// its traceback; `format` % callback as the message), unless it says the client left; clears it.
+void log_callback_error(const char* format, PyObject* callback) noexcept {
+  PyRef error = take_exception();
+  if (error && !client_gone_error(error.get())) {
+    PyRef arguments(Py_BuildValue("(sO)", format, callback));
+    log_exception(arguments.get(), error.get());
+  }
+  PyErr_Clear();
 }
 
 double seconds_until(int64_t deadline_ns, int64_t now_ns) {
@@ -103,15 +115,18 @@ PyObject* WebSocketSession::raise_closed() {
   return nullptr;
 }
 
-PyObject* WebSocketSession::closed_error(uint16_t code, std::string_view reason) {
-  if (!closed_) {
-    closed_ = true;
-    if (close_code_ == 0) {
-      close_code_ = code;
-      close_reason_.assign(reason);
-    }
-    connection_.server().websocket_closed(close_code_);
+void WebSocketSession::mark_closed(uint16_t code, std::string_view reason) noexcept {
+  if (closed_) return;
+  closed_ = true;
+  if (close_code_ == 0) {
+    close_code_ = code;
+    close_reason_.assign(reason);
   }
+  connection_.server().websocket_closed(close_code_);
+}
+
+PyObject* WebSocketSession::closed_error(uint16_t code, std::string_view reason) {
+  mark_closed(code, reason);
   return raise_closed();
 }
 
@@ -157,13 +172,22 @@ int WebSocketSession::send_views(std::vector<Py_buffer>& views, bool is_close) {
     views.clear();
     return -1;
   }
+  // The wait for the lock may have outlived the session, or the socket (whose descriptor
+  // number may already belong to another connection).
+  if (closed_ || (close_sent_ && !is_close) || !connection_.open()) {
+    release_send_lock();
+    for (Py_buffer& view : views) PyBuffer_Release(&view);
+    views.clear();
+    if (!connection_.open()) mark_closed(ws::kCloseAbnormal, "");
+    raise_closed();
+    return -1;
+  }
   if (is_close) close_sent_ = true;
   const int status = connection_.send_views(views);
   release_send_lock();
   if (status < 0 && !closed_) {
-    closed_ = true;
-    if (close_code_ == 0) close_code_ = ws::kCloseAbnormal;
-    connection_.server().websocket_closed(close_code_);
+    mark_closed(ws::kCloseAbnormal, "");
+    wake();  // a listening session reports its end
   }
   return status;
 }
@@ -306,23 +330,37 @@ int WebSocketSession::wait_input(int64_t deadline_ns) {
   return 0;
 }
 
-PyObject* WebSocketSession::next_event(int64_t deadline_ns, bool discard_messages) {
+ws::ReadEvent WebSocketSession::read_event() noexcept {
+  if (pending_.kind != ws::ReadKind::need_more) {
+    const ws::ReadEvent event = pending_;
+    pending_ = {};
+    return event;
+  }
+  ws::ReadEvent event = reader_.feed(connection_.buffered());
+  if (event.consumed > 0) {
+    queue_scan_ = {};
+    connection_.consume(event.consumed);
+    last_activity_ns_ = core::monotonic_ns();
+    connection_.resume_receive();
+  }
+  return event;
+}
+
+PyObject* WebSocketSession::next_event(int64_t deadline_ns, bool discard_messages, bool wait) {
   while (true) {
     if (closed_) return raise_closed();
     if (going_away_ && !close_sent_) {
       if (send_close(ws::kCloseGoingAway, "server shutting down") < 0) PyErr_Clear();
       if (closed_) return raise_closed();
       const int64_t close_deadline = deadline_in(close_timeout());
-      if (deadline_ns < 0 || close_deadline < deadline_ns) deadline_ns = close_deadline;
+      if (!wait) {
+        close_deadline_ns_ = close_deadline;  // the connection timer enforces it
+      } else if (deadline_ns < 0 || close_deadline < deadline_ns) {
+        deadline_ns = close_deadline;
+      }
       discard_messages = true;
     }
-    ws::ReadEvent event = reader_.feed(connection_.buffered());
-    if (event.consumed > 0) {
-      queue_scan_ = {};
-      connection_.consume(event.consumed);
-      last_activity_ns_ = core::monotonic_ns();
-      connection_.resume_receive();
-    }
+    ws::ReadEvent event = read_event();
     switch (event.kind) {
       case ws::ReadKind::text:
       case ws::ReadKind::binary: {
@@ -361,6 +399,7 @@ PyObject* WebSocketSession::next_event(int64_t deadline_ns, bool discard_message
         break;
     }
     if (connection_.input_ended()) return closed_error(ws::kCloseAbnormal, "connection lost");
+    if (!wait) return nullptr;
     const int waited = wait_input(deadline_ns);
     if (waited < 0) {
       if (closed_ || connection_.input_ended() || !connection_.open()) {
@@ -377,6 +416,11 @@ PyObject* WebSocketSession::next_event(int64_t deadline_ns, bool discard_message
 }
 
 PyObject* WebSocketSession::receive(double timeout) {
+  if (listen_state_ != ListenState::none) {
+    PyErr_SetString(PyExc_RuntimeError,
+                    "receive() after listen(): this WebSocket's messages go to on_message");
+    return nullptr;
+  }
   if (closed_) return raise_closed();
   if (receiving_) {
     PyErr_SetString(PyExc_RuntimeError, "another greenlet is already receiving on this WebSocket");
@@ -408,6 +452,12 @@ int WebSocketSession::close(uint16_t code, std::string_view reason) {
     }
     return -1;
   }
+  if (listen_state_ == ListenState::requested || listen_state_ == ListenState::active) {
+    // Listening: the dispatch reads the answer; the connection timer bounds the wait.
+    if (close_deadline_ns_ == 0) close_deadline_ns_ = deadline_in(close_timeout());
+    wake();
+    return 0;
+  }
   if (receiving_ || closed_) return 0;  // the receiving greenlet reads the answer
   receiving_ = true;
   PyObject* result = next_event(deadline_in(close_timeout()), true);
@@ -421,23 +471,226 @@ int WebSocketSession::close(uint16_t code, std::string_view reason) {
        PyErr_ExceptionMatches(const_cast<PyObject*>(websocket_closed))) ||
       PyErr_ExceptionMatches(PyExc_TimeoutError)) {
     PyErr_Clear();
-    if (!closed_) {
-      closed_ = true;
-      connection_.server().websocket_closed(close_code_);
-    }
+    mark_closed(close_code_, close_reason_);
     return 0;
   }
   return -1;
 }
 
 void WebSocketSession::finish(bool failed) noexcept {
+  if (listen_state_ == ListenState::requested && !failed) return;  // start_listening() follows
   if (!closed_ && !close_sent_ && connection_.open()) {
     if (send_close(failed ? ws::kCloseInternalError : ws::kCloseNormal, "") < 0) PyErr_Clear();
   }
-  if (!closed_) {
-    closed_ = true;
-    connection_.server().websocket_closed(close_code_ == 0 ? ws::kCloseAbnormal : close_code_);
+  mark_closed(ws::kCloseAbnormal, "");
+  if (listen_state_ == ListenState::requested) close_listener();
+}
+
+void WebSocketSession::abandon_listener() noexcept {
+  listen_state_ = ListenState::ended;
+  drop_listener();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listening
+
+int WebSocketSession::listen(PyObject* self, PyObject* on_message, PyObject* on_close) {
+  if (listen_state_ != ListenState::none) {
+    PyErr_SetString(PyExc_RuntimeError, "listen() was already called on this WebSocket");
+    return -1;
   }
+  if (!connection_.handling()) {
+    PyErr_SetString(PyExc_RuntimeError,
+                    "listen() is called by the request's handler, before it returns");
+    return -1;
+  }
+  if (receiving_) {
+    PyErr_SetString(PyExc_RuntimeError, "another greenlet is receiving on this WebSocket");
+    return -1;
+  }
+  if (closed_) {
+    raise_closed();
+    return -1;
+  }
+  listener_ = Py_NewRef(self);
+  on_message_ = Py_NewRef(on_message);
+  on_close_ = Py_XNewRef(on_close);
+  listen_state_ = ListenState::requested;
+  return 0;
+}
+
+void WebSocketSession::start_listening() noexcept {
+  listen_state_ = ListenState::active;
+  if (close_sent_ && close_deadline_ns_ == 0) close_deadline_ns_ = deadline_in(close_timeout());
+  wake();
+}
+
+int64_t WebSocketSession::next_deadline_ns() const noexcept {
+  if (close_sent_) return close_deadline_ns_ > 0 ? close_deadline_ns_ : -1;
+  if (options_.ping_interval <= 0) return -1;
+  if (awaiting_pong_) return pong_deadline_ns_;
+  return last_activity_ns_ + static_cast<int64_t>(options_.ping_interval * 1e9);
+}
+
+void WebSocketSession::arm_timer() noexcept {
+  const int64_t deadline = next_deadline_ns();
+  if (deadline < 0) {
+    if (timer_at_ns_ != 0) connection_.wake_at(-1);
+    timer_at_ns_ = 0;
+    return;
+  }
+  // A timer that fires no later is kept: when it fires early, wake() looks and arms again (the
+  // ping deadline moves with every byte received, the timer need not follow each move).
+  if (timer_at_ns_ != 0 && timer_at_ns_ <= deadline) return;
+  connection_.wake_at(deadline);
+  timer_at_ns_ = deadline;
+}
+
+void WebSocketSession::wake() noexcept {
+  if (listen_state_ != ListenState::active || dispatching_) return;
+  if (closed_ || (going_away_ && !close_sent_) || pending_.kind != ws::ReadKind::need_more) {
+    schedule_dispatch();
+    return;
+  }
+  while (true) {
+    const ws::ReadEvent event = read_event();
+    if (event.kind == ws::ReadKind::pong) {
+      awaiting_pong_ = false;
+      continue;
+    }
+    if (event.kind != ws::ReadKind::need_more) {
+      pending_ = event;  // the reader keeps the message or control payload until the next feed
+      schedule_dispatch();
+      return;
+    }
+    break;
+  }
+  const int64_t deadline = next_deadline_ns();
+  if (connection_.input_ended() || (deadline >= 0 && core::monotonic_ns() >= deadline)) {
+    schedule_dispatch();
+    return;
+  }
+  // Idle: nothing but the reader's state is kept; buffers go until bytes arrive.
+  connection_.release_input();
+  if (!reader_.in_message()) std::string().swap(reader_.message());
+  arm_timer();
+}
+
+bool WebSocketSession::service_deadline() {
+  const int64_t deadline = next_deadline_ns();
+  const int64_t now = core::monotonic_ns();
+  if (deadline < 0 || now < deadline) return false;
+  if (close_sent_) {
+    mark_closed(close_code_, close_reason_);  // the peer did not answer our close in time
+  } else if (awaiting_pong_) {
+    if (send_close(ws::kCloseInternalError, "keepalive ping timeout") < 0) PyErr_Clear();
+    mark_closed(ws::kCloseInternalError, "keepalive ping timeout");
+  } else {
+    if (send_control(ws::Opcode::ping, "") < 0) PyErr_Clear();  // a failed send closed it
+    awaiting_pong_ = true;
+    pong_deadline_ns_ = now + static_cast<int64_t>(options_.ping_timeout * 1e9);
+  }
+  return true;
+}
+
+void WebSocketSession::schedule_dispatch() noexcept {
+  dispatching_ = true;
+  if (connection_.server().spawn_websocket(listener_) == 0) return;
+  // No greenlet to run it (out of memory): the session ends without its callbacks.
+  PyErr_Clear();
+  dispatching_ = false;
+  listen_state_ = ListenState::ended;
+  mark_closed(ws::kCloseAbnormal, "");
+  connection_.retain();
+  connection_.close_now();
+  drop_listener();
+  connection_.release();
+}
+
+bool WebSocketSession::deliver(PyObject* message) {
+  PyObject* arguments[] = {listener_, message};
+  PyRef result(PyObject_Vectorcall(on_message_, arguments, 2, nullptr));
+  if (result) return true;
+  if (PyErr_ExceptionMatches(greenlet::api.exit_type)) return false;  // killed
+  log_callback_error("Exception in WebSocket on_message callback %r", on_message_);
+  fail(ws::kCloseInternalError);
+  return true;
+}
+
+void WebSocketSession::fail(uint16_t code) noexcept {
+  if (!closed_ && !close_sent_ && connection_.open() && send_close(code, "") < 0) PyErr_Clear();
+  mark_closed(code, "");
+}
+
+void WebSocketSession::dispatch() noexcept {
+  while (listen_state_ == ListenState::active && !closed_) {
+    PyObject* message = next_event(-1, close_sent_, false);
+    if (message != nullptr) {
+      const bool delivered = deliver(message);
+      Py_DECREF(message);
+      if (!delivered) return abandon_dispatch();
+      continue;
+    }
+    if (!PyErr_Occurred()) {
+      if (service_deadline()) continue;
+      // Nothing left: the greenlet goes back to the pool, and wake() keeps the idle connection
+      // (no switch happened since the last look at the input, so nothing arrived unseen).
+      dispatching_ = false;
+      wake();
+      return;
+    }
+    if (PyErr_ExceptionMatches(greenlet::api.exit_type)) return abandon_dispatch();
+    if (PyErr_ExceptionMatches(configuration.websocket_closed.get())) {
+      PyErr_Clear();  // closed_ is set
+    } else {
+      log_callback_error("Exception in the WebSocket dispatch of %r", on_message_);
+      fail(ws::kCloseInternalError);
+    }
+  }
+  dispatching_ = false;
+  if (listen_state_ == ListenState::active) end_listening();
+}
+
+void WebSocketSession::abandon_dispatch() noexcept {
+  PyErr_Clear();
+  mark_closed(ws::kCloseAbnormal, "");
+  listen_state_ = ListenState::ended;
+  dispatching_ = false;
+  connection_.retain();  // dropping the WebSocket object may release the connection
+  connection_.end_websocket();
+  drop_listener();
+  connection_.release();
+}
+
+void WebSocketSession::close_listener() noexcept {
+  listen_state_ = ListenState::ended;
+  if (on_close_ != nullptr && listener_ != nullptr) {
+    PyRef code(PyLong_FromLong(close_code_ == 0 ? ws::kCloseAbnormal : close_code_));
+    PyRef reason(PyUnicode_DecodeUTF8(close_reason_.data(),
+                                      static_cast<Py_ssize_t>(close_reason_.size()), "replace"));
+    PyObject* arguments[] = {listener_, code.get(), reason.get()};
+    PyRef result(code && reason ? PyObject_Vectorcall(on_close_, arguments, 3, nullptr) : nullptr);
+    if (!result) log_callback_error("Exception in WebSocket on_close callback %r", on_close_);
+  }
+  drop_listener();
+}
+
+void WebSocketSession::end_listening() noexcept {
+  listen_state_ = ListenState::ended;
+  connection_.retain();         // dropping the WebSocket object may release the connection
+  connection_.end_websocket();  // the client sees the end before on_close runs
+  close_listener();
+  connection_.release();
+}
+
+void WebSocketSession::drop_listener() noexcept {
+  PyObject* listener = listener_;
+  PyObject* on_message = on_message_;
+  PyObject* on_close = on_close_;
+  listener_ = on_message_ = on_close_ = nullptr;
+  Py_XDECREF(on_message);
+  Py_XDECREF(on_close);
+  Py_XDECREF(listener);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -554,6 +807,25 @@ PyObject* websocket_close(PyObject* self, PyObject* args, PyObject* kwargs) {
   Py_RETURN_NONE;
 }
 
+PyObject* websocket_listen(PyObject* self, PyObject* args, PyObject* kwargs) {
+  static const char* keywords[] = {"on_message", "on_close", nullptr};
+  PyObject* on_message = nullptr;
+  PyObject* on_close = Py_None;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O", const_cast<char**>(keywords), &on_message,
+                                   &on_close)) {
+    return nullptr;
+  }
+  if (!PyCallable_Check(on_message) || (on_close != Py_None && !PyCallable_Check(on_close))) {
+    PyErr_SetString(PyExc_TypeError, "listen() takes callables (on_close may be None)");
+    return nullptr;
+  }
+  if (Hub::for_blocking_call() == nullptr) return nullptr;
+  if (session_of(self).listen(self, on_message, on_close == Py_None ? nullptr : on_close) < 0) {
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+
 PyObject* websocket_iter(PyObject* self) {
   return Py_NewRef(self);
 }
@@ -598,6 +870,9 @@ PyMethodDef websocket_methods[] = {
     {"ping", TF_METHOD_CAST(websocket_ping), METH_FASTCALL, "Sends a ping (payload <= 125 bytes)."},
     {"close", TF_METHOD_CAST(websocket_close), METH_VARARGS | METH_KEYWORDS,
      "Closes with code and reason and waits (bounded) for the peer's close."},
+    {"listen", TF_METHOD_CAST(websocket_listen), METH_VARARGS | METH_KEYWORDS,
+     "listen(on_message, on_close=None): messages go to on_message(ws, message) with no greenlet "
+     "held while idle; on_close(ws, code, reason) once at the end. The handler then returns."},
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -680,6 +955,11 @@ int origin_allowed(std::span<const http::Header> headers, PyObject* origins) {
 }
 
 }  // namespace
+
+void run_websocket_dispatch(PyObject* websocket) {
+  PyRef keep = PyRef::borrow(websocket);
+  session_of(websocket).dispatch();
+}
 
 PyObject* websocket_accept(Connection* connection, std::string_view head_bytes,
                            PyObject* subprotocols, PyObject* origins) {

@@ -6,6 +6,7 @@ greenlets alive in the worker. Every on_close prints ``on_close <route> <code> <
 from __future__ import annotations
 
 import gc
+import struct
 
 from greenlet import greenlet
 
@@ -45,10 +46,11 @@ def blocking(request: Request, response: Response) -> None:
 
 
 def slow_message(ws: WebSocket, message: str | bytes) -> None:
-    """Sleeps before each echo ("sleep:<seconds>:<text>" sleeps that long): messages that arrive
-    meanwhile wait for this one."""
+    """ "sleep:<seconds>:<text>" answers "sleeping <text>", sleeps that long, then answers
+    <text>: messages that arrive meanwhile wait for this one. Others are echoed."""
     if isinstance(message, str) and message.startswith("sleep:"):
         _, seconds, text = message.split(":", 2)
+        ws.send(f"sleeping {text}")
         _core.sleep(float(seconds))
         ws.send(text)
     else:
@@ -106,6 +108,26 @@ def close_from_callback(request: Request, response: Response) -> None:
     request.websocket().listen(closing_message, report_close("/close"))
 
 
+closable = Group()
+
+
+@app.get("/closable")
+def join_closable(request: Request, response: Response) -> None:
+    ws = request.websocket()
+    closable.add(ws)
+    ws.listen(echo_message, report_close("/closable"))
+
+
+@app.get("/close-all")
+def close_all(request: Request, response: Response) -> None:
+    """Closes every /closable WebSocket with 4005 from this request's greenlet (not a callback):
+    close() on a listening WebSocket returns without waiting for the client's answer."""
+    for ws in closable:
+        ws.close(4005, "closed by a request")
+        closable.discard(ws)
+    response.write("closed")
+
+
 @app.get("/misuse")
 def misuse(request: Request, response: Response) -> None:
     """Tells the client what a second listen() and a receive() after listen() raise, then
@@ -133,3 +155,38 @@ def greenlets(request: Request, response: Response) -> None:
     """The number of greenlets alive in this worker (the hub's included)."""
     gc.collect()
     response.write(str(sum(isinstance(item, greenlet) for item in gc.get_objects())))
+
+
+held = {"released": False}
+# Per WebSocket of /hold: [messages expected, next index]; absent before the first message.
+holds: dict[WebSocket, list[int]] = {}
+
+
+def hold_message(ws: WebSocket, message: str | bytes) -> None:
+    """Backpressure: the first message says how many follow; the callback answers "holding" and
+    blocks until GET /release, so the others queue; each later one must carry its index (4 bytes
+    big-endian) in order, and the last is answered "received N in order"."""
+    state = holds.get(ws)
+    if state is None:
+        holds[ws] = [int(message), 0]
+        ws.send("holding")
+        while not held["released"]:
+            _core.sleep(0.01)
+        return
+    assert isinstance(message, bytes)
+    if struct.unpack("!I", message[:4])[0] != state[1]:
+        ws.send(f"message {state[1]} missing")
+    state[1] += 1
+    if state[1] == state[0]:
+        ws.send(f"received {state[0]} in order")
+
+
+@app.get("/hold")
+def hold(request: Request, response: Response) -> None:
+    request.websocket().listen(hold_message, lambda ws, code, reason: holds.pop(ws, None))
+
+
+@app.get("/release")
+def release(request: Request, response: Response) -> None:
+    held["released"] = True
+    response.write("released")

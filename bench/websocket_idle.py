@@ -4,6 +4,8 @@ after, and the difference divided by N is the cost of one idle WebSocket, everyt
 allocates included (the kernel's socket buffers are not in RSS).
 
 Rows (``--rows``): ``theframework`` (``--ws-compression none``, no extension offered),
+``theframework-listen`` (the same server, its WebSockets on ``/echo-listen``, which calls
+``WebSocket.listen``: no greenlet waits for an idle one),
 ``theframework-deflate`` (permessage-deflate negotiated and one compressed message echoed on
 each connection, so both zlib streams exist: context takeover, the server's 4 KiB windows),
 ``theframework-deflate-nct`` (the same with client_no_context_takeover and
@@ -22,7 +24,7 @@ CAP_SYS_RESOURCE); when it stays below the count asked for, the largest count th
 measured and the table says so.
 
     .venv/bin/python bench/websocket_idle.py [--connections 100000]
-        [--rows theframework,theframework-deflate,theframework-deflate-nct,
+        [--rows theframework,theframework-listen,theframework-deflate,theframework-deflate-nct,
                 theframework-deflate-no-context,uvicorn,granian]
         [--output bench/results/websocket_idle.md]
 
@@ -61,7 +63,10 @@ ROWS = {
     ),
     "uvicorn": ("uvicorn", ""),
     "granian": ("granian", ""),
+    "theframework-listen": ("theframework", ""),
 }
+# Rows whose WebSockets open another route than /echo.
+PATHS = {"theframework-listen": "/echo-listen"}
 PER_SOURCE_ADDRESS = 10_000
 FILE_MARGIN = 256  # files a server or the client opens beside its connections
 IP_BIND_ADDRESS_NO_PORT = 24  # <linux/in.h>: the port is chosen at connect(), per destination
@@ -107,8 +112,9 @@ def masked_frame(first_byte: int, payload: bytes) -> bytes:
     return header + key + bytes(byte ^ key[index % 4] for index, byte in enumerate(payload))
 
 
-def open_websocket(port: int, offer: str, index: int) -> socket.socket:
-    """WebSocket number ``index`` to the echo route, from 127.0.0.(2 + index // 10,000)."""
+def open_websocket(port: int, offer: str, index: int, path: str = "/echo") -> socket.socket:
+    """WebSocket number ``index`` to the echo route ``path``, from 127.0.0.(2 + index //
+    10,000)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.settimeout(60)
     sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
@@ -118,7 +124,7 @@ def open_websocket(port: int, offer: str, index: int) -> socket.socket:
     extension = f"Sec-WebSocket-Extensions: {offer}\r\n" if offer else ""
     sock.sendall(
         (
-            "GET /echo HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"GET {path} HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extension}\r\n"
         ).encode()
     )
@@ -159,12 +165,15 @@ def measure(row: str, connections: int) -> str:
     """Opens ``connections`` idle WebSockets on a fresh server; the row of the table."""
     server_name, offer = ROWS[row]
     server = SERVERS[server_name]
+    path = PATHS.get(row, "/echo")
     with running(server, LOGS, f"idle-{row}") as process:
-        sockets = [open_websocket(process.port, offer, 0)]  # warm-up: code paths, pools
+        sockets = [open_websocket(process.port, offer, 0, path)]  # warm-up: code paths, pools
         before = total_rss_kib(process)
         started = time.monotonic()
         try:
-            sockets += [open_websocket(process.port, offer, index) for index in range(connections)]
+            sockets += [
+                open_websocket(process.port, offer, index, path) for index in range(connections)
+            ]
             opened = time.monotonic() - started
             after = total_rss_kib(process)
             answered = live(sockets[1:])
@@ -183,7 +192,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=100_000)
     parser.add_argument(
         "--rows",
-        default="theframework,theframework-deflate,theframework-deflate-nct,"
+        default="theframework,theframework-listen,theframework-deflate,theframework-deflate-nct,"
         "theframework-deflate-no-context,uvicorn,granian",
     )
     parser.add_argument("--output", type=Path, help="also write the Markdown table here")

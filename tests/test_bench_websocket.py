@@ -73,9 +73,9 @@ def test_websocket_broadcast_quick(tmp_path: Path) -> None:
 def test_websocket_idle_quick(tmp_path: Path) -> None:
     table = run_script(
         "websocket_idle.py", "--connections", "300", "--rows",
-        "theframework,theframework-deflate-nct", tmp_path=tmp_path,
+        "theframework,theframework-listen,theframework-deflate-nct", tmp_path=tmp_path,
     )  # fmt: skip
-    for row in ("theframework", "theframework-deflate-nct"):
+    for row in ("theframework", "theframework-listen", "theframework-deflate-nct"):
         cells = row_cells(table, row)
         assert cells[1] == "300"
         assert cells[2] == "300"  # every connection still echoes after the measurement

@@ -1,6 +1,7 @@
 """The WebSocket benchmark app on theframework's own API (bench/websocket_*.py).
 
-``/echo`` sends every message back; ``/broadcast`` joins the connection to one ``Group``, says
+``/echo`` sends every message back; ``/echo-listen`` too, through ``WebSocket.listen`` (no
+greenlet held between messages); ``/broadcast`` joins the connection to one ``Group``, says
 "joined" once, and broadcasts every message it receives to the whole group (itself included).
 ``/plaintext`` answers "Hello, World!" (bench/run.py's readiness probe)."""
 
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from payloads import PLAINTEXT
 
-from theframework import Framework, Request, Response
+from theframework import Framework, Request, Response, WebSocket
 from theframework.websocket import Group
 
 app = Framework()
@@ -26,6 +27,15 @@ def echo(request: Request, response: Response) -> None:
     ws = request.websocket()
     for message in ws:
         ws.send(message)
+
+
+def echo_message(ws: WebSocket, message: str | bytes) -> None:
+    ws.send(message)
+
+
+@app.get("/echo-listen")
+def echo_listen(request: Request, response: Response) -> None:
+    request.websocket().listen(echo_message)
 
 
 @app.get("/broadcast")

@@ -469,10 +469,12 @@ OPTIONS: tuple[Option, ...] = (
          "larger one closes the WebSocket with 1009 (0: no limit)", "engine", minimum=0,
          metavar="BYTES"),
     _int("ws_max_queue", "server", 32, "WebSocket messages received but not yet taken by "
-         "receive(); when that many wait, the server stops reading the socket (backpressure)",
+         "receive() (or by a listen() callback); when that many wait, the server stops reading "
+         "the socket (backpressure)",
          "engine", minimum=1, metavar="MESSAGES"),
     _secs("ws_ping_interval", "server", 20.0, "silence on a WebSocket after which a waiting "
-          "receive() sends a keep-alive ping (0: no pings)", "engine", allow_zero=True),
+          "receive(), or the server for a listening one, sends a keep-alive ping (0: no pings)",
+          "engine", allow_zero=True),
     _secs("ws_ping_timeout", "server", 20.0, "time a WebSocket ping (or our close frame) waits "
           "for its answer; a client that does not answer is closed with 1011", "engine"),
     _enum("ws_compression", "server", "deflate", ("deflate", "deflate-no-context", "none"),

@@ -1,5 +1,5 @@
 """The Autobahn|Testsuite (wstest -m fuzzingclient, the WebSocket conformance suite) against the
-echo route of a real server: every case must end OK, NON-STRICT or INFORMATIONAL, none FAILED
+echo route of a real server (a handler echoing with receive(), and one with WebSocket.listen): every case must end OK, NON-STRICT or INFORMATIONAL, none FAILED
 or UNIMPLEMENTED, judged from the suite's own report (index.json).
 
 wstest needs Python 2.7; scripts/autobahn_env.sh installs it once into .venv-autobahn/ (about
@@ -40,9 +40,17 @@ def wstest() -> str:
     return completed.stdout.strip().splitlines()[-1]
 
 
-def test_autobahn_fuzzingclient(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "app",
+    [
+        pytest.param("websocket_apps.echo:app", id="receive"),
+        # The same echo through WebSocket.listen: the hub reads, a dispatch task echoes.
+        pytest.param("websocket_apps.listen:app", id="listen"),
+    ],
+)
+def test_autobahn_fuzzingclient(tmp_path: Path, app: str) -> None:
     program = wstest()
-    process, port = serve("--ws-max-message-size", str(16 * 1024 * 1024))
+    process, port = serve("--ws-max-message-size", str(16 * 1024 * 1024), app=app)
     with process:
         spec = {
             "outdir": str(tmp_path / "report"),

@@ -1,6 +1,7 @@
 """The Autobahn|Testsuite (wstest -m fuzzingclient, the WebSocket conformance suite) against the
-echo route of a real server (a handler echoing with receive(), and one with WebSocket.listen): every case must end OK, NON-STRICT or INFORMATIONAL, none FAILED
-or UNIMPLEMENTED, judged from the suite's own report (index.json).
+echo route of a real server (a handler echoing with receive(), and one with WebSocket.listen):
+every case must end OK, NON-STRICT or INFORMATIONAL, none FAILED or UNIMPLEMENTED, judged from
+the suite's own report (index.json).
 
 wstest needs Python 2.7; scripts/autobahn_env.sh installs it once into .venv-autobahn/ (about
 40 s; CPython 2.7 from pyenv). Cases 1.* to 11.* run whole. Of the permessage-deflate cases,

@@ -79,6 +79,13 @@ SERVERS: dict[str, Server] = {
         "--log-level warning --backpressure 250000 ws_asgi_app:app",
         module="granian",
     ),
+    "granian-rsgi": Server(
+        "granian-rsgi",
+        "Granian, RSGI interface, 1 worker",
+        f"{PEERS / 'granian'} --interface rsgi --workers 1 --host {{host}} --port {{port}} "
+        "--log-level warning --backpressure 250000 ws_rsgi_app:app",
+        module="granian",
+    ),
 }
 
 
@@ -136,7 +143,7 @@ def run_client(port: int, mode: str, connections: int, seconds: float, warmup: f
     return json.loads(done.stdout)
 
 
-SERVER_NAMES = ("theframework", "uvicorn", "granian")
+SERVER_NAMES = ("theframework", "uvicorn", "granian", "granian-rsgi")
 
 
 def client_arguments(description: str, clients: int) -> argparse.Namespace:

@@ -45,6 +45,9 @@ _OURS = (
 
 # One worker each (the servers' default, Granian's too); no pings (idle connections must stay
 # idle; uvicorn's 0 would mean "ping continuously", so its interval is a day); no access log.
+# With --workers (websocket_idle.py), uvicorn's supervisor kills a worker that does not answer
+# its health check within --timeout-worker-healthcheck (5 s): all workers share CPU 0 and are
+# busy with handshakes, so it gets an hour.
 # Compression is off unless the row says so (the clients never offer it outside the deflate
 # variants).
 SERVERS: dict[str, Server] = {
@@ -71,7 +74,8 @@ SERVERS: dict[str, Server] = {
         "uvicorn --ws websockets, ASGI",
         f"{PEERS / 'uvicorn'} --host {{host}} --port {{port}} --ws websockets "
         "--ws-per-message-deflate false --ws-ping-interval 86400 --log-level warning "
-        "--no-access-log --backlog 4096 --timeout-graceful-shutdown 2 ws_asgi_app:app",
+        "--no-access-log --backlog 4096 --timeout-graceful-shutdown 2 "
+        "--timeout-worker-healthcheck 3600 ws_asgi_app:app",
         module="uvicorn",
     ),
     # Granian serves at most --backpressure connections at once (default 1,024 per worker).

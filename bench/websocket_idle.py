@@ -52,7 +52,7 @@ import struct
 import time
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -177,7 +177,8 @@ def live(sockets: list[socket.socket]) -> int:
 # ---------------------------------------------------------------------------------------------
 # Client processes: each is told ("open", port, offer, first, end), opens WebSockets number
 # first..end-1 and answers ("opened", count); told ("probe",), answers ("answered", count); told
-# ("close",), closes them all and answers ("closed",); it exits when its pipe closes. A failure
+# ("close",), closes them all and answers ("closed",); told ("exit",), exits (each child holds
+# copies of the parent's ends forked before it, so a closed pipe is no signal). A failure
 # answers ("failed", text) and exits.
 
 
@@ -186,9 +187,8 @@ def client_process(commands: Connection) -> None:
     sockets: list[socket.socket] = []
     try:
         while True:
-            try:
-                command = commands.recv()
-            except EOFError:
+            command = commands.recv()
+            if command[0] == "exit":
                 return
             if command[0] == "open":
                 _, port, offer, first, end = command
@@ -223,6 +223,8 @@ def clients(count: int) -> Iterator[list[Connection]]:
         yield pipes
     finally:
         for pipe in pipes:
+            with suppress(OSError):
+                pipe.send(("exit",))
             pipe.close()
         for process in processes:
             process.join(timeout=30)

@@ -222,6 +222,32 @@ def test_free_address_and_port_zero_pass_the_check() -> None:
     check_tcp_address_free(ServerConfig(host="127.0.0.1", port=0))
 
 
+def test_a_free_address_is_known_without_listing_the_hosts_sockets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # /proc/net/tcp lists every socket of the host (seconds to read beside 100,000 connections):
+    # a free address is recognised by a probe bind instead, a taken one still named by the list.
+    from theframework.config import ServerConfig
+    from theframework.server import sockets
+
+    def fail() -> list[sockets.ListeningSocket]:
+        raise AssertionError("the host's socket table was read")
+
+    monkeypatch.setattr(sockets, "_listening_sockets", fail)
+    with socket.socket() as connected_side:
+        connected_side.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        connected_side.bind(("127.0.0.1", 0))  # bound with SO_REUSEADDR, as a client may be
+        port = connected_side.getsockname()[1]
+        sockets.check_tcp_address_free(ServerConfig(host="127.0.0.1", port=port))
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        with pytest.raises(AssertionError, match="socket table was read"):
+            sockets.check_tcp_address_free(
+                ServerConfig(host="127.0.0.1", port=holder.getsockname()[1])
+            )
+
+
 # -- start-method preflight (process/preflight.py) -----------------------------------------------
 
 

@@ -518,3 +518,83 @@ def test_failing_shutdown_hook_does_not_skip_the_others() -> None:
     with pytest.raises(RuntimeError, match="first"):
         app.shutdown()
     assert events == ["first", "second", "third"]
+
+
+# -- mounts ---------------------------------------------------------------------------------------
+
+
+def _named(name: str) -> Any:
+    def handler(request: Any, response: Any) -> None:
+        response.chunks.append(name)
+
+    return handler
+
+
+def test_mounts_take_the_paths_no_route_matches_longest_prefix_first() -> None:
+    app = Framework()
+    app.add_route("/api/users", _named("route"))
+    app.add_route("/api/items/{id}", _named("item"), ["POST"])
+    app.mount("/", _named("root"))
+    app.mount("/api/", _named("api"))
+    app.mount("/api/v2", _named("v2"))
+    cases = {
+        ("GET", "/api/users"): "route",
+        ("DELETE", "/api/users/x"): "api",
+        ("PUT", "/api"): "api",
+        ("GET", "/api/v2"): "v2",
+        ("GET", "/api/v2/anything/deeper"): "v2",
+        ("GET", "/api/v2x"): "api",  # a prefix ends on a segment boundary
+        ("GET", "/apix"): "root",
+        ("GET", "/"): "root",
+    }
+    for (method, path), expected in cases.items():
+        handler, params = app.match(method, path)
+        response = RecordingResponse()
+        handler(RecordingRequest(method, path), response)
+        assert (response.chunks, params) == ([expected], {}), (method, path)
+    # A path that a route matches keeps its 405: the method is the client's error, not a miss.
+    with pytest.raises(HTTPError) as error:
+        app.match("GET", "/api/items/7")
+    assert error.value.status == 405
+
+
+def test_without_a_covering_mount_unknown_paths_are_404() -> None:
+    app = Framework()
+    app.mount("/static", _named("static"))
+    with pytest.raises(HTTPError) as error:
+        app.match("GET", "/other")
+    assert error.value.status == 404
+    with pytest.raises(HTTPError):
+        app.match("GET", "/staticfile")
+    assert app.match("GET", "/static")[1] == {}
+
+
+def test_middleware_runs_around_mounted_handlers() -> None:
+    app = Framework()
+    events: list[str] = []
+
+    def middleware(request: Any, response: Any, next_fn: Any) -> None:
+        events.append(f"before {request.path}")
+        next_fn()
+
+    app.use(middleware)
+    app.mount("/", _named("root"))
+    response = RecordingResponse()
+    app(RecordingRequest("POST", "/form"), response)  # type: ignore[arg-type]
+    assert (events, response.chunks) == (["before /form"], ["root"])
+
+
+@pytest.mark.parametrize("prefix", ["", "api", "/a//b", "/{name}", "/x}"])
+def test_malformed_mount_prefixes_are_refused(prefix: str) -> None:
+    with pytest.raises(ValueError, match="mount prefix"):
+        Framework().mount(prefix, _named("x"))
+
+
+def test_a_prefix_mounted_twice_or_a_handler_that_is_not_callable_is_refused() -> None:
+    app = Framework()
+    app.mount("/a/", _named("a"))
+    with pytest.raises(ValueError, match="already mounted at '/a'"):
+        app.mount("/a", _named("again"))
+    with pytest.raises(ValueError, match="not callable"):
+        app.mount("/b", "handler")  # type: ignore[arg-type]
+    assert [handler.__name__ for handler in app.mounted] == ["handler"]

@@ -13,6 +13,10 @@ Routing rules:
   ``Allow`` header (sorted, HEAD listed when GET is).
 - A GET route also serves HEAD (the native Response drops the body) unless HEAD is registered
   explicitly for that path.
+- Mounts (``mount(prefix, handler)``) take the paths no route matches: a path equal to a mount's
+  prefix or below it ("/legacy" and "/legacy/...", not "/legacyx") goes to the longest such
+  prefix's handler; prefix "/" takes every path. A path some route matches never reaches a mount,
+  even when the method is not allowed there (405).
 
 This module knows nothing about sockets or processes; ``Framework.run`` hands over to
 ``theframework.main.serve`` (the one upward call, named in the import contracts).
@@ -121,6 +125,7 @@ class Framework:
         self._static: dict[str, _Methods] = {}
         self._trie = _Node()
         self._middleware: list[Middleware] = []
+        self._mounts: list[tuple[str, Handler]] = []  # longest prefix first
         self._startup_hooks: list[Hook] = []
         self._shutdown_hooks: list[Hook] = []
 
@@ -213,6 +218,31 @@ class Framework:
 
         return register
 
+    def mount(self, prefix: str, handler: Handler) -> None:
+        """Sends every request whose path is ``prefix`` or lies below it, and that no route
+        matches, to ``handler(request, response)``, whatever its method; "/" mounts at the root
+        (every such path). The handler sees the request unchanged. A WSGI application (Flask,
+        Django) is mounted through ``theframework.wsgi.WSGIAdapter(app, root_path=prefix)``,
+        which gives it SCRIPT_NAME=prefix and the rest as PATH_INFO; beside it, this Framework's
+        own routes (WebSocket routes among them) answer first. Middleware runs around mounted
+        handlers as around routes. ValueError for a malformed prefix, a prefix already mounted,
+        or a handler that is not callable."""
+        if not prefix.startswith("/") or "//" in prefix or "{" in prefix or "}" in prefix:
+            raise ValueError(f"mount prefix must be a literal path starting with '/': {prefix!r}")
+        if not callable(handler):
+            raise ValueError(f"handler mounted at {prefix!r} is not callable: {handler!r}")
+        prefix = prefix.rstrip("/")  # "/" becomes "": every path lies below it
+        if any(existing == prefix for existing, _ in self._mounts):
+            raise ValueError(f"a handler is already mounted at {prefix or '/'!r}")
+        self._mounts.append((prefix, handler))
+        self._mounts.sort(key=lambda mount: len(mount[0]), reverse=True)
+
+    @property
+    def mounted(self) -> list[Handler]:
+        """The mounted handlers, longest prefix first (the server configures mounted WSGI
+        adapters: wsgi.multiprocess, SERVER_NAME/PORT)."""
+        return [handler for _, handler in self._mounts]
+
     def post(self, pattern: str) -> Callable[[_HandlerT], _HandlerT]:
         return self.route(pattern, ("POST",))
 
@@ -276,8 +306,9 @@ class Framework:
     # -- dispatch -------------------------------------------------------------------------------
 
     def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
-        """The handler and captured parameters for ``method`` and ``path``; HTTPError 404 when no
-        route matches the path, 405 (with Allow) when none of the matching routes has ``method``."""
+        """The handler and captured parameters for ``method`` and ``path``: a route's, else a
+        mount's (no parameters); HTTPError 404 when neither matches the path, 405 (with Allow)
+        when routes match the path but none of them has ``method``."""
         table = self._static.get(path)
         if table is not None:
             route = table.get(method)
@@ -311,7 +342,17 @@ class Framework:
             if "GET" in allowed:
                 allowed.add("HEAD")
             raise HTTPError(405, headers=[("Allow", _allow_header(allowed))])
+        mounted = self._mounted_handler(path)
+        if mounted is not None:
+            return mounted, {}
         raise HTTPError(404)
+
+    def _mounted_handler(self, path: str) -> Handler | None:
+        """The handler of the longest mount prefix that ``path`` equals or lies below."""
+        for prefix, handler in self._mounts:
+            if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
+                return handler
+        return None
 
     def __call__(self, request: Request, response: Response) -> None:
         """Handles one request: routing, middleware, handler, HTTPError to response."""

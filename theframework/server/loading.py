@@ -21,6 +21,7 @@ __all__ = [
     "import_from_string",
     "load_app",
     "looks_like_a_factory",
+    "wsgi_adapters",
 ]
 
 logger = logging.getLogger("theframework")
@@ -135,6 +136,8 @@ def load_app(
     target = import_from_string(app) if isinstance(app, str) else app
     if not callable(target):
         raise AppLoadError(f"application {app!r} is not callable (got {type(target).__name__})")
+    for adapter in wsgi_adapters(target):
+        adapter.set_multiprocess(multiprocess)
     if isinstance(target, WSGIAdapter) or config is None:
         handler: Handler = target
         return handler
@@ -155,6 +158,16 @@ def load_app(
         return WSGIAdapter(target, root_path=config.root_path, multiprocess=multiprocess)
     handler = target
     return handler
+
+
+def wsgi_adapters(handler: object) -> list[WSGIAdapter]:
+    """The WSGI adapters that requests reach through ``handler``: the handler itself, or the
+    adapters mounted on a Framework (``Framework.mount``)."""
+    if isinstance(handler, WSGIAdapter):
+        return [handler]
+    if isinstance(handler, Framework):
+        return [mounted for mounted in handler.mounted if isinstance(mounted, WSGIAdapter)]
+    return []
 
 
 _WSGI_FIRST_NAMES = frozenset({"environ", "env", "environment", "wsgi_environ"})

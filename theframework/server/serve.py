@@ -23,8 +23,8 @@ from .. import _core
 from ..app import Framework, Handler
 from ..config import ServerConfig
 from ..configfile import NO_HOOKS, SINGLE_PROCESS_WORKER_ID, Hooks
-from ..wsgi import WSGIAdapter
 from .accesslog import AccessLog
+from .loading import wsgi_adapters
 from .signals import drain_on_signals, single_process_signals
 from .sockets import (
     adopt_socket,
@@ -74,8 +74,9 @@ def serve_listeners(
     exception escaped from by the callbacks it saw.) ``hooks``' pre_request and post_request run
     around every request.
     """
-    if isinstance(handler, WSGIAdapter) and listeners:
-        handler.set_server_address(listeners[0].getsockname())
+    if listeners:
+        for adapter in wsgi_adapters(handler):
+            adapter.set_server_address(listeners[0].getsockname())
     framework = handler if isinstance(handler, Framework) else None
     logger.setLevel(config.log_level.upper())
     hub = _core.Hub(config.backend)

@@ -17,6 +17,7 @@ import secrets
 import socket
 import stat
 import struct
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -266,14 +267,22 @@ def _listening_sockets() -> list[ListeningSocket]:
     return found
 
 
-def _socket_holders(inodes: Iterable[int]) -> list[int]:
+# How long naming the holder of a taken address may take: each descriptor of every process is
+# looked at, which on a host holding hundreds of thousands of sockets takes seconds.
+HOLDER_SCAN_SECONDS = 3.0
+
+
+def _socket_holders(inodes: Iterable[int], deadline: float) -> list[int]:
     """The pids (other than this one) with a descriptor on one of the socket ``inodes``; only
-    the processes this user may inspect."""
+    the processes this user may inspect, and only those looked at before ``deadline``
+    (time.monotonic())."""
     targets = {f"socket:[{inode}]" for inode in inodes}
     holders = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
+        if time.monotonic() > deadline:
+            break
         try:
             descriptors = os.scandir(f"/proc/{entry.name}/fd")
         except OSError:
@@ -287,6 +296,21 @@ def _socket_holders(inodes: Iterable[int]) -> list[int]:
                 except OSError:
                     continue
     return sorted(holders)
+
+
+def _bindable(family: int, address: tuple[object, ...]) -> bool:
+    """Whether a socket with SO_REUSEADDR but not SO_REUSEPORT binds ``address``: Linux refuses
+    that bind while any socket listens on a conflicting address (the same one, a wildcard of
+    either side, or a dual-stack IPv6 wildcard), SO_REUSEPORT or not, and allows it beside
+    connections and TIME_WAIT. A constant-time answer, where /proc/net/tcp lists every
+    socket of the host."""
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError:
+        return False
+    return True
 
 
 def _process_name(pid: int) -> str:
@@ -311,6 +335,8 @@ def check_tcp_address_free(config: ServerConfig) -> None:
         infos = socket.getaddrinfo(host, config.port, type=socket.SOCK_STREAM)
     except OSError:
         return  # binding reports it
+    if all(_bindable(info[0], info[4]) for info in infos):
+        return  # the kernel refuses a bind beside any listener there: none (the common case)
     wanted = {_unmapped(ipaddress.ip_address(str(info[4][0]).split("%")[0])) for info in infos}
     inodes = [
         held.inode
@@ -319,10 +345,13 @@ def check_tcp_address_free(config: ServerConfig) -> None:
     ]
     if not inodes:
         return
-    holders = _socket_holders(inodes)
+    holders = _socket_holders(inodes, time.monotonic() + HOLDER_SCAN_SECONDS)
     if holders:
         who = ", ".join(f"pid {pid} ({_process_name(pid)})" for pid in holders)
         detail = f"{who} already listens on it"
     else:
-        detail = "another process already listens on it (not one this user can see)"
+        detail = (
+            "another process already listens on it (not one this user can see, or not found "
+            f"within {HOLDER_SCAN_SECONDS:g} s)"
+        )
     raise OSError(errno.EADDRINUSE, f"cannot listen on {config.bind_description}: {detail}")

@@ -427,6 +427,11 @@ class WSGIAdapter:
             "wsgi.file_wrapper": FileWrapper,
         }
 
+    def set_multiprocess(self, multiprocess: bool) -> None:
+        """wsgi.multiprocess from now on (the server sets it for an adapter mounted on a
+        Framework, which the user created before the worker count was known)."""
+        self._base["wsgi.multiprocess"] = multiprocess
+
     def set_server_address(self, address: object) -> None:
         """SERVER_NAME/SERVER_PORT for requests without a Host header: the listening socket's
         (host, port); a UNIX socket path keeps "localhost" and the scheme's default port."""

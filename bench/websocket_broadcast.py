@@ -3,7 +3,8 @@ connection 0 sends a 32-byte text message, the server broadcasts it to every mem
 included), and the next message goes once all of them have received it. One server worker
 each: theframework (``theframework.websocket.Group.broadcast``), uvicorn with its
 ``websockets`` implementation and Granian's ASGI interface (both running apps/ws_asgi_app.py,
-which loops over its members awaiting each ``send``).
+which loops over its members awaiting each ``send``), and Granian's RSGI interface
+(apps/ws_rsgi_app.py, the same loop over its members' transports).
 
 Reported: messages delivered per second, the time one broadcast takes to reach all members
 (median and p99 over the broadcasts; measured by the client from its send to the last arrival),
@@ -12,7 +13,8 @@ client's run, divided by every delivery including the warm-up). The client is
 build/bench/ws_client on CPU 1, the server on CPU 0; rounds alternate the server order.
 
     .venv/bin/python bench/websocket_broadcast.py [--clients 1000] [--seconds 5] [--rounds 3]
-        [--servers theframework,uvicorn,granian] [--output bench/results/websocket_broadcast.md]
+        [--servers theframework,uvicorn,granian,granian-rsgi]
+        [--output bench/results/websocket_broadcast.md]
 """
 
 from __future__ import annotations

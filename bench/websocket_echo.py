@@ -1,7 +1,7 @@
 """WebSocket echo round trips: 64 connections (``--clients``), each sending a 32-byte text
 message and sending the next when the echo is back, for a fixed time; one server worker each:
-theframework, uvicorn with its ``websockets`` implementation and Granian's ASGI interface (the
-peers from bench/.venv-peers, bench/setup.sh).
+theframework, uvicorn with its ``websockets`` implementation and Granian's ASGI and RSGI
+interfaces (the peers from bench/.venv-peers, bench/setup.sh).
 
 The client is build/bench/ws_client (C++, epoll, one thread, pinned to CPU 1; the server to
 CPU 0). Round trips per second can still be capped by the client on two cores, so the server's
@@ -11,7 +11,8 @@ client's speed. Rounds alternate the server order; medians are reported, and rat
 theframework are taken within each round.
 
     .venv/bin/python bench/websocket_echo.py [--clients 64] [--seconds 5] [--rounds 3]
-        [--servers theframework,uvicorn,granian] [--output bench/results/websocket_echo.md]
+        [--servers theframework,uvicorn,granian,granian-rsgi]
+        [--output bench/results/websocket_echo.md]
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """What the WebSocket benchmarks share (websocket_echo.py, websocket_broadcast.py,
-websocket_idle.py): the servers, one worker each, serving the same routes (apps/ws_tf_app.py,
-apps/ws_asgi_app.py); the C++ client (ws_client.cpp); the Markdown output. Servers are started,
-pinned, measured (process-tree CPU and RSS) and stopped by run.py's ``ServerProcess``."""
+websocket_idle.py): the servers, one worker each unless the caller adds ``--workers N`` (each
+command ends with its app, so run.py's ``extra`` options go before it), serving the same routes
+(apps/ws_tf_app.py, apps/ws_asgi_app.py, apps/ws_rsgi_app.py); the C++ client (ws_client.cpp);
+the Markdown output. Servers are started, pinned, measured (process-tree CPU and RSS) and stopped
+by run.py's ``ServerProcess``."""
 
 from __future__ import annotations
 
@@ -36,31 +38,35 @@ LOGS = RESULTS / "raw" / "logs"
 CLIENT = TOOLS / "ws_client"
 
 _OURS = (
-    f"{OURS_PYTHON} -m theframework ws_tf_app:app --host {{host}} --port {{port}} "
+    f"{OURS_PYTHON} -m theframework --host {{host}} --port {{port}} "
     "--backend io_uring --log-level warning --max-connections 250000 --backlog 4096 "
     "--ws-ping-interval 0 --graceful-timeout 2"
 )
 
-# One worker each; no pings (idle connections must stay idle; uvicorn's 0 would mean "ping
-# continuously", so its interval is a day); no access log. Compression is
-# off unless the row says so (the clients never offer it outside the deflate variants).
+# One worker each (the servers' default, Granian's too); no pings (idle connections must stay
+# idle; uvicorn's 0 would mean "ping continuously", so its interval is a day); no access log.
+# With --workers (websocket_idle.py), uvicorn's supervisor kills a worker that does not answer
+# its health check within --timeout-worker-healthcheck (5 s): all workers share CPU 0 and are
+# busy with handshakes, so it gets an hour.
+# Compression is off unless the row says so (the clients never offer it outside the deflate
+# variants).
 SERVERS: dict[str, Server] = {
     "theframework": Server(
         "theframework",
         "theframework, Framework API, --ws-compression none",
-        f"{_OURS} --ws-compression none",
+        f"{_OURS} --ws-compression none ws_tf_app:app",
         needs=(OURS_PYTHON,),
     ),
     "theframework-deflate": Server(
         "theframework-deflate",
         "theframework, Framework API, --ws-compression deflate (the default)",
-        f"{_OURS} --ws-compression deflate",
+        f"{_OURS} --ws-compression deflate ws_tf_app:app",
         needs=(OURS_PYTHON,),
     ),
     "theframework-deflate-no-context": Server(
         "theframework-deflate-no-context",
         "theframework, Framework API, --ws-compression deflate-no-context",
-        f"{_OURS} --ws-compression deflate-no-context",
+        f"{_OURS} --ws-compression deflate-no-context ws_tf_app:app",
         needs=(OURS_PYTHON,),
     ),
     "uvicorn": Server(
@@ -68,15 +74,23 @@ SERVERS: dict[str, Server] = {
         "uvicorn --ws websockets, ASGI",
         f"{PEERS / 'uvicorn'} --host {{host}} --port {{port}} --ws websockets "
         "--ws-per-message-deflate false --ws-ping-interval 86400 --log-level warning "
-        "--no-access-log --backlog 4096 --timeout-graceful-shutdown 2 ws_asgi_app:app",
+        "--no-access-log --backlog 4096 --timeout-graceful-shutdown 2 "
+        "--timeout-worker-healthcheck 3600 ws_asgi_app:app",
         module="uvicorn",
     ),
     # Granian serves at most --backpressure connections at once (default 1,024 per worker).
     "granian": Server(
         "granian",
         "Granian, ASGI interface, 1 worker",
-        f"{PEERS / 'granian'} --interface asgi --workers 1 --host {{host}} --port {{port}} "
+        f"{PEERS / 'granian'} --interface asgi --host {{host}} --port {{port}} "
         "--log-level warning --backpressure 250000 ws_asgi_app:app",
+        module="granian",
+    ),
+    "granian-rsgi": Server(
+        "granian-rsgi",
+        "Granian, RSGI interface, 1 worker",
+        f"{PEERS / 'granian'} --interface rsgi --host {{host}} --port {{port}} "
+        "--log-level warning --backpressure 250000 ws_rsgi_app:app",
         module="granian",
     ),
 }
@@ -136,7 +150,7 @@ def run_client(port: int, mode: str, connections: int, seconds: float, warmup: f
     return json.loads(done.stdout)
 
 
-SERVER_NAMES = ("theframework", "uvicorn", "granian")
+SERVER_NAMES = ("theframework", "uvicorn", "granian", "granian-rsgi")
 
 
 def client_arguments(description: str, clients: int) -> argparse.Namespace:

@@ -79,3 +79,22 @@ def test_websocket_idle_quick(tmp_path: Path) -> None:
         cells = row_cells(table, row)
         assert cells[1] == "300"
         assert cells[2] == "300"  # every connection still echoes after the measurement
+        assert cells[3] == "1"  # one worker: 300 connections fit under the file limit
+        assert cells[4] == "300"
+
+
+def test_websocket_idle_spread_over_workers_and_client_processes(tmp_path: Path) -> None:
+    """The path that reaches 100,000: the server's connections spread over its workers (read
+    from /proc per worker), the client's over processes, each probing its own share."""
+    table = run_script(
+        "websocket_idle.py", "--connections", "400", "--rows", "theframework",
+        "--workers", "2", "--client-processes", "2", tmp_path=tmp_path,
+    )  # fmt: skip
+    assert "the client's over 2 processes" in table
+    cells = row_cells(table, "theframework")
+    assert cells[1] == "400"
+    assert cells[2] == "400"  # both client processes' connections echo
+    assert cells[3] == "2"
+    per_worker = [number(count) for count in cells[4].split(" / ")]
+    assert len(per_worker) == 2  # both workers took connections
+    assert sum(per_worker) == 400

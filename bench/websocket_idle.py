@@ -13,8 +13,9 @@ zlib streams exist: context takeover, the server's 4 KiB windows), ``theframewor
 (the same with client_no_context_takeover and server_no_context_takeover, so no zlib state
 survives a message), ``theframework-deflate-no-context`` (the client's offer of
 ``theframework-deflate`` answered by ``--ws-compression deflate-no-context``: no context
-takeover either way), ``uvicorn`` (its ``websockets`` implementation) and ``granian`` (ASGI
-interface), both without compression, serving apps/ws_asgi_app.py's echo from bench/.venv-peers
+takeover either way), ``theframework-listen-deflate-no-context`` (that server and offer, its
+WebSockets on ``/echo-listen``), ``uvicorn`` (its ``websockets`` implementation) and
+``granian`` (ASGI interface), both without compression, serving apps/ws_asgi_app.py's echo from bench/.venv-peers
 (bench/setup.sh). The default rows measure at counts that fit in a few GiB: uvicorn (~27 KiB
 each) at 100,000, Granian (~148 KiB each) and theframework-deflate (~60 KiB) at 20,000.
 
@@ -35,7 +36,8 @@ process).
 
     .venv/bin/python bench/websocket_idle.py [--connections 100000]
         [--rows theframework,theframework-listen,theframework-deflate:20000,
-                theframework-deflate-nct,theframework-deflate-no-context,uvicorn,granian:20000]
+                theframework-deflate-nct,theframework-deflate-no-context,
+                theframework-listen-deflate-no-context,uvicorn,granian:20000]
         [--workers N] [--client-processes N] [--output bench/results/websocket_idle.md]
 
 Prints a Markdown table.
@@ -80,12 +82,20 @@ ROWS = {
     "uvicorn": ("uvicorn", ""),
     "granian": ("granian", ""),
     "theframework-listen": ("theframework", ""),
+    "theframework-listen-deflate-no-context": (
+        "theframework-deflate-no-context",
+        "permessage-deflate; client_max_window_bits",
+    ),
 }
 # Rows whose WebSockets open another route than /echo.
-PATHS = {"theframework-listen": "/echo-listen"}
+PATHS = {
+    "theframework-listen": "/echo-listen",
+    "theframework-listen-deflate-no-context": "/echo-listen",
+}
 DEFAULT_ROWS = (
     "theframework,theframework-listen,theframework-deflate:20000,theframework-deflate-nct,"
-    "theframework-deflate-no-context,uvicorn,granian:20000"
+    "theframework-deflate-no-context,theframework-listen-deflate-no-context,uvicorn,"
+    "granian:20000"
 )
 PER_SOURCE_ADDRESS = 10_000
 FILE_MARGIN = 256  # files a server or client process opens beside its connections

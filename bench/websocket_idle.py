@@ -15,9 +15,10 @@ survives a message), ``theframework-deflate-no-context`` (the client's offer of
 ``theframework-deflate`` answered by ``--ws-compression deflate-no-context``: no context
 takeover either way), ``theframework-listen-deflate-no-context`` (that server and offer, its
 WebSockets on ``/echo-listen``), ``uvicorn`` (its ``websockets`` implementation) and
-``granian`` (ASGI interface), both without compression, serving apps/ws_asgi_app.py's echo from bench/.venv-peers
-(bench/setup.sh). The default rows measure at counts that fit in a few GiB: uvicorn (~27 KiB
-each) at 100,000, Granian (~148 KiB each) and theframework-deflate (~60 KiB) at 20,000.
+``granian`` (ASGI interface), both without compression, serving apps/ws_asgi_app.py's echo
+from bench/.venv-peers (bench/setup.sh). The default rows measure at counts that fit in a few
+GiB: uvicorn (~27 KiB each) at 100,000, Granian (~148 KiB each) and theframework-deflate (~60 KiB)
+at 20,000.
 
 One process may open only so many files (``ulimit -n``; 20,000 here, and the hard limit cannot
 be raised without CAP_SYS_RESOURCE), so both sides are spread over processes: the server runs

@@ -5,10 +5,8 @@ closed with its code, none disturbing a connection open beside it) and handshake
 from __future__ import annotations
 
 import contextlib
-import select
 import signal
 import socket
-import struct
 import time
 import zlib
 from collections.abc import Iterator
@@ -19,7 +17,14 @@ import wsproto
 import wsproto.events
 from prefork_apps.harness import ServerProcess, http_get
 from test_ops_supervisor import _metrics_url, _value, _wait_metric
-from websocket_helpers import RawClient, frame, handshake_request, read_until_eof, serve
+from websocket_helpers import (
+    RawClient,
+    assert_full_queue_stops_reading_and_loses_nothing,
+    frame,
+    handshake_request,
+    read_until_eof,
+    serve,
+)
 from websockets.sync.client import connect
 
 pytestmark = pytest.mark.timeout(120)
@@ -430,43 +435,11 @@ def test_origin_check_refuses_with_403_before_the_upgrade(
         assert refused.value.response.status_code == 403
 
 
-def _masked_binary(payload: bytes) -> bytes:
-    """A client binary frame with a zero mask key (valid, and the payload stays as it is)."""
-    return struct.pack("!BBH", 0x82, 0x80 | 126, len(payload)) + b"\0\0\0\0" + payload
-
-
 def test_full_message_queue_stops_reading_and_loses_nothing(backend: str) -> None:
-    count, size = (
-        4096,
-        16384,
-    )  # 64 MiB (16-bit frame lengths): more than the kernel's buffers can hold (tcp_rmem max)
+    # The handler takes nothing while it holds.
     process, port = serve("--ws-max-queue", "4", "--backend", backend)
     with process:
-        client = RawClient(port, "/hold")
-        try:
-            client.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
-            client.send(frame(0x81, str(count).encode()))
-            assert client.read_frame() == (0x81, b"holding")
-            frames = [_masked_binary(struct.pack("!I", i) + bytes(size - 4)) for i in range(count)]
-            data = memoryview(b"".join(frames))
-            # The handler takes nothing: once the queue is full the server stops reading, the
-            # kernel's buffers fill, and the socket stays unwritable.
-            client.socket.setblocking(False)
-            sent = 0
-            while sent < len(data):
-                try:
-                    sent += client.socket.send(data[sent : sent + 65536])
-                except BlockingIOError:
-                    _, writable, _ = select.select([], [client.socket], [], 2.0)
-                    if not writable:
-                        break
-            assert sent < len(data), "the server read everything: no backpressure"
-            client.socket.setblocking(True)
-            assert http_get(port, "/release")[0] == 200
-            client.socket.sendall(data[sent:])
-            assert client.read_frame() == (0x81, f"received {count} in order".encode())
-        finally:
-            client.close()
+        assert_full_queue_stops_reading_and_loses_nothing(port)
 
 
 def test_sigterm_sends_1001_after_the_grace_and_cuts_a_silent_client_at_the_bound(

@@ -8,9 +8,7 @@ WebSockets. Every test runs on both backends (tests/websocket_apps/listen.py is 
 from __future__ import annotations
 
 import contextlib
-import select
 import signal
-import socket
 import struct
 import time
 import zlib
@@ -20,7 +18,12 @@ import pytest
 import websockets
 from prefork_apps.harness import ServerProcess, http_get
 from test_ops_supervisor import _metrics_url, _value, _wait_metric
-from websocket_helpers import RawClient, frame, serve
+from websocket_helpers import (
+    RawClient,
+    assert_full_queue_stops_reading_and_loses_nothing,
+    frame,
+    serve,
+)
 from websockets.sync.client import ClientConnection, connect
 
 pytestmark = pytest.mark.timeout(120)
@@ -406,39 +409,10 @@ def test_idle_listening_websockets_hold_no_greenlet(port: int) -> None:
     assert with_blocking - with_listening >= count, (with_listening, with_blocking)
 
 
-def _masked_binary(payload: bytes) -> bytes:
-    """A client binary frame with a zero mask key (valid, and the payload stays as it is)."""
-    return struct.pack("!BBH", 0x82, 0x80 | 126, len(payload)) + b"\0\0\0\0" + payload
-
-
 def test_a_busy_callback_stops_reading_at_the_queue_limit_and_loses_nothing(
     listen_backend: str,
 ) -> None:
-    count, size = 4096, 16384  # 64 MiB: more than the kernel's buffers hold (tcp_rmem max)
+    # The callback blocks while it holds.
     process, port = serve("--ws-max-queue", "4", "--backend", listen_backend, app=APP)
     with process:
-        client = RawClient(port, "/hold")
-        try:
-            client.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
-            client.send(frame(0x81, str(count).encode()))
-            assert client.read_frame() == (0x81, b"holding")
-            frames = [_masked_binary(struct.pack("!I", i) + bytes(size - 4)) for i in range(count)]
-            data = memoryview(b"".join(frames))
-            # The callback blocks: once the queue is full the server stops reading, the kernel's
-            # buffers fill, and the socket stays unwritable.
-            client.socket.setblocking(False)
-            sent = 0
-            while sent < len(data):
-                try:
-                    sent += client.socket.send(data[sent : sent + 65536])
-                except BlockingIOError:
-                    _, writable, _ = select.select([], [client.socket], [], 2.0)
-                    if not writable:
-                        break
-            assert sent < len(data), "the server read everything: no backpressure"
-            client.socket.setblocking(True)
-            assert http_get(port, "/release")[0] == 200
-            client.socket.sendall(data[sent:])
-            assert client.read_frame() == (0x81, f"received {count} in order".encode())
-        finally:
-            client.close()
+        assert_full_queue_stops_reading_and_loses_nothing(port)

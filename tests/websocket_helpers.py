@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import base64
 import os
+import select
 import socket
 import struct
 from collections.abc import Sequence
 
-from prefork_apps.harness import ServerProcess
+from prefork_apps.harness import ServerProcess, http_get
 
 
 def serve(
@@ -123,3 +124,41 @@ class RawClient:
 
     def close(self) -> None:
         self.socket.close()
+
+
+def masked_binary(payload: bytes) -> bytes:
+    """A client binary frame with a zero mask key (valid, and the payload stays as it is)."""
+    return struct.pack("!BBH", 0x82, 0x80 | 126, len(payload)) + b"\0\0\0\0" + payload
+
+
+def assert_full_queue_stops_reading_and_loses_nothing(port: int) -> None:
+    """Against a server started with ``--ws-max-queue 4`` whose ``/hold`` route holds the
+    messages it is sent until ``/release`` is requested, then answers how many arrived in order:
+    64 MiB (4,096 frames of 16 KiB, more than the kernel's buffers hold) must stop being read
+    before the release, and all of it must arrive, in order, after."""
+    count, size = 4096, 16384
+    client = RawClient(port, "/hold")
+    try:
+        client.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        client.send(frame(0x81, str(count).encode()))
+        assert client.read_frame() == (0x81, b"holding")
+        frames = [masked_binary(struct.pack("!I", i) + bytes(size - 4)) for i in range(count)]
+        data = memoryview(b"".join(frames))
+        # Once the queue is full the server stops reading, the kernel's buffers fill, and the
+        # socket stays unwritable.
+        client.socket.setblocking(False)
+        sent = 0
+        while sent < len(data):
+            try:
+                sent += client.socket.send(data[sent : sent + 65536])
+            except BlockingIOError:
+                _, writable, _ = select.select([], [client.socket], [], 2.0)
+                if not writable:
+                    break
+        assert sent < len(data), "the server read everything: no backpressure"
+        client.socket.setblocking(True)
+        assert http_get(port, "/release")[0] == 200
+        client.socket.sendall(data[sent:])
+        assert client.read_frame() == (0x81, f"received {count} in order".encode())
+    finally:
+        client.close()

@@ -262,10 +262,10 @@ def test_sigterm_closes_websockets_with_1001_and_exits() -> None:
         assert process.wait() == 0
 
 
-def test_prometheus_metrics_count_websockets() -> None:
-    with ServerProcess(
-        "websocket_apps.echo:app", "--workers", "2", "--port", "0", "--metrics-port", "0"
-    ) as process:
+@pytest.mark.parametrize("app", ["websocket_apps.echo:app", "websocket_apps.listen:app"])
+def test_prometheus_metrics_count_websockets(app: str) -> None:
+    # Both ways of serving a WebSocket: a handler waiting in receive(), and WebSocket.listen.
+    with ServerProcess(app, "--workers", "2", "--port", "0", "--metrics-port", "0") as process:
         port = process.port()
         url = _metrics_url(process)
         with connect(f"ws://127.0.0.1:{port}/echo") as open_one:

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 import pytest
 import websockets
 from prefork_apps.harness import ServerProcess, http_get
-from test_ops_supervisor import _metrics_url, _value, _wait_metric
 from websocket_helpers import (
     RawClient,
     assert_full_queue_stops_reading_and_loses_nothing,
@@ -355,28 +354,6 @@ def test_sigterm_sends_1001_to_listening_websockets_and_exits(listen_backend: st
             r"stopped serving .*; 2 WebSockets, 2 open at the drain and sent close 1001; "
             r"closes by code \{1001: 2\}"
         )
-
-
-def test_prometheus_metrics_count_listening_websockets() -> None:
-    with ServerProcess(APP, "--workers", "2", "--port", "0", "--metrics-port", "0") as process:
-        port = process.port()
-        url = _metrics_url(process)
-        with connect(f"ws://127.0.0.1:{port}/echo") as open_one:
-            for text in ("a", "b", "c"):
-                open_one.send(text)
-                assert open_one.recv() == text
-            samples = _wait_metric(url, "theframework_websockets_open", 1)
-            assert _value(samples, "theframework_websocket_messages_total", direction="in") >= 3
-            assert _value(samples, "theframework_websocket_messages_total", direction="out") >= 3
-            with connect(f"ws://127.0.0.1:{port}/echo") as closing:
-                closing.close(4002)
-            client = RawClient(port)
-            client.send(frame(0x81, b"x", masked=False))
-            assert client.read_close()[0] == 1002
-            client.close()
-            samples = _wait_metric(url, "theframework_websocket_closes_total", 1, code="1002")
-            assert _value(samples, "theframework_websocket_closes_total", code="4002") == 1
-            assert _value(samples, "theframework_websockets_open") == 1
 
 
 def _greenlets(port: int) -> int:

@@ -19,6 +19,7 @@ from prefork_apps.harness import ServerProcess, http_get
 from test_ops_supervisor import _metrics_url, _value, _wait_metric
 from websocket_helpers import (
     RawClient,
+    assert_echoes_text_binary_and_fragments,
     assert_full_queue_stops_reading_and_loses_nothing,
     frame,
     handshake_request,
@@ -44,17 +45,7 @@ def port(server: tuple[ServerProcess, int]) -> int:
 
 def test_websockets_client_echoes_text_binary_and_fragments(port: int) -> None:
     with connect(f"ws://127.0.0.1:{port}/echo", compression=None) as ws:
-        ws.send("héllo")
-        assert ws.recv() == "héllo"
-        ws.send(b"\x00\x01\xff")
-        assert ws.recv() == b"\x00\x01\xff"
-        ws.send(["frag", "mént", "ed"])
-        assert ws.recv() == "fragménted"
-        ws.send([b"ab", b"cd"])
-        assert ws.recv() == b"abcd"
-        big = bytes(range(256)) * 200  # 51,200 bytes: a 16-bit length, several reads
-        ws.send(big)
-        assert ws.recv() == big
+        assert_echoes_text_binary_and_fragments(ws)
         assert ws.ping(b"are you there").wait(10)
 
 

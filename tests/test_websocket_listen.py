@@ -19,6 +19,7 @@ import websockets
 from prefork_apps.harness import ServerProcess, http_get
 from websocket_helpers import (
     RawClient,
+    assert_echoes_text_binary_and_fragments,
     assert_full_queue_stops_reading_and_loses_nothing,
     frame,
     serve,
@@ -64,17 +65,7 @@ def _close_code(ws: ClientConnection) -> tuple[int, str]:
 
 def test_listen_echoes_text_binary_and_fragments_in_order(port: int) -> None:
     with connect(f"ws://127.0.0.1:{port}/echo", compression=None) as ws:
-        ws.send("héllo")
-        assert ws.recv() == "héllo"
-        ws.send(b"\x00\x01\xff")
-        assert ws.recv() == b"\x00\x01\xff"
-        ws.send(["frag", "mént", "ed"])
-        assert ws.recv() == "fragménted"
-        ws.send([b"ab", b"cd"])
-        assert ws.recv() == b"abcd"
-        big = bytes(range(256)) * 200  # several reads, a 16-bit length
-        ws.send(big)
-        assert ws.recv() == big
+        assert_echoes_text_binary_and_fragments(ws)
         # Many messages sent before any answer is read: one dispatch after the other, in order.
         for index in range(200):
             ws.send(f"message {index}" if index % 2 else f"message {index}".encode())

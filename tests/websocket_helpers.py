@@ -11,6 +11,7 @@ import struct
 from collections.abc import Sequence
 
 from prefork_apps.harness import ServerProcess, http_get
+from websockets.sync.client import ClientConnection
 
 
 def serve(
@@ -162,3 +163,19 @@ def assert_full_queue_stops_reading_and_loses_nothing(port: int) -> None:
         assert client.read_frame() == (0x81, f"received {count} in order".encode())
     finally:
         client.close()
+
+
+def assert_echoes_text_binary_and_fragments(ws: ClientConnection) -> None:
+    """Over an echo WebSocket (websockets' sync client): text, binary, fragmented text and
+    binary, and a message of several reads with a 16-bit length come back as sent."""
+    ws.send("héllo")
+    assert ws.recv() == "héllo"
+    ws.send(b"\x00\x01\xff")
+    assert ws.recv() == b"\x00\x01\xff"
+    ws.send(["frag", "mént", "ed"])
+    assert ws.recv() == "fragménted"
+    ws.send([b"ab", b"cd"])
+    assert ws.recv() == b"abcd"
+    big = bytes(range(256)) * 200  # 51,200 bytes: a 16-bit length, several reads
+    ws.send(big)
+    assert ws.recv() == big

@@ -19,6 +19,7 @@ from prefork_apps.harness import ServerProcess, http_get
 from test_ops_supervisor import _metrics_url, _value, _wait_metric
 from websocket_helpers import (
     RawClient,
+    assert_compressed_echo,
     assert_echoes_text_binary_and_fragments,
     assert_full_queue_stops_reading_and_loses_nothing,
     frame,
@@ -301,14 +302,7 @@ def test_compressed_echo_is_compressed_on_the_wire(port: int) -> None:
             "sec-websocket-extensions: permessage-deflate; client_no_context_takeover; "
             "server_max_window_bits=12; client_max_window_bits=12"
         ) in client.head.lower()
-        compressor = zlib.compressobj(wbits=-12)
-        text = b"hello compressed world " * 100
-        payload = compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH)
-        client.send(frame(0xC1, payload[:-4]))
-        first, echoed = client.read_frame()
-        assert first == 0xC1  # FIN, RSV1 (compressed), text
-        assert len(echoed) < len(text) // 4
-        assert zlib.decompressobj(wbits=-12).decompress(echoed + b"\x00\x00\xff\xff") == text
+        assert_compressed_echo(client)
     finally:
         client.close()
 

@@ -11,7 +11,6 @@ import contextlib
 import signal
 import struct
 import time
-import zlib
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +18,7 @@ import websockets
 from prefork_apps.harness import ServerProcess, http_get
 from websocket_helpers import (
     RawClient,
+    assert_compressed_echo,
     assert_echoes_text_binary_and_fragments,
     assert_full_queue_stops_reading_and_loses_nothing,
     frame,
@@ -93,14 +93,7 @@ def test_compressed_echo_of_a_listening_websocket_is_compressed_on_the_wire(port
     client = RawClient(port, Sec_WebSocket_Extensions="permessage-deflate; client_max_window_bits")
     try:
         assert "permessage-deflate" in client.head
-        compressor = zlib.compressobj(wbits=-12)
-        text = b"hello compressed world " * 100
-        payload = compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH)
-        client.send(frame(0xC1, payload[:-4]))
-        first, echoed = client.read_frame()
-        assert first == 0xC1  # FIN, RSV1 (compressed), text
-        assert len(echoed) < len(text) // 4
-        assert zlib.decompressobj(wbits=-12).decompress(echoed + b"\x00\x00\xff\xff") == text
+        assert_compressed_echo(client)
     finally:
         client.close()
 

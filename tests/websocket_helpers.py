@@ -8,6 +8,7 @@ import os
 import select
 import socket
 import struct
+import zlib
 from collections.abc import Sequence
 
 from prefork_apps.harness import ServerProcess, http_get
@@ -179,3 +180,16 @@ def assert_echoes_text_binary_and_fragments(ws: ClientConnection) -> None:
     big = bytes(range(256)) * 200  # 51,200 bytes: a 16-bit length, several reads
     ws.send(big)
     assert ws.recv() == big
+
+
+def assert_compressed_echo(client: RawClient) -> None:
+    """Over an echo WebSocket that negotiated permessage-deflate with 4 KiB windows: a compressed
+    text message comes back compressed (RSV1, a quarter of its size or less) and inflates to it."""
+    compressor = zlib.compressobj(wbits=-12)
+    text = b"hello compressed world " * 100
+    payload = compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    client.send(frame(0xC1, payload[:-4]))
+    first, echoed = client.read_frame()
+    assert first == 0xC1  # FIN, RSV1 (compressed), text
+    assert len(echoed) < len(text) // 4
+    assert zlib.decompressobj(wbits=-12).decompress(echoed + b"\x00\x00\xff\xff") == text
